@@ -1,0 +1,46 @@
+# The two README commands, `make demo` and `make test`, set everything up themselves:
+# a virtual env in .venv with the pinned packages (requirements.lock) and Fashion-MNIST in data/.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= data
+FMNIST := $(DATA_ROOT)/FashionMNIST/raw/t10k-labels-idx1-ubyte
+DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export AMC_DATA_ROOT := $(abspath $(DATA_ROOT))
+export WANDB_MODE ?= offline
+export WANDB_SILENT := true
+
+.PHONY: setup data test lint demo clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+data: $(FMNIST)
+
+$(FMNIST): | $(STAMP)
+	@if [ ! -f $(DEBIAN_FMNIST) ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist) \
+	    || echo "warning: apt could not install dataset-fashion-mnist; trying a download"; \
+	fi
+	$(BIN)/python -m scripts.prepare_data --data-root $(DATA_ROOT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) $(FMNIST)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+demo: $(STAMP) $(FMNIST)
+	$(BIN)/amc-train --model cnn --dataset fashion-mnist --epochs 2 --out runs/demo/base.pt
+
+clean:
+	rm -rf runs wandb .pytest_cache .ruff_cache

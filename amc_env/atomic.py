@@ -1,0 +1,51 @@
+"""Crash-safe file writes: write a temp file beside the target, fsync, then rename over it.
+
+A reader never sees a half-written checkpoint, policy or report; a crash leaves either the old
+file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``."""
+    _atomic(path, lambda f: f.write(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with UTF-8 ``text``."""
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def torch_save(path: Path, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj`` to ``path``."""
+    _atomic(path, lambda f: torch.save(obj, f))

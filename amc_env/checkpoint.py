@@ -1,0 +1,96 @@
+"""The checkpoint file (``.pt``): plain types only, loadable with ``torch.load(weights_only=True)``.
+
+Layout (``"format": "amc-checkpoint/1"``)::
+
+    recipe      {"name", "kwargs"}: rebuilds the original architecture (amc_env.models)
+    state_dict  tensors of the (possibly pruned) model
+    pruning     None, or {unit root module name: [kept channel indices]} relative to the recipe's
+                original architecture, replayed by amc_env.surgery before loading state_dict
+    dataset     name of the dataset the model was trained on
+    metrics     numbers (accuracies as fractions, MACs, params, latency dicts)
+    train_state optimizer/scheduler/epoch for ``amc-train --resume`` (omitted when finished)
+    versions    library versions that wrote it
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_pruning
+import torchvision
+from torch import nn
+
+from amc_env import atomic
+from amc_env.errors import UserError
+from amc_env.models import build_model
+
+FORMAT = "amc-checkpoint/1"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose behaviour a checkpoint depends on."""
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__),
+            "torch_pruning": str(torch_pruning.__version__)}
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    recipe: dict[str, Any],
+    dataset: str,
+    metrics: dict[str, Any] | None = None,
+    pruning: dict[str, list[int]] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    """Atomically write a checkpoint for ``model`` (see the module docstring for the layout)."""
+    obj: dict[str, Any] = {
+        "format": FORMAT,
+        "recipe": recipe,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "pruning": pruning,
+        "dataset": dataset,
+        "metrics": metrics or {},
+        "versions": library_versions(),
+    }
+    if train_state is not None:
+        obj["train_state"] = train_state
+    atomic.torch_save(path, obj)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and validate a checkpoint; :class:`UserError` names what is wrong with a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a checkpoint ({type(exc).__name__}); "
+            "re-create it with amc-train"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise UserError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}")
+    for key, typ in (("recipe", dict), ("state_dict", dict), ("dataset", str)):
+        if not isinstance(obj.get(key), typ):
+            raise UserError(f"checkpoint {path} is missing its {key!r} entry")
+    return obj
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model a checkpoint holds: original architecture, pruning replayed, weights."""
+    model = build_model(ckpt["recipe"])
+    if ckpt.get("pruning"):
+        from amc_env.surgery import apply_pruning_record
+
+        apply_pruning_record(model, ckpt["recipe"], ckpt["pruning"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint weights do not fit its recipe: {str(exc)[:200]}") from None
+    return model

@@ -1,0 +1,196 @@
+"""Models by name: the CIFAR-style zoo, every torchvision classifier, or a user's callable.
+
+A model is described by a *recipe*, ``{"name": ..., "kwargs": {...}}``, made only of plain types,
+so checkpoints and policies can rebuild the architecture without pickling modules. Names:
+
+- zoo (``ZOO``): ``cnn``, ``resnet20/32/56/110``, ``plain20``, ``vgg16`` (CIFAR), ``mobilenetv2``
+  (small inputs);
+- any torchvision classification model by its name (``resnet18``, ...), or ``torchvision:NAME``
+  where a zoo name shadows it (``torchvision:vgg16``);
+- ``package.module:callable`` returning an ``nn.Module``.
+
+Input channels and class count follow the dataset: the first conv and the last linear layer are
+replaced when they do not match (so ImageNet weights load before the head is swapped).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from amc_env.errors import UserError
+from amc_env.models.cifar_resnet import CifarResNet
+from amc_env.models.small_cnn import SmallCNN
+from amc_env.models.vgg import CifarVGG
+from amc_env.registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+ZOO: Registry[ModelFactory] = Registry("model")
+
+ZOO.register("cnn")(SmallCNN)
+for _depth in (20, 32, 56, 110):
+    ZOO.register(f"resnet{_depth}")(
+        lambda num_classes=10, in_channels=3, _d=_depth, **kw: CifarResNet(
+            _d, num_classes, in_channels, **kw
+        )
+    )
+ZOO.register("plain20")(
+    lambda num_classes=10, in_channels=3, **kw: CifarResNet(
+        20, num_classes, in_channels, residual=False, **kw
+    )
+)
+ZOO.register("vgg16")(CifarVGG)
+
+# MobileNetV2 for 28-32 px inputs: the usual CIFAR adaptation keeps the stem and the second stage
+# at stride 1, so a 32x32 image leaves the last stage at 4x4 instead of 1x1.
+_MBV2_SMALL = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2],
+               [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+
+
+@ZOO.register("mobilenetv2")
+def mobilenetv2(num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0) -> nn.Module:
+    """MobileNetV2 (Sandler et al., CVPR 2018) from torchvision, with a stride-1 stem for small
+    images (the common CIFAR variant)."""
+    model = torchvision.models.MobileNetV2(
+        num_classes=num_classes, width_mult=width_mult, inverted_residual_setting=_MBV2_SMALL
+    )
+    stem = model.features[0][0]
+    model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 1, 1, bias=False)
+    return model
+
+
+def torchvision_names() -> list[str]:
+    """Every torchvision classification model name."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def model_names() -> list[str]:
+    """Zoo names followed by torchvision names (for error messages and sweeps)."""
+    return ZOO.names() + torchvision_names()
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+
+
+def adapt_io(model: nn.Module, in_channels: int, num_classes: int) -> nn.Module:
+    """Make ``model`` take ``in_channels`` inputs and give ``num_classes`` outputs.
+
+    Replaces the first ``Conv2d`` (new input channels initialised from the mean of the old filters,
+    so pretrained stems keep their response to intensity) and the last ``Linear`` when their sizes
+    differ; returns the same module.
+    """
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if convs and convs[0][1].in_channels != in_channels:
+        name, old = convs[0]
+        if old.groups != 1:
+            raise UserError(f"cannot change the input channels of grouped stem conv {name!r}")
+        new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                        old.dilation, 1, old.bias is not None, old.padding_mode)
+        with torch.no_grad():
+            new.weight.copy_(old.weight.mean(1, keepdim=True).expand_as(new.weight))
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+        _set_module(model, name, new)
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1][1].out_features != num_classes:
+        name, old = linears[-1]
+        _set_module(model, name, nn.Linear(old.in_features, num_classes, old.bias is not None))
+    return model
+
+
+def _import_callable(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot import model {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise UserError(f"model {spec!r} is not callable")
+    return fn
+
+
+def _call_with_accepted(fn: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return fn(**{k: v for k, v in kwargs.items() if takes_any or k in params})
+
+
+def build_model(recipe: dict[str, Any]) -> nn.Module:
+    """Build the architecture a recipe describes (random initial weights).
+
+    ``recipe["kwargs"]`` must hold ``num_classes`` and ``in_channels``; other keys go to the
+    factory. Raises :class:`UserError` for unknown names, listing the valid ones.
+    """
+    name = recipe["name"]
+    kwargs = dict(recipe.get("kwargs", {}))
+    num_classes = int(kwargs.pop("num_classes"))
+    in_channels = int(kwargs.pop("in_channels"))
+    if name in ZOO:
+        return ZOO.get(name)(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    tv_name = name.removeprefix("torchvision:")
+    if tv_name in torchvision_names():
+        model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes,
+                                             **kwargs)
+        return adapt_io(model, in_channels, num_classes)
+    if ":" in name and not name.startswith("torchvision:"):
+        model = _call_with_accepted(_import_callable(name), num_classes=num_classes,
+                                    in_channels=in_channels, **kwargs)
+        if not isinstance(model, nn.Module):
+            raise UserError(f"model {name!r} returned {type(model).__name__}, not an nn.Module")
+        return adapt_io(model, in_channels, num_classes)
+    raise UserError(
+        f"unknown model {name!r}; valid names: {', '.join(ZOO.names())}, any torchvision "
+        "classification model (e.g. resnet18, torchvision:vgg16), or package.module:callable"
+    )
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a torchvision-format ``state_dict`` file (or a checkpoint holding ``state_dict``)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"weights file {path} does not exist") from None
+    except Exception as exc:
+        raise UserError(f"weights file {path} is not a readable state_dict ({exc})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"weights file {path} does not hold a state_dict of tensors")
+    return obj
+
+
+def build_pretrained(
+    name: str, weights: Path, in_channels: int, num_classes: int
+) -> nn.Module:
+    """A model whose weights come from a user's state_dict file in the architecture's own format.
+
+    The architecture is built with the class count and input channels the file implies, the
+    weights are loaded strictly, and only then is the head/stem adapted to the dataset.
+    """
+    state = load_state_dict_file(weights)
+    linears = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
+    file_classes = linears[-1].shape[0] if linears else num_classes
+    file_in = convs[0].shape[1] if convs else in_channels
+    model = build_model({"name": name, "kwargs": {"num_classes": file_classes,
+                                                  "in_channels": file_in}})
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise UserError(
+            f"weights file {weights} does not fit model {name!r}: {first[0].strip()}"
+        ) from None
+    return adapt_io(model, in_channels, num_classes)

@@ -1,0 +1,41 @@
+"""Shared by the benchmarks: machine facts and writing ``bench/results/NAME.json``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc_env import atomic
+from amc_env.checkpoint import library_versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Where a figure was measured: CPU model, cores, torch threads, GPU if any."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(), **library_versions()}
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` with the command line, date and machine."""
+    path = RESULTS / f"{name}.json"
+    atomic.write_json(path, {"benchmark": name, "command": " ".join(sys.argv),
+                             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                             "machine": machine(), **data})
+    return path

@@ -1,0 +1,165 @@
+"""What every command shares: argument parsing with ``--config FILE.yaml``, seeding, device
+checks, model sources, and turning user errors into one line on stderr with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+import yaml
+
+from amc_env.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def make_parser(prog: str, description: str) -> Parser:
+    """A parser with the common flags: ``--config``, ``--seed``, ``--device``, ``--threads``."""
+    p = Parser(prog=prog, description=description)
+    p.add_argument("--config", type=Path, help="YAML file of flag values; flags given override it")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice)")
+    return p
+
+
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint FILE`` or ``--model NAME [--weights FILE]``, plus the dataset flags."""
+    p.add_argument("--checkpoint", type=Path, help="checkpoint written by amc-train")
+    p.add_argument("--model", help="model name (resnet20, mobilenetv2, resnet18, ...) or "
+                                   "package.module:callable")
+    p.add_argument("--weights", type=Path, help="torchvision-format state_dict for --model")
+    add_dataset_args(p)
+
+
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-root``, ``--val-size``."""
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, cifar10, cifar100, imagefolder:PATH, synthetic")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="dataset folder (default $AMC_DATA_ROOT or ./data)")
+    p.add_argument("--val-size", type=int, default=None,
+                   help="training images held out for validation (dataset default)")
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; values from ``--config`` become defaults that explicit flags override."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    if known.config is not None:
+        parser.set_defaults(**read_config(known.config, parser))
+    return parser.parse_args(argv)
+
+
+def read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Flag values from a YAML mapping (keys spelled as flags, dashes or underscores)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid YAML ({type(exc).__name__})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must be a mapping of flag names to values")
+    dests = {a.dest for a in parser._actions}
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in dests or dest == "config":
+            raise UserError(f"config file {path}: unknown key {key!r}")
+        action = next(a for a in parser._actions if a.dest == dest)
+        out[dest] = action.type(value) if action.type and value is not None else value
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_device(device: str) -> str:
+    """Validate ``--device``; a CUDA device on a machine without one is a user error."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available; "
+                        "use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}; use cpu or cuda")
+    return device
+
+
+def apply_runtime(args: argparse.Namespace) -> None:
+    """Seed, thread count and device check from the common flags."""
+    check_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+
+
+def run(prog: str, main: Callable[[], int | None]) -> NoReturn:
+    """Run a command's ``main``; a :class:`UserError` becomes one stderr line and exit 2."""
+    try:
+        code = main()
+    except UserError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def resolve_model(
+    args: argparse.Namespace, in_channels: int, num_classes: int
+) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any] | None]:
+    """The model named by ``--checkpoint`` or ``--model [--weights]``.
+
+    Returns (model, recipe, checkpoint-or-None). A checkpoint's dataset shape must match the
+    dataset's; a ``--model`` is built for the dataset's input channels and classes.
+    """
+    from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+    from amc_env.models import build_model, build_pretrained
+
+    if args.checkpoint is not None and args.model is not None:
+        raise UserError("give either --checkpoint or --model, not both")
+    if args.checkpoint is not None:
+        ckpt = load_checkpoint(args.checkpoint)
+        kw = ckpt["recipe"].get("kwargs", {})
+        if (kw.get("in_channels"), kw.get("num_classes")) != (in_channels, num_classes):
+            raise UserError(
+                f"checkpoint {args.checkpoint} is for {kw.get('in_channels')}-channel inputs and "
+                f"{kw.get('num_classes')} classes, but the dataset has {in_channels} and "
+                f"{num_classes}; pass --dataset {ckpt['dataset']}"
+            )
+        return model_from_checkpoint(ckpt), ckpt["recipe"], ckpt
+    if args.model is None:
+        raise UserError("no model given; pass --checkpoint FILE or --model NAME")
+    recipe = {"name": args.model, "kwargs": {"in_channels": in_channels,
+                                             "num_classes": num_classes}}
+    if args.weights is not None:
+        return build_pretrained(args.model, args.weights, in_channels, num_classes), recipe, None
+    return build_model(recipe), recipe, None

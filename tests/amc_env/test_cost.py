@@ -1,0 +1,68 @@
+"""MACs/params counting against hand formulas and published figures; latency sanity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from amc_env.cost import count_macs, count_params, measure_cost
+from amc_env.latency import measure_latency
+from amc_env.models import build_model
+
+
+def test_macs_of_hand_computable_net() -> None:
+    # conv 3->8, 3x3, stride 1, pad 1 on 8x8 -> 8x8x8; flatten; linear 512 -> 10.
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.Flatten(),
+                        nn.Linear(8 * 8 * 8, 10))
+    conv_macs = 8 * 8 * 8 * (3 * 3 * 3)  # outputs x (cin x k x k)
+    linear_macs = 512 * 10
+    assert count_macs(net, (3, 8, 8)) == conv_macs + linear_macs
+    assert count_params(net) == (8 * 27 + 8) + (512 * 10 + 10)
+
+
+def test_grouped_and_strided_conv_macs() -> None:
+    # Depthwise 3x3 stride 2 on 16 channels of 10x10 -> 5x5: 16 x 25 x 9 MACs.
+    net = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False)
+    assert count_macs(net, (16, 10, 10)) == 16 * 25 * 9
+
+
+@pytest.mark.parametrize(("name", "published"), [("resnet20", 41e6), ("resnet56", 125e6)])
+def test_cifar_resnet_macs_match_published(name: str, published: float) -> None:
+    model = build_model({"name": name, "kwargs": {"in_channels": 3, "num_classes": 10}})
+    macs = measure_cost(model, (3, 32, 32)).macs
+    assert abs(macs - published) / published < 0.02
+
+
+def test_count_macs_preserves_training_mode() -> None:
+    model = build_model({"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}})
+    model.train()
+    count_macs(model, (1, 28, 28))
+    assert model.training
+
+
+def test_cpu_latency_is_positive_and_records_settings() -> None:
+    model = build_model({"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}})
+    lat = measure_latency(model, (1, 28, 28), batch_size=4, threads=1, min_time_s=0.05,
+                          warmup=2)
+    assert lat.median_ms > 0 and math.isfinite(lat.median_ms)
+    assert lat.iqr_ms >= 0 and lat.runs >= 1
+    assert (lat.batch_size, lat.threads, lat.device) == (4, 1, "cpu")
+    assert set(lat.to_dict()) == {"median_ms", "iqr_ms", "runs", "batch_size", "threads",
+                                  "device"}
+
+
+def test_bigger_batch_takes_longer() -> None:
+    model = build_model({"name": "resnet20", "kwargs": {"in_channels": 1, "num_classes": 10}})
+    small = measure_latency(model, (1, 28, 28), batch_size=1, min_time_s=0.1, warmup=2)
+    large = measure_latency(model, (1, 28, 28), batch_size=32, min_time_s=0.1, warmup=1)
+    assert large.median_ms > 2 * small.median_ms
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_latency() -> None:
+    model = build_model({"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}}).cuda()
+    lat = measure_latency(model, (1, 28, 28), batch_size=8, device="cuda", repeats=20)
+    assert lat.median_ms > 0 and lat.device.startswith("cuda")
