@@ -4,8 +4,9 @@ Layout (``"format": "amc-checkpoint/1"``)::
 
     recipe      {"name", "kwargs"}: rebuilds the original architecture (amc_env.models)
     state_dict  tensors of the (possibly pruned) model
-    pruning     None, or {unit root module name: [kept channel indices]} relative to the recipe's
-                original architecture, replayed by amc_env.surgery before loading state_dict
+    pruning     None, or amc_env.surgery's record {"input_shape", "kept": {unit root module name:
+                [kept channel indices]}}, replayed on the recipe's original architecture before
+                loading state_dict
     dataset     name of the dataset the model was trained on
     metrics     numbers (accuracies as fractions, MACs, params, latency dicts)
     train_state optimizer/scheduler/epoch for ``amc-train --resume`` (omitted when finished)
@@ -26,6 +27,7 @@ from torch import nn
 from amc_env import atomic
 from amc_env.errors import UserError
 from amc_env.models import build_model
+from amc_env.surgery import apply_pruning_record
 
 FORMAT = "amc-checkpoint/1"
 
@@ -43,7 +45,7 @@ def save_checkpoint(
     recipe: dict[str, Any],
     dataset: str,
     metrics: dict[str, Any] | None = None,
-    pruning: dict[str, list[int]] | None = None,
+    pruning: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
 ) -> None:
     """Atomically write a checkpoint for ``model`` (see the module docstring for the layout)."""
@@ -86,9 +88,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint holds: original architecture, pruning replayed, weights."""
     model = build_model(ckpt["recipe"])
     if ckpt.get("pruning"):
-        from amc_env.surgery import apply_pruning_record
-
-        apply_pruning_record(model, ckpt["recipe"], ckpt["pruning"])
+        apply_pruning_record(model, ckpt["pruning"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -1,0 +1,331 @@
+"""The Gymnasium channel-pruning environment (AMC, He et al., ECCV 2018, section 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from amc_env.cost import count_macs, count_params
+from amc_env.costmodel import CostModel
+from amc_env.criteria import Criterion, UnitContext, make_criterion
+from amc_env.datasets import DataSplits
+from amc_env.errors import UserError
+from amc_env.evaluation import accuracy, recalibrate_bn, take_batches
+from amc_env.latency import measure_latency
+from amc_env.latency_model import LatencyModel, calibrate_latency
+from amc_env.rewards import Reward, make_reward
+from amc_env.surgery import Surgeon, full_group
+from amc_env.units import Unit, build_graph, discover_units
+from amc_env.wall import ActionWall, allowed_counts, round_channels
+
+TARGETS = ("flops", "params", "latency")
+OBS_FEATURES = ("t", "channels", "in_channels", "height", "width", "stride", "kernel", "macs",
+                "members", "reduced", "rest", "prev_action")
+
+
+@dataclass
+class EnvConfig:
+    """Settings of one search; defaults follow AMC where it gives one."""
+
+    target: str = "flops"
+    """What the budget limits: ``flops`` (MACs), ``params`` or measured ``latency``."""
+    budget: float = 0.5
+    """Fraction of the original model's target cost to keep, in (0, 1]."""
+    lbound: float = 0.2
+    """Smallest keep ratio an action may ask for (AMC: 0.2)."""
+    round_to: int = 8
+    """Kept channels are multiples of this where a unit is wide enough (see amc_env.wall)."""
+    criterion: str | Criterion = "l1"
+    """Which channels go: a registered name (amc_env.criteria) or a Criterion object."""
+    reward: str | Reward = "acc"
+    """A registered reward name (amc_env.rewards) or a callable on the final ``info``."""
+    val_size: int = 1000
+    """Validation images (held out from the training split) scored per episode."""
+    eval_batch: int = 250
+    """Batch size of the validation pass."""
+    recalibrate: bool = True
+    """Re-estimate BN statistics on training batches before evaluating (EagleEye)."""
+    recalib_batches: int = 8
+    """Training batches used for BN recalibration and as calibration data for criteria."""
+    recalib_batch_size: int = 64
+    """Size of each of those batches."""
+    fill_budget: bool = True
+    """Two-sided wall: also force the budget to be used (see amc_env.wall)."""
+    include: Sequence[str] = ()
+    """Only prune units whose root module name matches one of these shell patterns."""
+    exclude: Sequence[str] = ()
+    """Never prune units whose root module name matches one of these shell patterns."""
+    device: str = "cpu"
+    """Where the model is evaluated and latency measured."""
+    latency_batch: int = 1
+    """Batch size of latency measurements (target ``latency``)."""
+    latency_min_time_s: float = 0.2
+    """Seconds each CPU latency measurement runs for at least."""
+    data_seed: int = 0
+    """Seeds which training images form the recalibration batches."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form settings carried into ``info`` (e.g. run names)."""
+
+
+class ChannelPruningEnv(gym.Env):
+    """Walks a CNN's prunable units; each action is that unit's keep ratio.
+
+    ## Episode
+    One episode prunes a fresh copy of the model: step ``t`` decides unit ``t`` (units in forward
+    order, see :mod:`amc_env.units`). The episode ends (``terminated``) after the last unit; it is
+    never truncated.
+
+    ## Action space
+    ``Box(lbound, 1, (1,), float32)``: the fraction of the unit's channels to keep. The action
+    wall (:mod:`amc_env.wall`) clips it so the budget stays reachable (and used), then it is
+    rounded to the unit's channel step; ``info["keep_ratios"]`` holds what was applied.
+
+    ## Observation space
+    ``Box(0, 1, (12,), float32)``, AMC's layer embedding for the unit about to be pruned:
+    index t, channels n, root-layer input channels c, input height h and width w, stride,
+    kernel size k, MACs of the layers the unit touches, number of member layers (each min-max
+    normalised over units), then ``reduced`` (fraction of the original target cost already
+    removed), ``rest`` (fraction still removable by later units) and the previous action.
+    ``reduced`` and ``rest`` are both measured in the target's own cost (MACs for flops and
+    latency, parameters for params).
+
+    ## Reward
+    0 at every step but the last, which gets ``reward(info)`` (:mod:`amc_env.rewards`), computed
+    from validation accuracy after optional BN recalibration on a fixed subset.
+
+    ## Info at episode end
+    ``accuracy``, ``macs``, ``params`` (recounted on the pruned model) and their predictions,
+    ``keep_ratios`` and ``kept_channels`` by unit name, ``pruning`` (the replayable record),
+    ``latency_ms``/``predicted_latency_ms``/``budget_latency_ms`` for latency targets, and
+    ``timings`` (seconds spent in surgery, criterion, recalibration and evaluation).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        config: EnvConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__()
+        cfg = dataclasses.replace(config or EnvConfig(), **overrides)
+        self.cfg = cfg
+        self._check_config(cfg)
+        self.criterion = make_criterion(cfg.criterion)
+        self.reward_fn: Callable[[dict[str, Any]], float] = make_reward(cfg.reward)
+        self.model = model.to(cfg.device).eval()
+        self.data_spec = data.spec
+        self.example = torch.zeros(1, *data.spec.input_shape, device=cfg.device)
+        self.units: list[Unit] = discover_units(self.model, self.example, cfg.include,
+                                                cfg.exclude)
+        self.cost = CostModel(self.model, self.units, self.example)
+        self._orig_graph = build_graph(self.model, self.example)
+        self._orig_groups: dict[str, Any] = {}
+        options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound) for u in self.units]
+        self.latency_model: LatencyModel | None = None
+        if cfg.target == "latency":
+            self.latency_model = calibrate_latency(
+                self.model, self.units, self.cost, self.example, cfg.device, cfg.latency_batch,
+                min_time_s=cfg.latency_min_time_s)
+            lm = self.latency_model
+            self.budget_abs = cfg.budget * lm.original_ms
+            self.wall = ActionWall(lambda rows: lm.predict(self.cost.batch("flops", rows)),
+                                   options, self.budget_abs, cfg.fill_budget)
+        else:
+            self.budget_abs = cfg.budget * self.cost.original[cfg.target]
+            self.wall = ActionWall(lambda rows: self.cost.batch(cfg.target, rows), options,
+                                   self.budget_abs, cfg.fill_budget)
+        self._check_feasible()
+        self.val_batches = take_batches(data.val, cfg.val_size, cfg.eval_batch, cfg.device)
+        if not self.val_batches:
+            raise UserError("the validation split is empty; raise --val-size")
+        self.calib_batches = take_batches(data.train_plain,
+                                          cfg.recalib_batches * cfg.recalib_batch_size,
+                                          cfg.recalib_batch_size, cfg.device, seed=cfg.data_seed)
+        self._static = self._static_features()
+        self._measure = "params" if cfg.target == "params" else "flops"
+        self._orig_measure = self.cost.original[self._measure]
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_FEATURES),), np.float32)
+        self.action_space = gym.spaces.Box(np.float32(cfg.lbound), np.float32(1.0), (1,),
+                                           np.float32)
+        self._rng = torch.Generator().manual_seed(0)
+        self._surgeon: Surgeon | None = None
+        self._chosen: list[int] = []
+        self._actions: list[float] = []
+        self._timings: dict[str, float] = {}
+
+    # ----------------------------------------------------------------------------- set-up
+
+    @staticmethod
+    def _check_config(cfg: EnvConfig) -> None:
+        if cfg.target not in TARGETS:
+            raise UserError(f"unknown target {cfg.target!r}; valid targets: {', '.join(TARGETS)}")
+        if not (isinstance(cfg.budget, int | float) and 0 < cfg.budget <= 1):
+            raise UserError(f"--budget must be a fraction in (0, 1], got {cfg.budget!r}")
+        if not 0 < cfg.lbound <= 1:
+            raise UserError(f"--lbound must be in (0, 1], got {cfg.lbound!r}")
+        if cfg.round_to < 1:
+            raise UserError(f"--round-to must be at least 1, got {cfg.round_to!r}")
+        if cfg.val_size < 1 or cfg.eval_batch < 1:
+            raise UserError("--val-size and the evaluation batch must be at least 1")
+
+    def _check_feasible(self) -> None:
+        smallest = self.wall.smallest_cost()
+        if smallest > self.budget_abs + 1e-6:
+            full = self.latency_model.original_ms if self.latency_model else \
+                self.cost.original[self.cfg.target]
+            raise UserError(
+                f"budget {self.cfg.budget} is infeasible for target {self.cfg.target}: with every "
+                f"unit at lbound {self.cfg.lbound} the model keeps {smallest / full:.3f} of it; "
+                f"use --budget {math.ceil(smallest / full * 1000) / 1000} or more, or a lower "
+                "--lbound"
+            )
+
+    def _static_features(self) -> np.ndarray:
+        unit_macs = self.cost.unit_macs()
+        rows = [[u.index, u.channels, u.in_channels, u.height, u.width, u.stride, u.kernel,
+                 unit_macs[u.index], len(u.members)] for u in self.units]
+        feats = np.array(rows, dtype=np.float64)
+        lo, hi = feats.min(0), feats.max(0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return (feats - lo) / span
+
+    # ----------------------------------------------------------------------------- gym API
+
+    @property
+    def n_units(self) -> int:
+        """Number of steps per episode."""
+        return len(self.units)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode on a fresh copy of the model; ``seed`` seeds the random criterion
+        and the action space."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._rng.manual_seed(seed)
+            self.action_space.seed(seed)
+        t0 = time.perf_counter()
+        self._surgeon = Surgeon(self.model, self.example)
+        self._chosen, self._actions = [], []
+        self._timings = {"surgery": time.perf_counter() - t0, "criterion": 0.0,
+                         "recalibration": 0.0, "evaluation": 0.0}
+        return self._obs(0), {"unit": self.units[0].name}
+
+    def step(
+        self, action: np.ndarray | Sequence[float] | float
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Prune the current unit to the (walled, rounded) keep ratio ``action``."""
+        if self._surgeon is None or len(self._chosen) >= self.n_units:
+            raise RuntimeError("call reset() before step() (the episode has ended)")
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        if not math.isfinite(a):
+            raise ValueError(f"action must be a finite keep ratio, got {a}")
+        a = min(1.0, max(self.cfg.lbound, a))
+        t = len(self._chosen)
+        unit = self.units[t]
+        wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound)
+        k = self.wall.clip(t, self._chosen, wanted)
+        s = self._surgeon
+        t0 = time.perf_counter()
+        if k < unit.channels:
+            ctx = self._context(unit)
+            keep = self.criterion.select(ctx, k)
+            t1 = time.perf_counter()
+            s.prune(unit.name, keep)
+            t2 = time.perf_counter()
+            self.criterion.after_prune(dataclasses.replace(ctx, group=s.group(unit.name)), keep)
+            t3 = time.perf_counter()
+            self._timings["criterion"] += (t1 - t0) + (t3 - t2)
+            self._timings["surgery"] += t2 - t1
+        else:
+            s.kept[unit.name] = list(range(unit.channels))
+        self._chosen.append(k)
+        self._actions.append(a)
+        if len(self._chosen) < self.n_units:
+            return self._obs(t + 1), 0.0, False, False, {"unit": self.units[t + 1].name}
+        info = self._finish()
+        return self._obs(t), float(info["reward"]), True, False, info
+
+    # ----------------------------------------------------------------------------- internals
+
+    def _context(self, unit: Unit) -> UnitContext:
+        s = self._surgeon
+        assert s is not None
+        if unit.name not in self._orig_groups:
+            self._orig_groups[unit.name] = full_group(self._orig_graph, self.model, unit.name)
+        return UnitContext(unit=unit, model=s.model, graph=s.graph, group=s.group(unit.name),
+                           original=self.model, original_group=self._orig_groups[unit.name],
+                           calibration=self.calib_batches, rng=self._rng)
+
+    def _obs(self, t: int) -> np.ndarray:
+        chosen = self._chosen[:t]
+        full = [u.channels for u in self.units]
+        rows = np.array([full, full], dtype=np.float64)
+        rows[:, :t] = chosen
+        rows[1, t + 1:] = self.wall.min_kept[t + 1:]
+        now, least = self.cost.batch(self._measure, rows)
+        reduced = (self._orig_measure - now) / self._orig_measure
+        rest = (now - least) / self._orig_measure
+        prev = self._actions[t - 1] if t > 0 and len(self._actions) >= t else 1.0
+        dyn = np.clip([reduced, rest, prev], 0.0, 1.0)
+        return np.concatenate([self._static[t], dyn]).astype(np.float32)
+
+    def _finish(self) -> dict[str, Any]:
+        s = self._surgeon
+        assert s is not None
+        model = s.model
+        t0 = time.perf_counter()
+        if self.cfg.recalibrate:
+            recalibrate_bn(model, self.calib_batches)
+        t1 = time.perf_counter()
+        acc = accuracy(model, self.val_batches)
+        t2 = time.perf_counter()
+        self._timings["recalibration"] += t1 - t0
+        self._timings["evaluation"] += t2 - t1
+        shape = self.data_spec.input_shape
+        info: dict[str, Any] = {
+            "accuracy": acc,
+            "macs": count_macs(model, shape),
+            "params": count_params(model),
+            "predicted_macs": self.cost.macs(self._chosen),
+            "predicted_params": self.cost.params(self._chosen),
+            "original_macs": self.cost.original["flops"],
+            "original_params": self.cost.original["params"],
+            "target": self.cfg.target,
+            "budget": self.cfg.budget,
+            "keep_ratios": {u.name: k / u.channels for u, k in zip(self.units, self._chosen,
+                                                                   strict=True)},
+            "kept_channels": {u.name: k for u, k in zip(self.units, self._chosen, strict=True)},
+            "actions": list(self._actions),
+            "pruning": s.record(),
+            "timings": dict(self._timings),
+            **self.cfg.extra,
+        }
+        if self.latency_model is not None:
+            lat = measure_latency(model, shape, batch_size=self.cfg.latency_batch,
+                                  device=self.cfg.device, min_time_s=self.cfg.latency_min_time_s)
+            info.update(latency_ms=lat.median_ms, latency=lat.to_dict(),
+                        predicted_latency_ms=float(self.latency_model.predict(info["macs"])),
+                        budget_latency_ms=self.budget_abs,
+                        original_latency_ms=self.latency_model.original_ms)
+        info["reward"] = float(self.reward_fn(info))
+        return info
+
+    def pruned_model(self) -> nn.Module:
+        """The current episode's (partially) pruned model."""
+        if self._surgeon is None:
+            raise RuntimeError("call reset() first")
+        return self._surgeon.model

@@ -1,0 +1,42 @@
+"""Small builders shared by the environment tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from amc_env.datasets import DataSplits
+from amc_env.datasets import synthetic as synthetic_data
+from amc_env.env import ChannelPruningEnv
+from amc_env.models import build_model
+
+FAST = {"val_size": 32, "eval_batch": 32, "recalib_batches": 1, "recalib_batch_size": 16}
+
+
+def synthetic(in_channels: int = 3, image_size: int = 16) -> DataSplits:
+    """Tiny deterministic data."""
+    return synthetic_data(in_channels=in_channels, image_size=image_size)
+
+
+def model(name: str, classes: int = 4, **kw: Any) -> nn.Module:
+    """A zoo/torchvision model for 3-channel inputs."""
+    return build_model({"name": name, "kwargs": {"in_channels": 3, "num_classes": classes, **kw}})
+
+
+def make_env(name: str = "cnn", **cfg: Any) -> ChannelPruningEnv:
+    """An env on synthetic data with fast evaluation settings."""
+    torch.manual_seed(0)
+    return ChannelPruningEnv(model(name), synthetic(), **{**FAST, **cfg})
+
+
+def run_episode(env: ChannelPruningEnv, actions: Any, seed: int = 0) -> dict[str, Any]:
+    """Play one episode; ``actions`` is a constant or a list with one ratio per unit."""
+    env.reset(seed=seed)
+    seq = actions if isinstance(actions, list) else [actions] * env.n_units
+    for a in seq:
+        _, reward, done, truncated, info = env.step([a])
+        assert not truncated
+    assert done and reward == info["reward"]
+    return info

@@ -1,0 +1,68 @@
+"""Keep-ratio conventions, channel rounding, and the action wall on real cost models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amc_env.costmodel import CostModel
+from amc_env.units import discover_units
+from amc_env.wall import ActionWall, allowed_counts, channel_step, removal_ratio, round_channels
+from tests.amc_env.helpers import model
+
+
+def test_removal_ratio_is_the_one_conversion() -> None:
+    assert removal_ratio(0.25) == 0.75 and removal_ratio(1.0) == 0.0
+
+
+@pytest.mark.parametrize(("channels", "step"), [(64, 8), (32, 8), (16, 4), (8, 2), (3, 1)])
+def test_channel_step(channels: int, step: int) -> None:
+    assert channel_step(channels, 8) == step
+
+
+def test_allowed_counts_and_rounding() -> None:
+    assert allowed_counts(64, 8, 0.2).tolist() == [16, 24, 32, 40, 48, 56, 64]
+    assert allowed_counts(3, 8, 0.2).tolist() == [1, 2, 3]
+    assert allowed_counts(20, 8, 0.0).tolist() == [4, 8, 12, 16, 20]
+    assert round_channels(64, 0.5, 8, 0.2) == 32
+    assert round_channels(64, 0.01, 8, 0.2) == 16
+    assert round_channels(2, 0.1, 8, 0.0) == 1  # never below one channel
+
+
+@pytest.mark.parametrize("target", ["flops", "params"])
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+def test_wall_meets_budget_for_any_actions(name: str, target: str) -> None:
+    m = model(name).eval()
+    example = torch.zeros(1, 3, 16, 16)
+    units = discover_units(m, example)
+    cost = CostModel(m, units, example)
+    opts = [allowed_counts(u.channels, 8, 0.2) for u in units]
+    budget = 0.5 * cost.original[target]
+    wall = ActionWall(lambda rows: cost.batch(target, rows), opts, budget)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        chosen: list[int] = []
+        for t, u in enumerate(units):
+            chosen.append(wall.clip(t, chosen, int(rng.uniform(0.2, 1.0) * u.channels)))
+        final = cost.batch(target, np.array([chosen]))[0]
+        assert 0.9 * budget <= final <= budget
+        # Within one rounding step: one more step on the last unit would break the budget.
+        last = opts[-1]
+        if chosen[-1] < last[-1]:
+            bigger = [*chosen[:-1], int(last[last > chosen[-1]][0])]
+            assert cost.batch(target, np.array([bigger]))[0] > budget
+
+
+def test_one_sided_wall_lets_the_agent_underuse_the_budget() -> None:
+    m = model("resnet20").eval()
+    example = torch.zeros(1, 3, 16, 16)
+    units = discover_units(m, example)
+    cost = CostModel(m, units, example)
+    opts = [allowed_counts(u.channels, 8, 0.2) for u in units]
+    budget = 0.8 * cost.original["flops"]
+    wall = ActionWall(lambda rows: cost.batch("flops", rows), opts, budget, fill=False)
+    chosen: list[int] = []
+    for t in range(len(units)):
+        chosen.append(wall.clip(t, chosen, 0))
+    assert cost.macs(chosen) == wall.smallest_cost() < 0.5 * budget
