@@ -106,7 +106,8 @@ class ChannelPruningEnv(gym.Env):
     ``accuracy``, ``macs``, ``params`` (recounted on the pruned model) and their predictions,
     ``keep_ratios`` and ``kept_channels`` by unit name, ``pruning`` (the replayable record),
     ``latency_ms``/``predicted_latency_ms``/``budget_latency_ms`` for latency targets, and
-    ``timings`` (seconds spent in surgery, criterion, recalibration and evaluation).
+    ``timings`` (seconds spent in surgery, criterion, recalibration and evaluation). Every step's
+    ``info["applied"]`` is the keep ratio actually applied to the unit just cut.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
@@ -254,9 +255,12 @@ class ChannelPruningEnv(gym.Env):
             s.kept[unit.name] = list(range(unit.channels))
         self._chosen.append(k)
         self._actions.append(a)
+        applied = k / unit.channels
         if len(self._chosen) < self.n_units:
-            return self._obs(t + 1), 0.0, False, False, {"unit": self.units[t + 1].name}
+            return self._obs(t + 1), 0.0, False, False, {"unit": self.units[t + 1].name,
+                                                         "applied": applied}
         info = self._finish()
+        info["applied"] = applied
         return self._obs(t), float(info["reward"]), True, False, info
 
     # ----------------------------------------------------------------------------- internals

@@ -1,0 +1,264 @@
+"""The search loop: N episodes of an agent on the pruning environment, with best-policy tracking,
+per-episode records, resumable checkpoints and wandb logging.
+
+Output folder::
+
+    policy.json        best policy so far (written atomically whenever it improves)
+    actor.pt           the agent's actor at the time of the best policy (if it has one)
+    episodes.jsonl     one JSON line per finished episode
+    checkpoint/state.pt  agent (networks, optimisers, replay buffer, noise), RNG states, episode
+                         count, best so far: ``--resume`` continues with nothing lost and the same
+                         result as an uninterrupted run with the same seed
+    wandb/             the wandb run (offline by default)
+
+Episode ``e`` resets the environment with seed ``seed * 1_000_003 + e``, so an episode's outcome
+depends only on the agent's actions and the episode index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.base import Agent, AgentSpec, make_agent
+from agents.rng import global_rng_state, set_global_rng_state
+from agents.tracking import Tracker
+from amc_env import atomic
+from amc_env.env import ChannelPruningEnv
+from amc_env.errors import UserError
+from policies.artifact import Policy, fingerprint
+
+STATE_FILE = Path("checkpoint") / "state.pt"
+
+
+@dataclass
+class SearchConfig:
+    """What a search runs and how it records."""
+
+    agent: str = "amc-ddpg"
+    """Registered agent name (agents.AGENTS)."""
+    episodes: int = 300
+    """Episodes in total, warm-up included."""
+    seed: int = 0
+    """Seeds the agent and the per-episode environment seeds."""
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Agent hyper-parameter overrides."""
+    checkpoint_every: int = 1
+    """Save a resumable checkpoint every this many episodes."""
+    wandb_mode: str = "offline"
+    """offline, online or disabled."""
+    wandb_project: str = "amc"
+    """wandb project name."""
+    wandb_group: str | None = None
+    """wandb group (the compare command puts all strategies in one)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class SearchResult:
+    """What a finished search found."""
+
+    best: dict[str, Any] | None
+    policy: Policy | None
+    episodes: list[dict[str, Any]]
+    seconds: float
+
+
+def meets_budget(info: dict[str, Any]) -> bool:
+    """Whether an episode's final model is within its budget (latency: as measured)."""
+    if info["target"] == "latency":
+        return info["latency_ms"] <= info["budget_latency_ms"]
+    key, orig = ("macs", "original_macs") if info["target"] == "flops" else \
+        ("params", "original_params")
+    return info[key] <= info["budget"] * info[orig] + 1e-9
+
+
+def episode_row(episode: int, info: dict[str, Any], stats: dict[str, float],
+                seconds: float) -> dict[str, Any]:
+    """The ``episodes.jsonl`` line for one finished episode (plain JSON types)."""
+    row = {
+        "episode": episode, "reward": info["reward"], "accuracy": info["accuracy"],
+        "macs": info["macs"], "params": info["params"],
+        "macs_ratio": info["macs"] / info["original_macs"],
+        "params_ratio": info["params"] / info["original_params"],
+        "meets_budget": meets_budget(info), "keep_ratios": info["keep_ratios"],
+        "actions": info["actions"], "seconds": seconds, **stats,
+    }
+    if "latency_ms" in info:
+        row.update(latency_ms=info["latency_ms"],
+                   predicted_latency_ms=info["predicted_latency_ms"])
+    return row
+
+
+def _read_rows(path: Path, keep: int) -> list[dict[str, Any]]:
+    """The first ``keep`` rows of ``episodes.jsonl``; the file is cut back to them."""
+    if not path.exists():
+        return []
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()][:keep]
+    rows = []
+    for ln in lines:
+        try:
+            rows.append(json.loads(ln))
+        except json.JSONDecodeError:
+            break  # a torn last line from a crash; it is recomputed
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+class Search:
+    """Runs :class:`SearchConfig` on an environment, writing into ``out``."""
+
+    def __init__(self, env: ChannelPruningEnv, cfg: SearchConfig, out: Path,
+                 policy_context: dict[str, Any]) -> None:
+        self.env, self.cfg, self.out = env, cfg, Path(out)
+        self.context = policy_context
+        spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes)
+        self.agent: Agent = make_agent(cfg.agent, spec, cfg.seed, cfg.agent_kwargs)
+
+    # -------------------------------------------------------------------- artifacts
+
+    def make_policy(self, row: dict[str, Any], actor: str | None) -> Policy:
+        """The policy artifact for an episode row."""
+        env, c = self.env, self.context
+        metrics = {"val_accuracy": row["accuracy"], "reward": row["reward"],
+                   "macs": row["macs"], "params": row["params"],
+                   "macs_ratio": row["macs_ratio"], "params_ratio": row["params_ratio"],
+                   "original_macs": env.cost.original["flops"],
+                   "original_params": env.cost.original["params"],
+                   "val_images": env.cfg.val_size, "bn_recalibration": env.cfg.recalibrate}
+        if "latency_ms" in row:
+            metrics["latency"] = {"median_ms": row["latency_ms"], "device": env.cfg.device,
+                                  "batch_size": env.cfg.latency_batch,
+                                  "threads": torch.get_num_threads()}
+        return Policy(
+            model=c["recipe"], fingerprint=fingerprint(env.units),
+            input_shape=list(env.data_spec.input_shape), dataset=env.data_spec.name,
+            target=env.cfg.target, budget=env.cfg.budget,
+            criterion=c.get("criterion", str(env.cfg.criterion)), round_to=env.cfg.round_to,
+            lbound=env.cfg.lbound, keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
+            agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
+                   "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs},
+            actor=actor,
+        )
+
+    def _save_best(self, row: dict[str, Any]) -> Policy:
+        actor_state = self.agent.actor_state()
+        actor = None
+        if actor_state is not None:
+            actor = "actor.pt"
+            atomic.torch_save(self.out / actor, actor_state)
+        policy = self.make_policy(row, actor)
+        policy.save(self.out / "policy.json")
+        return policy
+
+    def _checkpoint(self, episode: int, best: dict[str, Any] | None, run_id: str | None) -> None:
+        atomic.torch_save(self.out / STATE_FILE, {
+            "episode": episode, "agent": self.agent.state_dict(), "rng": global_rng_state(),
+            "best": json.dumps(best), "wandb_run_id": run_id, "agent_name": self.cfg.agent,
+            "seed": self.cfg.seed,
+        })
+
+    def _load_checkpoint(self) -> tuple[int, dict[str, Any] | None, str | None]:
+        path = self.out / STATE_FILE
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return 0, None, None
+        except Exception as exc:
+            raise UserError(f"search checkpoint {path} is corrupt ({type(exc).__name__}); "
+                            "start a new search with another --out") from None
+        if state.get("agent_name") != self.cfg.agent or state.get("seed") != self.cfg.seed:
+            raise UserError(f"{path} belongs to agent {state.get('agent_name')!r} seed "
+                            f"{state.get('seed')}; resume with the same --agent and --seed")
+        self.agent.load_state_dict(state["agent"])
+        set_global_rng_state(state["rng"])
+        return int(state["episode"]), json.loads(state["best"]), state.get("wandb_run_id")
+
+    # -------------------------------------------------------------------- loop
+
+    def run(self, resume: bool = False) -> SearchResult:
+        """Run (or resume) the search; returns the best row and all rows."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        rows_path = self.out / "episodes.jsonl"
+        start, best, run_id = self._load_checkpoint() if resume else (0, None, None)
+        rows = _read_rows(rows_path, start) if resume else []
+        if not resume:
+            rows_path.write_text("")
+        policy = Policy.load(self.out / "policy.json") if best is not None else None
+        tracker = Tracker(self.cfg.wandb_mode, self.out, self.cfg.wandb_project,
+                          name=f"search-{self.cfg.agent}-s{self.cfg.seed}",
+                          group=self.cfg.wandb_group, run_id=run_id, job_type="search",
+                          config={"agent": self.cfg.agent, "seed": self.cfg.seed,
+                                  "episodes": self.cfg.episodes, **self.context,
+                                  "target": self.env.cfg.target, "budget": self.env.cfg.budget})
+        t_start = time.perf_counter()
+        bar = tqdm(range(start, self.cfg.episodes), initial=start, total=self.cfg.episodes,
+                   desc=f"search {self.cfg.agent}", disable=not self.cfg.progress,
+                   dynamic_ncols=True)
+        try:
+            with open(rows_path, "a") as log:
+                for episode in bar:
+                    t0 = time.perf_counter()
+                    info, stats = self._episode(episode)
+                    row = episode_row(episode, info, stats, time.perf_counter() - t0)
+                    improved = self._is_better(row, best)
+                    if improved:
+                        best = row
+                        policy = self._save_best(row)
+                    row["best_reward"] = best["reward"] if best else None
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+                    rows.append(row)
+                    self._track(tracker, row, improved)
+                    if (episode + 1) % self.cfg.checkpoint_every == 0 or \
+                            episode + 1 == self.cfg.episodes:
+                        self._checkpoint(episode + 1, best, tracker.run_id)
+                    if best:
+                        bar.set_postfix(best_reward=f"{best['reward']:.4f}",
+                                        best_acc=f"{best['accuracy']:.4f}",
+                                        macs=f"{best['macs_ratio']:.3f}")
+        finally:
+            if best is not None:
+                tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
+                                 "best_macs": best["macs"], "best_episode": best["episode"]})
+            tracker.finish()
+        return SearchResult(best, policy, rows, time.perf_counter() - t_start)
+
+    def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, float]]:
+        env, agent = self.env, self.agent
+        obs, _ = env.reset(seed=self.cfg.seed * 1_000_003 + episode)
+        done, info = False, {}
+        while not done:
+            action = agent.act(obs, episode)
+            next_obs, reward, done, _, info = env.step(np.array([action], dtype=np.float32))
+            agent.observe(obs, info["applied"], reward, next_obs, done)
+            obs = next_obs
+        return info, agent.end_episode(episode, float(info["reward"]))
+
+    @staticmethod
+    def _is_better(row: dict[str, Any], best: dict[str, Any] | None) -> bool:
+        ok = math.isfinite(row["reward"]) and math.isfinite(row["accuracy"])
+        return ok and row["meets_budget"] and (best is None or row["reward"] > best["reward"])
+
+    def _track(self, tracker: Tracker, row: dict[str, Any], improved: bool) -> None:
+        if not tracker.active:
+            return
+        keys = ("reward", "accuracy", "macs", "params", "macs_ratio", "params_ratio",
+                "latency_ms", "sigma", "best_reward")
+        tracker.log({k: row[k] for k in keys if row.get(k) is not None}, step=row["episode"])
+        if improved:
+            names = list(row["keep_ratios"])
+            tracker.bar("best_keep_ratios", names, [row["keep_ratios"][n] for n in names],
+                        "unit", "keep_ratio", "best policy: keep ratio per unit",
+                        step=row["episode"])

@@ -1,0 +1,172 @@
+"""``amc-search``: train a search agent on a model + dataset + budget; writes a policy folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents import AGENTS
+from agents.search import STATE_FILE, Search, SearchConfig
+from agents.tracking import MODES
+from amc_env import atomic
+from amc_env.criteria import CRITERIA
+from amc_env.datasets import load_dataset
+from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
+from amc_env.errors import UserError
+from amc_env.rewards import REWARDS
+from scripts import cli
+
+PROG = "amc-search"
+
+
+def add_env_args(p: argparse.ArgumentParser) -> None:
+    """Flags that configure the pruning environment (shared with amc-compare)."""
+    d = EnvConfig()
+    p.add_argument("--target", default=d.target, help=f"{', '.join(TARGETS)} (default flops)")
+    p.add_argument("--budget", type=float, default=d.budget,
+                   help="fraction of the original target cost to keep (default 0.5)")
+    p.add_argument("--criterion", default="l1", help=f"{', '.join(CRITERIA.names())}")
+    p.add_argument("--reward", default="acc", help=f"{', '.join(REWARDS.names())}")
+    p.add_argument("--lbound", type=float, default=d.lbound, help="smallest keep ratio")
+    p.add_argument("--round-to", type=int, default=d.round_to, help="channel rounding step")
+    p.add_argument("--eval-size", type=int, default=d.val_size,
+                   help="validation images scored per episode (default 1000)")
+    p.add_argument("--eval-batch", type=int, default=d.eval_batch)
+    p.add_argument("--recalib-batches", type=int, default=d.recalib_batches,
+                   help="training batches for BN recalibration")
+    p.add_argument("--recalib-batch-size", type=int, default=d.recalib_batch_size)
+    p.add_argument("--no-recalibrate", action="store_true", help="skip BN recalibration")
+    p.add_argument("--no-fill", action="store_true",
+                   help="one-sided action wall (AMC's): the agent may under-use the budget")
+    p.add_argument("--include", action="append", default=[],
+                   help="only prune units whose root module matches (shell pattern; repeatable)")
+    p.add_argument("--exclude", action="append", default=[],
+                   help="never prune units whose root module matches (repeatable)")
+    p.add_argument("--latency-batch", type=int, default=d.latency_batch)
+    p.add_argument("--wandb-mode", default="offline", help="offline (default), online, disabled")
+    p.add_argument("--wandb-project", default="amc")
+
+
+def env_config(args: argparse.Namespace) -> EnvConfig:
+    """The EnvConfig the flags describe."""
+    return EnvConfig(target=args.target, budget=args.budget, lbound=args.lbound,
+                     round_to=args.round_to, criterion=args.criterion, reward=args.reward,
+                     val_size=args.eval_size, eval_batch=args.eval_batch,
+                     recalibrate=not args.no_recalibrate, recalib_batches=args.recalib_batches,
+                     recalib_batch_size=args.recalib_batch_size, fill_budget=not args.no_fill,
+                     include=tuple(args.include), exclude=tuple(args.exclude),
+                     device=args.device, latency_batch=args.latency_batch, data_seed=args.seed)
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """Validate flags before anything heavy runs."""
+    if args.wandb_mode not in MODES:
+        raise UserError(f"--wandb-mode must be one of {', '.join(MODES)}")
+    if args.criterion not in CRITERIA:
+        CRITERIA.get(args.criterion)
+    if args.reward not in REWARDS:
+        REWARDS.get(args.reward)
+    if args.out is None:
+        raise UserError("--out is required (the output folder)")
+
+
+def build_parser() -> cli.Parser:
+    """Flags of ``amc-search``."""
+    p = cli.make_parser(PROG, "Search per-unit keep ratios with an RL agent under a budget.")
+    cli.add_model_source(p)
+    add_env_args(p)
+    p.add_argument("--agent", default="amc-ddpg", help=", ".join(AGENTS.names()))
+    p.add_argument("--agent-kwargs", type=_mapping, default={},
+                   help="agent hyper-parameters as a YAML/JSON mapping, "
+                        "e.g. '{warmup_episodes: 20}'")
+    p.add_argument("--episodes", type=int, default=300)
+    p.add_argument("--checkpoint-every", type=int, default=1, help="episodes between checkpoints")
+    p.add_argument("--out", type=Path, help="output folder, e.g. runs/search")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _mapping(text: Any) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}")
+    return value
+
+
+def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags as a plain mapping (written to config.yaml; ``--config`` reads it back)."""
+    out = {}
+    for k, v in vars(args).items():
+        if k in ("config", "resume"):
+            continue
+        out[k.replace("_", "-")] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Refuse to overwrite a finished or running search unless resuming."""
+    if resume:
+        if not (out / STATE_FILE).exists():
+            raise UserError(f"nothing to resume in {out} (no {STATE_FILE}); drop --resume")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty; use --resume to continue it or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = cli.parse(build_parser(), argv)
+    check_common(args)
+    if args.agent not in AGENTS:
+        AGENTS.get(args.agent)
+    if args.episodes < 1 or args.checkpoint_every < 1:
+        raise UserError("--episodes and --checkpoint-every must be at least 1")
+    cli.apply_runtime(args)
+    data = load_dataset(args.dataset, args.data_root, args.val_size, seed=args.seed)
+    model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    env = ChannelPruningEnv(model, data, env_config(args))
+    prepare_out(args.out, args.resume)
+    if not args.resume:
+        atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))
+    cfg = SearchConfig(agent=args.agent, episodes=args.episodes, seed=args.seed,
+                       agent_kwargs=args.agent_kwargs, checkpoint_every=args.checkpoint_every,
+                       wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
+                       progress=not args.no_progress)
+    context = {"recipe": recipe, "criterion": args.criterion, "dataset": data.spec.name,
+               "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+    result = Search(env, cfg, args.out, context).run(resume=args.resume)
+    if result.best is None:
+        print(json.dumps({"out": str(args.out), "best": None,
+                          "note": "no episode met the budget"}))
+        return 0
+    b = result.best
+    print(json.dumps({"out": str(args.out), "policy": str(args.out / "policy.json"),
+                      "best_episode": b["episode"], "best_reward": b["reward"],
+                      "val_accuracy": b["accuracy"], "macs_ratio": b["macs_ratio"],
+                      "episodes": len(result.episodes), "seconds": round(result.seconds, 1),
+                      "agent": cfg.agent}))
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    cli.run(PROG, main)
+
+
+if __name__ == "__main__":
+    entry()

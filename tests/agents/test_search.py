@@ -1,0 +1,131 @@
+"""The search loop and ``amc-search``: artifacts, exact resume, wandb records, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from agents import AGENTS
+from agents import search as search_module
+from agents.tracking import offline_runs, read_offline_run
+from policies.artifact import Policy
+from scripts import search
+
+BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--recalib-batches",
+        "1", "--recalib-batch-size", "16", "--no-progress", "--wandb-mode", "disabled"]
+DDPG = ["--agent", "amc-ddpg", "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}"]
+
+
+def rows(out) -> list[dict]:
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(ln).items() if k != "seconds"} for ln in lines]
+
+
+def test_tiny_search_leaves_policy_and_episodes(tmp_path, capsys) -> None:
+    out = tmp_path / "s"
+    assert search.main([*BASE, *DDPG, "--episodes", "4", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    policy = Policy.load(out / "policy.json")
+    episodes = rows(out)
+    assert [r["episode"] for r in episodes] == [0, 1, 2, 3]
+    best = max((r for r in episodes if r["meets_budget"]), key=lambda r: r["reward"])
+    assert policy.metrics["val_accuracy"] == best["accuracy"] == summary["val_accuracy"]
+    assert policy.keep_ratios == best["keep_ratios"] and policy.agent["name"] == "amc-ddpg"
+    assert policy.actor == "actor.pt" and (out / "actor.pt").is_file()
+    assert all(r["macs_ratio"] <= 0.5 for r in episodes)
+    assert (out / "config.yaml").is_file() and (out / "checkpoint" / "state.pt").is_file()
+
+
+def test_config_yaml_reruns_the_same_search(tmp_path) -> None:
+    first = tmp_path / "a"
+    assert search.main([*BASE, *DDPG, "--episodes", "3", "--out", str(first)]) == 0
+    second = tmp_path / "b"
+    assert search.main(["--config", str(first / "config.yaml"), "--out", str(second)]) == 0
+    assert rows(first) == rows(second)
+
+
+def test_kill_and_resume_gives_the_same_episodes(tmp_path, monkeypatch) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    argv = [*BASE, *DDPG, "--episodes", "6"]
+    assert search.main([*argv, "--out", str(full)]) == 0
+    real = search_module.Search._episode
+    calls = []
+
+    def crash_at_episode_4(self, episode):
+        calls.append(episode)
+        if episode == 4:
+            raise KeyboardInterrupt  # killed mid-episode
+        return real(self, episode)
+
+    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_4)
+    with pytest.raises(KeyboardInterrupt):
+        search.main([*argv, "--out", str(cut)])
+    assert len(rows(cut)) == 4
+    monkeypatch.setattr(search_module.Search, "_episode", real)
+    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
+    assert rows(cut) == rows(full)
+    assert json.loads((cut / "policy.json").read_text()) == \
+        json.loads((full / "policy.json").read_text())
+
+
+@pytest.mark.parametrize("agent", AGENTS.names())
+def test_each_agent_runs_two_episodes(tmp_path, agent: str) -> None:
+    kw = {"random": "{}", "ppo": "{episodes_per_rollout: 1}"}.get(
+        agent, "{warmup_episodes: 1, batch_size: 2}")
+    out = tmp_path / agent
+    assert search.main([*BASE, "--agent", agent, "--agent-kwargs", kw, "--episodes", "2",
+                        "--out", str(out)]) == 0
+    assert len(rows(out)) == 2 and Policy.load(out / "policy.json").agent["name"] == agent
+
+
+def test_wandb_offline_run_holds_logged_keys(tmp_path) -> None:
+    out = tmp_path / "w"
+    argv = [a if a != "disabled" else "offline" for a in BASE]
+    assert search.main([*argv, *DDPG, "--episodes", "3", "--out", str(out)]) == 0
+    (run_dir,) = offline_runs(out)
+    run = read_offline_run(run_dir)
+    assert run["config"]["agent"] == "amc-ddpg" and run["config"]["budget"] == 0.5
+    logged = [h for h in run["history"] if "reward" in h]
+    assert [h["_step"] for h in logged] == [0, 1, 2]
+    assert {"reward", "accuracy", "macs", "params", "macs_ratio", "sigma"} <= set(logged[0])
+    expected = rows(out)
+    assert [h["reward"] for h in logged] == [r["reward"] for r in expected]
+    assert any("best_keep_ratios_table/nrows" in h for h in run["history"])
+    assert run["summary"]["best_reward"] == max(r["reward"] for r in expected)
+
+
+BAD = [
+    (["--agent", "dqn"], "unknown agent 'dqn'; valid names"),
+    (["--criterion", "taylor"], "unknown criterion 'taylor'; valid names: l1"),
+    (["--reward", "top5"], "unknown reward 'top5'; valid names: acc"),
+    (["--budget", "0.01"], "infeasible"),
+    (["--budget", "-0.5"], "--budget must be a fraction in (0, 1]"),
+    (["--budget", "abc"], "invalid float value"),
+    (["--target", "energy"], "unknown target 'energy'"),
+    (["--wandb-mode", "cloud"], "--wandb-mode must be one of"),
+    (["--agent-kwargs", "[1, 2]"], "not a YAML/JSON mapping"),
+    (["--resume"], "nothing to resume"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD)
+def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, capsys, extra, message) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["amc-search", *BASE, "--episodes", "1", "--out", str(out),
+                                      *extra])
+    with pytest.raises(SystemExit) as exc:
+        search.entry()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_refuses_to_overwrite_a_search(tmp_path, capsys) -> None:
+    out = tmp_path / "s"
+    assert search.main([*BASE, "--agent", "random", "--episodes", "1", "--out", str(out)]) == 0
+    before = (out / "episodes.jsonl").read_text()
+    with pytest.raises(Exception, match="not empty; use --resume"):
+        search.main([*BASE, "--agent", "random", "--episodes", "1", "--out", str(out)])
+    assert (out / "episodes.jsonl").read_text() == before
