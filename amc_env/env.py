@@ -54,9 +54,9 @@ class EnvConfig:
     """Batch size of the validation pass."""
     recalibrate: bool = True
     """Re-estimate BN statistics on training batches before evaluating (EagleEye)."""
-    recalib_batches: int = 8
+    recalib_batches: int = 4
     """Training batches used for BN recalibration and as calibration data for criteria."""
-    recalib_batch_size: int = 64
+    recalib_batch_size: int = 128
     """Size of each of those batches."""
     fill_budget: bool = True
     """Two-sided wall: also force the budget to be used (see amc_env.wall)."""

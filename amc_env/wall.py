@@ -2,8 +2,8 @@
 
 Conventions (DESIGN.md section 4): an action is a **keep ratio** in ``[lbound, 1]``; Torch-Pruning
 speaks of ratios *removed*, converted only by :func:`removal_ratio`. Channel counts are multiples
-of ``round_to`` where a unit is wide enough (a unit narrower than ``4 x round_to`` uses the
-largest power-of-two step that still gives it four choices), never below one step, never above
+of ``round_to`` where a unit is wide enough (a unit narrower than ``8 x round_to`` uses the
+largest power-of-two step that still gives it eight choices), never below one step, never above
 the unit's width.
 
 The wall (AMC section 3.3, made two-sided): before unit ``t`` is cut, its channel count is
@@ -29,7 +29,7 @@ def removal_ratio(keep_ratio: float) -> float:
 def channel_step(channels: int, round_to: int) -> int:
     """The rounding step for a unit of ``channels``: ``round_to`` if the unit is wide enough."""
     step = max(1, round_to)
-    while step > 1 and channels < 4 * step:
+    while step > 1 and channels < 8 * step:
         step //= 2
     return step
 
