@@ -39,8 +39,16 @@ test: $(STAMP) $(FMNIST)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+DEMO := runs/demo
 demo: $(STAMP) $(FMNIST)
-	$(BIN)/amc-train --model cnn --dataset fashion-mnist --epochs 2 --out runs/demo/base.pt
+	@test -f $(DEMO)/base.pt || $(BIN)/amc-train --model cnn --dataset fashion-mnist \
+	  --epochs 2 --out $(DEMO)/base.pt
+	@rm -rf $(DEMO)/search
+	$(BIN)/amc-search --checkpoint $(DEMO)/base.pt --dataset fashion-mnist --target flops \
+	  --budget 0.5 --criterion l1 --agent amc-ddpg --episodes 80 \
+	  --agent-kwargs '{warmup_episodes: 30}' --eval-size 1000 --out $(DEMO)/search
+	@echo "policy: $(DEMO)/search/policy.json; episodes: $(DEMO)/search/episodes.jsonl;" \
+	  "wandb (offline): $(DEMO)/search/wandb"
 
 clean:
 	rm -rf runs wandb .pytest_cache .ruff_cache

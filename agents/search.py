@@ -148,7 +148,7 @@ class Search:
             lbound=env.cfg.lbound, keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
             agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
                    "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs},
-            actor=actor,
+            actor=actor, channels={u.name: u.channels for u in env.units},
         )
 
     def _save_best(self, row: dict[str, Any]) -> Policy:

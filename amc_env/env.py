@@ -242,7 +242,7 @@ class ChannelPruningEnv(gym.Env):
         s = self._surgeon
         t0 = time.perf_counter()
         if k < unit.channels:
-            ctx = self._context(unit)
+            ctx = self.unit_context(unit)
             keep = self.criterion.select(ctx, k)
             t1 = time.perf_counter()
             s.prune(unit.name, keep)
@@ -265,9 +265,12 @@ class ChannelPruningEnv(gym.Env):
 
     # ----------------------------------------------------------------------------- internals
 
-    def _context(self, unit: Unit) -> UnitContext:
+    def unit_context(self, unit: Unit) -> UnitContext:
+        """The criterion's view of ``unit`` in the current episode (the original model before
+        any ``reset``)."""
+        if self._surgeon is None:
+            self._surgeon = Surgeon(self.model, self.example)
         s = self._surgeon
-        assert s is not None
         if unit.name not in self._orig_groups:
             self._orig_groups[unit.name] = full_group(self._orig_graph, self.model, unit.name)
         return UnitContext(unit=unit, model=s.model, graph=s.graph, group=s.group(unit.name),

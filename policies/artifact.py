@@ -47,6 +47,8 @@ class Policy:
     metrics: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     actor: str | None = None
+    channels: dict[str, int] = field(default_factory=dict)
+    """Original width of each unit (for naming mismatches when applying)."""
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,7 +6,9 @@ fill the budget (``fill_budget=False``), so the ratios are applied as given.
 
 - ``uniform``: one keep ratio for every unit, the largest whose rounded channel counts meet the
   budget (bisection);
-- ``random``: a random feasible policy (uniform keep ratios through the wall, seeded).
+- ``random``: a random feasible policy (uniform keep ratios through the wall, seeded);
+- ``sensitivity``: per-unit sensitivity analysis with an accuracy-drop threshold (Li et al. 2017);
+- ``global``: one importance threshold across all units (Network Slimming, Liu et al. 2017).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from amc_env.env import ChannelPruningEnv
 from amc_env.registry import Registry
-from amc_env.wall import round_channels
+from amc_env.wall import ActionWall, round_channels
 
 Heuristic = Callable[..., dict[str, float]]
 HEURISTICS: Registry[Heuristic] = Registry("strategy")
@@ -52,11 +54,12 @@ def uniform(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
 def random_policy(env: ChannelPruningEnv, seed: int = 0, **_: Any) -> dict[str, float]:
     """Uniform random keep ratios passed through the env's (budget-filling) wall."""
     rng = np.random.default_rng(seed)
+    wall = ActionWall(env.wall.cost, env.wall.options, env.budget_abs, fill=True)
     chosen: list[int] = []
     for t, u in enumerate(env.units):
         wanted = round_channels(u.channels, rng.uniform(env.cfg.lbound, 1.0), env.cfg.round_to,
                                 env.cfg.lbound)
-        chosen.append(env.wall.clip(t, chosen, wanted))
+        chosen.append(wall.clip(t, chosen, wanted))
     return {u.name: k / u.channels for u, k in zip(env.units, chosen, strict=True)}
 
 
@@ -68,3 +71,100 @@ def play_ratios(env: ChannelPruningEnv, ratios: dict[str, float], seed: int = 0)
         _, _, done, _, info = env.step(np.array([ratios[u.name]], dtype=np.float32))
     assert done
     return info
+
+
+def _counts_policy(env: ChannelPruningEnv, counts: list[int]) -> dict[str, float]:
+    return {u.name: k / u.channels for u, k in zip(env.units, counts, strict=True)}
+
+
+def _allowed(env: ChannelPruningEnv, t: int) -> np.ndarray:
+    return env.wall.options[t]
+
+
+@HEURISTICS.register("sensitivity")
+def sensitivity(
+    env: ChannelPruningEnv,
+    ratios: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    **_: Any,
+) -> dict[str, float]:
+    """Sensitivity analysis (Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017).
+
+    Prune each unit alone to each keep ratio in ``ratios`` (others untouched), measure validation
+    accuracy, then give every unit the smallest keep ratio whose accuracy drop stays within a
+    threshold; the threshold is the smallest that meets the budget. Costs
+    ``units x len(ratios)`` evaluations; ``env.sensitivity_table`` keeps the measured drops.
+    """
+    full = [u.channels for u in env.units]
+    base = play_ratios(env, {u.name: 1.0 for u in env.units})["accuracy"]
+    table: dict[str, list[tuple[int, float]]] = {}
+    for t, u in enumerate(env.units):
+        rows = []
+        for r in sorted(set(ratios)):
+            k = round_channels(u.channels, r, env.cfg.round_to, env.cfg.lbound)
+            if k >= u.channels or any(k == kk for kk, _ in rows):
+                continue
+            counts = list(full)
+            counts[t] = k
+            acc = play_ratios(env, _counts_policy(env, counts))["accuracy"]
+            rows.append((k, base - acc))
+        # A unit pruned harder never counts as hurting less (monotone envelope over noise).
+        rows.sort()
+        env_drop, worst = [], -np.inf
+        for k, drop in reversed(rows):
+            worst = max(worst, drop)
+            env_drop.append((k, worst))
+        table[u.name] = sorted(env_drop)
+    env.sensitivity_table = {"base_accuracy": base, "drops": table}  # type: ignore[attr-defined]
+
+    def counts_at(threshold: float) -> list[int]:
+        out = []
+        for u in env.units:
+            ok = [k for k, d in table[u.name] if d <= threshold]
+            out.append(min(ok) if ok else u.channels)
+        return out
+
+    candidates = sorted({d for rows in table.values() for _, d in rows})
+    for thr in candidates:
+        counts = counts_at(thr)
+        if within_budget(env, counts):
+            return _counts_policy(env, counts)
+    return _counts_policy(env, counts_at(np.inf))
+
+
+@HEURISTICS.register("global")
+def global_threshold(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
+    """One threshold on importance across all units; per-unit ratios emerge (Network Slimming's
+    global ranking). With ``slimming`` the raw |gamma| are compared across layers, as in the
+    paper; other criteria's scores are first divided by their unit's mean so layers of different
+    scale compare. Counts are rounded down to the unit's allowed counts (at least the smallest)."""
+    scores = []
+    for u in env.units:
+        s = env.criterion.scores(env.unit_context(u)).numpy()
+        scores.append(s if env.criterion.name == "slimming" else s / max(s.mean(), 1e-12))
+
+    def counts_at(threshold: float) -> list[int]:
+        out = []
+        for t, s in enumerate(scores):
+            opts = _allowed(env, t)
+            n = int((s >= threshold).sum())
+            fit = opts[opts <= n]
+            out.append(int(fit[-1]) if len(fit) else int(opts[0]))
+        return out
+
+    values = np.unique(np.concatenate(scores))
+    lo, hi = 0, len(values) - 1  # index of the threshold: higher prunes more
+    if within_budget(env, counts_at(values[0])):
+        return _counts_policy(env, counts_at(values[0]))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if within_budget(env, counts_at(values[mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    return _counts_policy(env, counts_at(values[lo]))
+
+
+def heuristic_policy(name: str, env: ChannelPruningEnv, seed: int = 0,
+                     **kwargs: Any) -> dict[str, float]:
+    """Keep ratios from the heuristic registered as ``name`` (``kwargs``: its settings)."""
+    return HEURISTICS.get(name)(env, seed=seed, **kwargs)

@@ -13,7 +13,8 @@ GOOD = {"model": {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}
         "fingerprint": "abc", "input_shape": [1, 28, 28], "dataset": "fashion-mnist",
         "target": "flops", "budget": 0.5, "criterion": "l1", "round_to": 8, "lbound": 0.2,
         "keep_ratios": {"features.0": 0.5}, "metrics": {"val_accuracy": 0.8},
-        "agent": {"name": "random"}, "actor": None, "format": FORMAT}
+        "agent": {"name": "random"}, "actor": None, "channels": {"features.0": 32},
+        "format": FORMAT}
 
 
 def test_round_trip(tmp_path) -> None:

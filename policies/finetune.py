@@ -1,0 +1,45 @@
+"""Fine-tuning a pruned model, training its architecture from scratch, and measuring either.
+
+Train-from-scratch follows Liu et al., "Rethinking the Value of Network Pruning" (ICLR 2019),
+scratch-E: the pruned architecture with freshly initialised weights, trained for as many epochs
+as the baseline. Both reuse :func:`amc_env.training.fit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from amc_env.cost import measure_cost
+from amc_env.datasets import DataSplits, make_loader
+from amc_env.latency import measure_latency
+from amc_env.models import build_model
+from amc_env.surgery import apply_pruning_record
+from amc_env.training import TrainConfig, evaluate, fit
+
+
+def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Train ``model`` in place on the training split with ``cfg`` (same recipe for everyone)."""
+    torch.manual_seed(cfg.seed)
+    loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                         workers=cfg.workers)
+    return fit(model, loader, cfg, device, progress=progress)
+
+
+def scratch_model(recipe: dict[str, Any], record: dict[str, Any], seed: int) -> nn.Module:
+    """The pruned architecture with freshly initialised weights."""
+    torch.manual_seed(seed)
+    return apply_pruning_record(build_model(recipe), record)
+
+
+def measure(model: nn.Module, data: DataSplits, device: str,
+            latency_batches: tuple[int, ...] = (1, 64), min_time_s: float = 0.5) -> dict[str, Any]:
+    """Test accuracy, MACs, params and latency (ms, each batch size in ``latency_batches``)."""
+    test = evaluate(model, make_loader(data.test, 512), device)
+    cost = measure_cost(model, data.spec.input_shape)
+    lat = {f"b{b}": measure_latency(model, data.spec.input_shape, batch_size=b, device=device,
+                                    min_time_s=min_time_s).to_dict() for b in latency_batches}
+    return {"test_acc": test.acc, "macs": cost.macs, "params": cost.params, "latency": lat}

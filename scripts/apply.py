@@ -1,0 +1,118 @@
+"""``amc-apply``: prune a model with a policy (same or new architecture), optionally fine-tune or
+train the pruned architecture from scratch, and export a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc_env.checkpoint import save_checkpoint
+from amc_env.datasets import load_dataset
+from amc_env.errors import UserError
+from amc_env.training import TrainConfig
+from policies.apply import MODES, apply_policy
+from policies.artifact import Policy
+from policies.finetune import finetune, measure, scratch_model
+from scripts import cli
+
+PROG = "amc-apply"
+
+
+def build_parser() -> cli.Parser:
+    """Flags of ``amc-apply``."""
+    p = cli.make_parser(PROG, "Apply a pruning policy to a model and export the pruned model.")
+    p.add_argument("--policy", type=Path, help="policy.json from amc-search or amc-compare")
+    cli.add_model_source(p)
+    p.set_defaults(dataset=None)
+    p.add_argument("--budget", type=float, default=None,
+                   help="re-derive ratios for this budget with the policy's actor")
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--scratch-epochs", type=int, default=0,
+                   help="also train the pruned architecture from scratch for this many epochs")
+    p.add_argument("--eval-size", type=int, default=1000,
+                   help="validation images for the pre-fine-tune accuracy")
+    p.add_argument("--latency-time", type=float, default=0.5,
+                   help="seconds each latency measurement runs for at least")
+    p.add_argument("--out", type=Path, help="pruned checkpoint to write, e.g. runs/pruned.pt")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _check(args: Any) -> None:
+    if args.policy is None or args.out is None:
+        raise UserError("--policy and --out are required")
+    if args.finetune_epochs < 0 or args.scratch_epochs < 0:
+        raise UserError("--finetune-epochs and --scratch-epochs must be non-negative")
+    if args.budget is not None and not 0 < args.budget <= 1:
+        raise UserError(f"--budget must be a fraction in (0, 1], got {args.budget}")
+    if args.out.exists() and args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file name such as pruned.pt")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = cli.parse(build_parser(), argv)
+    _check(args)
+    policy = Policy.load(args.policy)
+    cli.apply_runtime(args)
+    dataset = args.dataset or policy.dataset
+    data = load_dataset(dataset, args.data_root, args.val_size, seed=args.seed)
+    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    model.to(args.device)
+    applied = apply_policy(policy, args.policy.parent, model, data, args.budget, args.device,
+                           val_size=args.eval_size)
+    pruned = applied.model
+    progress = not args.no_progress
+    original = measure(model, data, args.device, min_time_s=args.latency_time)
+    before = measure(pruned, data, args.device, min_time_s=args.latency_time)
+    metrics: dict[str, Any] = {
+        "mode": applied.mode, "policy": str(args.policy), "keep_ratios": applied.keep_ratios,
+        "val_acc_before_finetune": applied.info["accuracy"], "original": original,
+        "before_finetune": before,
+        "speedup_b1": original["latency"]["b1"]["median_ms"] / before["latency"]["b1"]["median_ms"],
+        "speedup_b64": original["latency"]["b64"]["median_ms"] /
+        before["latency"]["b64"]["median_ms"],
+    }
+    if args.finetune_epochs:
+        cfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
+                          batch_size=args.batch_size, seed=args.seed)
+        metrics["finetune_history"] = finetune(pruned, data, cfg, args.device, progress)
+        metrics["after_finetune"] = measure(pruned, data, args.device,
+                                            min_time_s=args.latency_time)
+    if args.scratch_epochs:
+        scratch = scratch_model(recipe, applied.record, args.seed).to(args.device)
+        base_cfg = TrainConfig(epochs=args.scratch_epochs, batch_size=args.batch_size,
+                               seed=args.seed)
+        finetune(scratch, data, base_cfg, args.device, progress)
+        metrics["scratch"] = measure(scratch, data, args.device, min_time_s=args.latency_time)
+    save_checkpoint(args.out, pruned, recipe, data.spec.name, metrics, pruning=applied.record)
+    summary = {"out": str(args.out), "mode": applied.mode, "what": MODES[applied.mode],
+               "macs_ratio": before["macs"] / original["macs"],
+               "params_ratio": before["params"] / original["params"],
+               "test_acc_original": original["test_acc"], "test_acc_pruned": before["test_acc"],
+               "speedup_b1": round(metrics["speedup_b1"], 3),
+               "speedup_b64": round(metrics["speedup_b64"], 3),
+               "latency_threads": torch.get_num_threads()}
+    if "after_finetune" in metrics:
+        summary["test_acc_finetuned"] = metrics["after_finetune"]["test_acc"]
+    if "scratch" in metrics:
+        summary["test_acc_scratch"] = metrics["scratch"]["test_acc"]
+    if ckpt is not None:
+        summary["checkpoint"] = str(args.checkpoint)
+    print(json.dumps(summary))
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    cli.run(PROG, main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,104 @@
+"""Applying policies (same architecture, transfer through the actor), export and amc-apply."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+from policies.artifact import Policy
+from scripts import apply, search
+
+BASE = ["--dataset", "synthetic", "--eval-size", "32", "--recalib-batches", "1",
+        "--recalib-batch-size", "16", "--no-progress", "--wandb-mode", "disabled"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "s"
+    assert search.main(["--model", "resnet20", *BASE, "--agent", "amc-ddpg", "--agent-kwargs",
+                        "{warmup_episodes: 2, batch_size: 4}", "--episodes", "3",
+                        "--out", str(out)]) == 0
+    return out
+
+
+def _apply(*argv: str) -> dict:
+    return apply.main([*argv, "--dataset", "synthetic", "--eval-size", "32", "--no-progress",
+                       "--latency-time", "0.02"])
+
+
+def test_same_architecture_applies_ratios_and_exports(searched, tmp_path, capsys) -> None:
+    out = tmp_path / "p.pt"
+    assert _apply("--policy", str(searched / "policy.json"), "--model", "resnet20",
+                  "--out", str(out)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["mode"] == "ratios"
+    policy = Policy.load(searched / "policy.json")
+    ckpt = load_checkpoint(out)
+    assert ckpt["metrics"]["keep_ratios"] == pytest.approx(policy.keep_ratios)
+    assert summary["macs_ratio"] == pytest.approx(policy.metrics["macs_ratio"])
+    # Export round trip: rebuilt from recipe + record, bit-identical outputs.
+    raw = torch.load(out, weights_only=True)
+    rebuilt = model_from_checkpoint(load_checkpoint(out)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    from amc_env.models import build_model
+    from amc_env.surgery import apply_pruning_record
+
+    direct = apply_pruning_record(build_model(raw["recipe"]), raw["pruning"])
+    direct.load_state_dict(raw["state_dict"])
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), direct.eval()(x))
+
+
+def test_actor_transfers_to_a_deeper_resnet(searched, tmp_path, capsys) -> None:
+    out = tmp_path / "deep.pt"
+    assert _apply("--policy", str(searched / "policy.json"), "--model", "resnet32",
+                  "--out", str(out), "--budget", "0.5") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["mode"] == "actor"
+    assert 0.45 <= summary["macs_ratio"] <= 0.5
+    ratios = load_checkpoint(out)["metrics"]["keep_ratios"]
+    assert "layer1.4.conv1" in ratios  # a unit resnet20 does not have
+
+
+def test_finetune_and_scratch_report_accuracy(searched, tmp_path, capsys) -> None:
+    out = tmp_path / "ft.pt"
+    assert _apply("--policy", str(searched / "policy.json"), "--model", "resnet20", "--out",
+                  str(out), "--finetune-epochs", "1", "--scratch-epochs", "1") == 0
+    m = load_checkpoint(out)["metrics"]
+    assert 0 <= m["after_finetune"]["test_acc"] <= 1 and 0 <= m["scratch"]["test_acc"] <= 1
+    assert m["after_finetune"]["macs"] == m["before_finetune"]["macs"] == m["scratch"]["macs"]
+    assert m["before_finetune"]["latency"]["b64"]["batch_size"] == 64
+
+
+def test_ratios_only_policy_on_another_model_is_refused(searched, tmp_path, monkeypatch,
+                                                        capsys) -> None:
+    data = json.loads((searched / "policy.json").read_text())
+    data["actor"] = None
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(data))
+    out = tmp_path / "x.pt"
+    monkeypatch.setattr(sys, "argv", ["amc-apply", "--policy", str(bare), "--model", "resnet32",
+                                      "--dataset", "synthetic", "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        apply.entry()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1
+    assert "does not fit this model" in err[0] and "layer1.3.conv1 (not in the policy)" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "not valid JSON"), ('{"format": "x"}', "expected 'amc-policy/1'")])
+def test_bad_policy_files(tmp_path, monkeypatch, capsys, text, message) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_text(text)
+    monkeypatch.setattr(sys, "argv", ["amc-apply", "--policy", str(bad), "--model", "resnet20",
+                                      "--dataset", "synthetic", "--out", str(tmp_path / "o.pt")])
+    with pytest.raises(SystemExit) as exc:
+        apply.entry()
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o.pt").exists()
