@@ -10,3 +10,8 @@ def make(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
     )
+
+
+def flat(num_classes: int = 10) -> nn.Module:
+    """No conv and one linear layer: nothing a channel-pruning search can cut."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))

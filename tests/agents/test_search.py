@@ -107,13 +107,15 @@ BAD = [
     (["--wandb-mode", "cloud"], "--wandb-mode must be one of"),
     (["--agent-kwargs", "[1, 2]"], "not a YAML/JSON mapping"),
     (["--resume"], "nothing to resume"),
+    (["--model", "tests.user_model:flat"], "no prunable unit"),
 ]
 
 
 @pytest.mark.parametrize(("extra", "message"), BAD)
 def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, capsys, extra, message) -> None:
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", ["amc-search", *BASE, "--episodes", "1", "--out", str(out),
+    base = BASE[2:] if "--model" in extra else BASE
+    monkeypatch.setattr(sys, "argv", ["amc-search", *base, "--episodes", "1", "--out", str(out),
                                       *extra])
     with pytest.raises(SystemExit) as exc:
         search.entry()
