@@ -35,6 +35,27 @@ def scratch_model(recipe: dict[str, Any], record: dict[str, Any], seed: int) -> 
     return apply_pruning_record(build_model(recipe), record)
 
 
+def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], device: str,
+                        batch_sizes: tuple[int, ...] = (1, 64), rounds: int = 3,
+                        min_time_s: float = 0.3) -> dict[str, dict[str, dict[str, Any]]]:
+    """Latency of several models measured round-robin (``rounds`` passes over all of them), the
+    median of each model's per-round medians: load on a shared machine then hits every model
+    alike, so ratios between them stay honest."""
+    runs: dict[str, dict[int, list]] = {n: {b: [] for b in batch_sizes} for n in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            for b in batch_sizes:
+                runs[name][b].append(measure_latency(model, input_shape, batch_size=b,
+                                                     device=device, min_time_s=min_time_s))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, per in runs.items():
+        out[name] = {}
+        for b, lats in per.items():
+            best = sorted(lats, key=lambda lat: lat.median_ms)[len(lats) // 2]
+            out[name][f"b{b}"] = {**best.to_dict(), "rounds": rounds}
+    return out
+
+
 def measure(model: nn.Module, data: DataSplits, device: str,
             latency_batches: tuple[int, ...] = (1, 64), min_time_s: float = 0.5) -> dict[str, Any]:
     """Test accuracy, MACs, params and latency (ms, each batch size in ``latency_batches``)."""

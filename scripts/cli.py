@@ -89,6 +89,19 @@ def read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
     return out
 
 
+def mapping_arg(text: Any) -> dict[str, Any]:
+    """argparse type: a YAML/JSON mapping given as text (``'{warmup_episodes: 20}'``)."""
+    if isinstance(text, dict):
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}")
+    return value
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch."""
     random.seed(seed)

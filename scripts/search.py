@@ -81,7 +81,7 @@ def build_parser() -> cli.Parser:
     cli.add_model_source(p)
     add_env_args(p)
     p.add_argument("--agent", default="amc-ddpg", help=", ".join(AGENTS.names()))
-    p.add_argument("--agent-kwargs", type=_mapping, default={},
+    p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={},
                    help="agent hyper-parameters as a YAML/JSON mapping, "
                         "e.g. '{warmup_episodes: 20}'")
     p.add_argument("--episodes", type=int, default=300)
@@ -90,18 +90,6 @@ def build_parser() -> cli.Parser:
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--no-progress", action="store_true")
     return p
-
-
-def _mapping(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {text!r}")
-    return value
 
 
 def resolved_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""``amc-compare``: the learned policy against heuristic ratios at the same budget, fine-tuned and
+measured the same way; wandb runs in one group, ``results.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from amc_env import atomic
+from amc_env.datasets import load_dataset
+from amc_env.errors import UserError
+from amc_env.training import TrainConfig
+from policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
+from policies.report import write_report
+from scripts import cli
+from scripts.search import add_env_args, check_common, env_config
+
+PROG = "amc-compare"
+
+
+def build_parser() -> cli.Parser:
+    """Flags of ``amc-compare``."""
+    p = cli.make_parser(PROG, "Compare pruning strategies at one budget.")
+    cli.add_model_source(p)
+    add_env_args(p)
+    p.add_argument("--strategies", default="amc-ddpg,random,uniform,sensitivity,global",
+                   help=f"comma-separated; from {', '.join(strategy_names())}")
+    p.add_argument("--episodes", type=int, default=300, help="episodes per searched strategy")
+    p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={})
+    p.add_argument("--search", type=Path, default=None,
+                   help="reuse this finished search folder instead of searching again")
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--scratch-epochs", type=int, default=None,
+                   help="epochs for 'scratch' (default: the checkpoint's training epochs)")
+    p.add_argument("--latency-time", type=float, default=0.5)
+    p.add_argument("--out", type=Path, help="output folder, e.g. runs/cmp")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = cli.parse(build_parser(), argv)
+    check_common(args)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    check_strategies(strategies)
+    if args.search is not None and not (args.search / "policy.json").is_file():
+        raise UserError(f"--search {args.search} holds no policy.json")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise UserError(f"{args.out} is not empty; choose another --out")
+    cli.apply_runtime(args)
+    data = load_dataset(args.dataset, args.data_root, args.val_size, seed=args.seed)
+    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    scratch_epochs = args.scratch_epochs or int((ckpt or {}).get("metrics", {}).get("epochs", 1))
+    cfg = CompareConfig(
+        strategies=strategies, episodes=args.episodes, agent_kwargs=args.agent_kwargs,
+        finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
+                             batch_size=args.batch_size, seed=args.seed),
+        scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
+        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
+        group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
+        progress=not args.no_progress)
+    env_cfg = env_config(args)
+    results = run_compare(model.to(args.device), recipe, data, env_cfg, cfg, args.out,
+                          args.device)
+    results["config"] = {"target": args.target, "budget": args.budget,
+                         "criterion": args.criterion, "seed": args.seed,
+                         "finetune_epochs": args.finetune_epochs, "strategies": strategies,
+                         "episodes": args.episodes, "scratch_epochs": scratch_epochs}
+    command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
+                                                         else argv)])
+    results["command"] = command
+    atomic.write_json(args.out / "results.json", results)
+    report = write_report(results, args.out, command)
+    print(json.dumps({"report": str(report), "results": str(args.out / "results.json"),
+                      "wandb": str(args.out / "wandb"),
+                      "test_acc": {k: round(v["test_acc"], 4)
+                                   for k, v in results["strategies"].items()}}))
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    cli.run(PROG, main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,102 @@
+"""``amc-compare`` end to end on a tiny model: report, plots, results, wandb group, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from agents.tracking import offline_runs, read_offline_run
+from scripts import compare, search
+
+BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--recalib-batches",
+        "1", "--recalib-batch-size", "16", "--no-progress", "--latency-time", "0.01",
+        "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}", "--episodes", "3",
+        "--finetune-epochs", "1", "--scratch-epochs", "1"]
+ALL = "amc-ddpg,random,uniform,sensitivity,global,scratch"
+
+
+def test_compare_writes_report_results_and_one_wandb_group(tmp_path) -> None:
+    out = tmp_path / "cmp"
+    assert compare.main([*BASE, "--strategies", ALL, "--out", str(out),
+                         "--wandb-mode", "offline"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["strategies"]) == ALL.split(",")
+    for name, row in results["strategies"].items():
+        assert 0 <= row["test_acc"] <= 1 and row["macs"] <= 0.5 * results["original"]["macs"]
+        assert row["latency"]["b1"]["median_ms"] > 0 and row["latency"]["b64"]["batch_size"] == 64
+        if name != "scratch":
+            assert (out / f"policy-{name}.json").is_file()
+    assert set(results["curves"]) == {"amc-ddpg", "random"}
+    report = (out / "report.md").read_text()
+    for png in ("accuracy_vs_macs.png", "keep_ratios.png", "search_curves.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in report
+    assert all(f"| {n} |" in report for n in ALL.split(","))
+    runs = [read_offline_run(r) for r in offline_runs(out)]
+    strategy_runs = {r["name"]: r for r in runs if r["name"].startswith("strategy-")}
+    assert set(strategy_runs) == {f"strategy-{n}" for n in ALL.split(",")}
+    assert {r["group"] for r in runs} == {"compare-cmp"}
+    for name, run in strategy_runs.items():
+        assert run["config"]["strategy"] == name.removeprefix("strategy-")
+        assert run["config"]["budget"] == 0.5 and run["config"]["criterion"] == "l1"
+        s = results["strategies"][name.removeprefix("strategy-")]
+        assert run["summary"]["test_acc"] == s["test_acc"]
+    (summary,) = [r for r in runs if r["name"] == "summary"]
+    nrows = [h["comparison/nrows"] for h in summary["history"] if "comparison/nrows" in h]
+    assert nrows == [len(ALL.split(",")) + 1]  # every strategy plus the original
+
+
+def test_same_seed_same_finetune_results(tmp_path) -> None:
+    accs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        assert compare.main([*BASE, "--strategies", "uniform,global", "--out", str(out),
+                             "--wandb-mode", "disabled"]) == 0
+        res = json.loads((out / "results.json").read_text())
+        accs.append({k: (v["test_acc"], v["finetune_history"][-1]["train_loss"])
+                     for k, v in res["strategies"].items()})
+    assert accs[0] == accs[1]
+
+
+def test_wandb_failure_falls_back_and_keeps_the_report(tmp_path, monkeypatch, capsys) -> None:
+    import wandb
+
+    def broken(*_, **__):
+        raise RuntimeError("no wandb here")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    out = tmp_path / "c"
+    assert compare.main([*BASE, "--strategies", "uniform", "--out", str(out),
+                         "--wandb-mode", "offline"]) == 0
+    assert "wandb could not start" in capsys.readouterr().err
+    assert (out / "report.md").is_file() and (out / "results.json").is_file()
+
+
+def _run_entry(monkeypatch, capsys, argv):
+    monkeypatch.setattr(sys, "argv", ["amc-compare", *argv])
+    with pytest.raises(SystemExit) as exc:
+        compare.entry()
+    return exc.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_unknown_strategy_lists_names(tmp_path, monkeypatch, capsys) -> None:
+    code, err = _run_entry(monkeypatch, capsys, [*BASE, "--strategies", "uniform,magic",
+                                                  "--out", str(tmp_path / "o")])
+    assert code == 2 and len(err) == 1
+    assert "unknown strategy 'magic'; valid names: " in err[0] and "sensitivity" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_search_folder_for_another_budget_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    s = tmp_path / "s"
+    assert search.main(["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32",
+                        "--agent", "random", "--episodes", "2", "--budget", "0.7",
+                        "--no-progress", "--wandb-mode", "disabled", "--out", str(s)]) == 0
+    code, err = _run_entry(monkeypatch, capsys, [*BASE, "--strategies", "random,uniform",
+                                                  "--search", str(s), "--out",
+                                                  str(tmp_path / "o"), "--wandb-mode",
+                                                  "disabled"])
+    assert code == 2 and len(err) == 1
+    assert "cannot be reused" in err[0] and "at 0.7, not flops at 0.5" in err[0]
+    assert not (tmp_path / "o").exists()
