@@ -40,15 +40,19 @@ test: $(STAMP) $(FMNIST)
 	$(BIN)/python -m pytest
 
 DEMO := runs/demo
+# The demo: train the small CNN (2 epochs), then compare AMC-DDPG against random search and the
+# uniform, sensitivity and global heuristics at 50% MACs, each fine-tuned for one epoch.
 demo: $(STAMP) $(FMNIST)
 	@test -f $(DEMO)/base.pt || $(BIN)/amc-train --model cnn --dataset fashion-mnist \
 	  --epochs 2 --out $(DEMO)/base.pt
-	@rm -rf $(DEMO)/search
-	$(BIN)/amc-search --checkpoint $(DEMO)/base.pt --dataset fashion-mnist --target flops \
-	  --budget 0.5 --criterion l1 --agent amc-ddpg --episodes 80 \
-	  --agent-kwargs '{warmup_episodes: 30}' --eval-size 1000 --out $(DEMO)/search
-	@echo "policy: $(DEMO)/search/policy.json; episodes: $(DEMO)/search/episodes.jsonl;" \
-	  "wandb (offline): $(DEMO)/search/wandb"
+	@rm -rf $(DEMO)/compare
+	$(BIN)/amc-compare --checkpoint $(DEMO)/base.pt --dataset fashion-mnist --target flops \
+	  --budget 0.5 --criterion l1 --strategies amc-ddpg,random,uniform,sensitivity,global \
+	  --episodes 150 --agent-kwargs '{warmup_episodes: 50}' --finetune-epochs 1 \
+	  --out $(DEMO)/compare
+	@sed -n '/^| strategy/,/^$$/p' $(DEMO)/compare/report.md
+	@echo "report: $(DEMO)/compare/report.md (plots beside it); results: $(DEMO)/compare/results.json"
+	@echo "wandb runs (offline, group compare-compare): $(DEMO)/compare/wandb; upload with wandb sync"
 
 clean:
 	rm -rf runs wandb .pytest_cache .ruff_cache
