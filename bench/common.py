@@ -32,10 +32,21 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), **library_versions()}
 
 
+def command_line() -> str:
+    """How this benchmark was started, as a user would type it (``python -m bench.x ...``)."""
+    return " ".join([display_program(sys.argv[0]), *sys.argv[1:]])
+
+
+def display_program(argv0: str) -> str:
+    """``python -m bench.NAME`` for a benchmark script path, else the path itself."""
+    p = Path(argv0)
+    return f"python -m bench.{p.stem}" if p.parent.name == "bench" else argv0
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` with the command line, date and machine."""
     path = RESULTS / f"{name}.json"
-    atomic.write_json(path, {"benchmark": name, "command": " ".join(sys.argv),
+    atomic.write_json(path, {"benchmark": name, "command": command_line(),
                              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                              "machine": machine(), **data})
     return path

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from amc_env import atomic
-from bench.common import RESULTS
+from bench.common import RESULTS, display_program
 from scripts import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load() -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    for r in results.values():
+        prog, _, rest = r["command"].partition(" ")
+        r["command"] = f"{display_program(prog)} {rest}"
+    return results
 
 
 def _machine(r: dict[str, Any]) -> str:
