@@ -1,7 +1,9 @@
-"""Crash-safe file writes: write a temp file beside the target, fsync, then rename over it.
+"""File I/O for artifacts: crash-safe writes (temp file beside the target, fsync, rename) and
+checked ``torch.load`` reads.
 
 A reader never sees a half-written checkpoint, policy or report; a crash leaves either the old
-file or the new one.
+file or the new one. A missing or unreadable file is a :class:`~amc_env.errors.UserError` that
+names the file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from amc_env.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -53,3 +57,13 @@ def write_json(path: Path, obj: Any) -> None:
 def torch_save(path: Path, obj: Any) -> None:
     """Atomically ``torch.save`` ``obj`` to ``path``."""
     _atomic(path, lambda f: torch.save(obj, f))
+
+
+def read_torch(path: Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; ``what`` names the file in errors."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except Exception as exc:
+        raise UserError(f"{what} {path} is corrupt or unreadable ({type(exc).__name__})") from None

@@ -65,16 +65,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read and validate a checkpoint; :class:`UserError` names what is wrong with a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(
-            f"checkpoint {path} is corrupt or not a checkpoint ({type(exc).__name__}); "
-            "re-create it with amc-train"
-        ) from None
+    obj = atomic.read_torch(Path(path), "checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise UserError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from agents import AgentSpec, make_agent
+from amc_env import atomic
 from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
@@ -65,12 +65,7 @@ def env_for(policy: Policy, model: nn.Module, data: DataSplits, budget: float | 
 def run_actor(policy: Policy, policy_dir: Path, env: ChannelPruningEnv) -> dict[str, Any]:
     """One deterministic episode of the policy's actor on ``env``; returns the final info."""
     path = Path(policy_dir) / str(policy.actor)
-    try:
-        actor = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"the policy's actor file {path} is missing") from None
-    except Exception as exc:
-        raise UserError(f"actor file {path} is corrupt ({type(exc).__name__})") from None
+    actor = atomic.read_torch(path, "the policy's actor file")
     spec = AgentSpec(env.observation_space, env.action_space, env.n_units, 1)
     agent = make_agent(actor["agent"], spec, int(policy.agent.get("seed", 0)),
                        actor.get("overrides", {}))

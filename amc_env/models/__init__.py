@@ -25,6 +25,7 @@ import torch
 import torchvision
 from torch import nn
 
+from amc_env import atomic
 from amc_env.errors import UserError
 from amc_env.models.cifar_resnet import CifarResNet
 from amc_env.models.small_cnn import SmallCNN
@@ -158,12 +159,7 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a torchvision-format ``state_dict`` file (or a checkpoint holding ``state_dict``)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"weights file {path} does not exist") from None
-    except Exception as exc:
-        raise UserError(f"weights file {path} is not a readable state_dict ({exc})") from None
+    obj = atomic.read_torch(path, "weights file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
