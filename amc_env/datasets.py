@@ -261,7 +261,8 @@ def load_dataset(
     if name not in DATASETS:
         valid = ", ".join([*DATASETS.names(), "imagefolder:PATH"])
         raise UserError(f"unknown dataset {name!r}; valid names: {valid}")
-    return DATASETS.get(name)(root or default_data_root(), download=download, **kwargs)
+    return DATASETS.get(name)(Path(root) if root else default_data_root(), download=download,
+                              **kwargs)
 
 
 def make_loader(

@@ -165,6 +165,7 @@ class ChannelPruningEnv(gym.Env):
         self._chosen: list[int] = []
         self._actions: list[float] = []
         self._timings: dict[str, float] = {}
+        self._wall_on = True
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -213,8 +214,10 @@ class ChannelPruningEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode on a fresh copy of the model; ``seed`` seeds the random criterion
-        and the action space."""
+        and the action space. ``options={"wall": False}`` applies this episode's actions as
+        given (only rounded), for replaying policies and probing single units."""
         super().reset(seed=seed)
+        self._wall_on = bool((options or {}).get("wall", True))
         if seed is not None:
             self._rng.manual_seed(seed)
             self.action_space.seed(seed)
@@ -238,7 +241,7 @@ class ChannelPruningEnv(gym.Env):
         t = len(self._chosen)
         unit = self.units[t]
         wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound)
-        k = self.wall.clip(t, self._chosen, wanted)
+        k = self.wall.clip(t, self._chosen, wanted) if self._wall_on else wanted
         s = self._surgeon
         t0 = time.perf_counter()
         if k < unit.channels:

@@ -64,8 +64,9 @@ def random_policy(env: ChannelPruningEnv, seed: int = 0, **_: Any) -> dict[str, 
 
 
 def play_ratios(env: ChannelPruningEnv, ratios: dict[str, float], seed: int = 0) -> dict[str, Any]:
-    """Run one episode applying ``ratios`` (by unit name); returns the final ``info``."""
-    env.reset(seed=seed)
+    """Run one episode applying ``ratios`` (by unit name) exactly, without the action wall;
+    returns the final ``info``."""
+    env.reset(seed=seed, options={"wall": False})
     info: dict[str, Any] = {}
     for u in env.units:
         _, _, done, _, info = env.step(np.array([ratios[u.name]], dtype=np.float32))
@@ -137,6 +138,7 @@ def global_threshold(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
     global ranking). With ``slimming`` the raw |gamma| are compared across layers, as in the
     paper; other criteria's scores are first divided by their unit's mean so layers of different
     scale compare. Counts are rounded down to the unit's allowed counts (at least the smallest)."""
+    env.reset(seed=0)  # score the unpruned model, not a finished episode's
     scores = []
     for u in env.units:
         s = env.criterion.scores(env.unit_context(u)).numpy()

@@ -94,3 +94,21 @@ def test_global_slimming_prunes_exactly_the_globally_smallest_gammas() -> None:
 
 def test_registry_names() -> None:
     assert HEURISTICS.names() == ["uniform", "random", "sensitivity", "global"]
+
+
+def test_sensitivity_probes_prune_one_unit_alone() -> None:
+    # At a tight budget the probes must still measure single-unit pruning, not walled models:
+    # keeping everything must reproduce the unpruned model's accuracy exactly.
+    env = make_env("resnet20", budget=0.3, recalibrate=False, round_to=1)
+    full = play_ratios(env, {u.name: 1.0 for u in env.units})
+    assert full["macs"] == full["original_macs"]
+    heuristic_policy("sensitivity", env, ratios=(0.5,))
+    drops = env.sensitivity_table["drops"]
+    assert all(len(rows) == 1 for rows in drops.values())
+
+
+def test_global_scores_the_unpruned_model_after_other_episodes() -> None:
+    env = make_env("resnet20", budget=0.5, recalibrate=False, round_to=1)
+    first = heuristic_policy("global", env)
+    play_ratios(env, {u.name: 0.3 for u in env.units})  # leaves a heavily pruned episode behind
+    assert heuristic_policy("global", env) == first
