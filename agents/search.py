@@ -144,7 +144,7 @@ class Search:
             model=c["recipe"], fingerprint=fingerprint(env.units),
             input_shape=list(env.data_spec.input_shape), dataset=env.data_spec.name,
             target=env.cfg.target, budget=env.cfg.budget,
-            criterion=c.get("criterion", str(env.cfg.criterion)), round_to=env.cfg.round_to,
+            criterion=c.get("criterion", env.criterion.spec), round_to=env.cfg.round_to,
             lbound=env.cfg.lbound, keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
             agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
                    "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs},

@@ -4,18 +4,23 @@ style: small objects with one contract, selected by name).
 Contract: ``Criterion.select(ctx, n_keep)`` returns the sorted indices of the ``n_keep`` channels
 to keep. The default ranks ``scores(ctx)`` (one number per channel, larger = more important).
 ``ctx`` (:class:`UnitContext`) carries the current partially pruned model and the unit's group,
-the original model, fixed calibration batches and a seeded generator, so criteria that need data
-(SNIP, reconstruction) have it. ``after_prune(ctx, kept)`` runs once the unit is cut, for
-criteria that rewrite the consumer layers' weights (least-squares reconstruction).
+the original model, fixed calibration batches, the reconstruction calibrator and a seeded
+generator, so criteria that need data (SNIP, ThiNet, LASSO) have it. A criterion whose
+``reconstruct`` is true has the environment refit the unit's consumer layers by least squares
+after the cut (:mod:`amc_env.reconstruction`).
 
 Registered: ``l1``, ``l2`` (filter norms; Li et al., "Pruning Filters for Efficient ConvNets",
 ICLR 2017), ``slimming`` (BN-gamma magnitude; Liu et al., ICCV 2017), ``snip`` (connection
-sensitivity |g * w| from one mini-batch, summed per channel; Lee et al., ICLR 2019), ``random``.
+sensitivity |g * w| from one mini-batch, summed per channel; Lee et al., ICLR 2019), ``random``,
+``thinet`` (greedy reconstruction-error selection; Luo et al., ICCV 2017) and ``lasso`` (LASSO
+channel selection; He et al., ICCV 2017); both end with the least-squares refit. Any name takes
+the suffix ``+reconstruct`` (``l1+reconstruct``) to add that refit (AMC's step) to its selection.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,8 +30,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from amc_env.errors import UserError
+from amc_env.reconstruction import Calibrator, ConsumerSample
 from amc_env.registry import Registry
 from amc_env.units import PRUNABLE_ROOTS, Unit
+
+RECONSTRUCT = "+reconstruct"
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -47,6 +55,16 @@ class UnitContext:
     calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     """Fixed training batches (no augmentation), on the env's device."""
     rng: torch.Generator = field(default_factory=torch.Generator)
+    calibrator: Calibrator | None = None
+    """Consumer sampling and least-squares refits (set when the criterion needs it)."""
+    kept: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    """What earlier units of this episode kept, by unit name."""
+
+    def consumer_samples(self) -> list[ConsumerSample]:
+        """Calibration rows of the unit's consumers (cached per episode)."""
+        if self.calibrator is None:
+            raise UserError(f"unit {self.unit.name!r}: this criterion needs calibration data")
+        return self.calibrator.sample(self.unit, self.model, self.group, self.graph, self.kept)
 
 
 def _per_channel(item: tp._helpers.GroupItem, values: Tensor, channels: int) -> Tensor:
@@ -65,6 +83,17 @@ class Criterion(ABC):
 
     name: ClassVar[str]
     needs_data: ClassVar[bool] = False
+    uses_consumers: ClassVar[bool] = False
+    """Whether ``select`` reads consumer calibration rows (ThiNet, LASSO)."""
+
+    def __init__(self, reconstruct: bool = False) -> None:
+        self.reconstruct = reconstruct
+        """Refit the consumers by least squares after each cut."""
+
+    @property
+    def spec(self) -> str:
+        """The name that rebuilds this criterion with :func:`make_criterion`."""
+        return self.name + (RECONSTRUCT if self.reconstruct and not self.uses_consumers else "")
 
     @abstractmethod
     def scores(self, ctx: UnitContext) -> Tensor:
@@ -75,9 +104,6 @@ class Criterion(ABC):
         s = self.scores(ctx)
         order = torch.argsort(-s, stable=True)
         return sorted(order[:n_keep].tolist())
-
-    def after_prune(self, ctx: UnitContext, kept: list[int]) -> None:  # noqa: B027
-        """Hook run after the cut (``ctx`` now holds the pruned model); default: nothing."""
 
 
 CRITERIA: Registry[type[Criterion]] = Registry("criterion")
@@ -142,7 +168,8 @@ class Snip(Criterion):
 
     name, needs_data = "snip", True
 
-    def __init__(self) -> None:
+    def __init__(self, reconstruct: bool = False) -> None:
+        super().__init__(reconstruct)
         self._sens: dict[int, Tensor] | None = None
 
     def _sensitivities(self, ctx: UnitContext) -> dict[int, Tensor]:
@@ -190,8 +217,124 @@ class RandomCriterion(Criterion):
         return torch.rand(ctx.unit.channels, generator=ctx.rng, dtype=torch.float64)
 
 
+class ConsumerCriterion(Criterion):
+    """Base of the criteria that choose channels from the consumers' calibration rows; falls
+    back to L1 ranking for a unit without a usable consumer. They always refit afterwards."""
+
+    uses_consumers = True
+
+    def __init__(self, reconstruct: bool = True) -> None:
+        super().__init__(reconstruct=True)
+
+    @abstractmethod
+    def choose(self, G: Tensor, h: Tensor, n_keep: int) -> list[int]:
+        """Kept unit channels from the normalised Gram matrix ``G`` and target products ``h``
+        summed over consumers (see ConsumerSample.contributions)."""
+
+    def scores(self, ctx: UnitContext) -> Tensor:
+        return L1().scores(ctx)
+
+    def select(self, ctx: UnitContext, n_keep: int) -> list[int]:
+        samples = ctx.consumer_samples()
+        if not samples:
+            return super().select(ctx, n_keep)
+        c = ctx.unit.channels
+        G = torch.zeros(c, c, dtype=torch.float64)
+        h = torch.zeros(c, dtype=torch.float64)
+        for s in samples:
+            g, hh = s.contributions(ctx.model)
+            G += g / s.energy()
+            h += hh / s.energy()
+        return sorted(self.choose(G, h, n_keep))
+
+
+@CRITERIA.register("thinet")
+class ThiNet(ConsumerCriterion):
+    """ThiNet's greedy selection (Luo et al., ICCV 2017, Algorithm 1): repeatedly remove the
+    channel whose removal adds least to the consumers' output error ``||sum_removed Z_c||^2``.
+    With the Gram matrix the added error of channel c is ``G[c, c] + 2 sum_removed G[c, j]``,
+    so each step is one vector update, not a forward pass per candidate."""
+
+    name = "thinet"
+
+    def choose(self, G: Tensor, h: Tensor, n_keep: int) -> list[int]:
+        c = G.shape[0]
+        alive = torch.ones(c, dtype=torch.bool)
+        cross = torch.zeros(c, dtype=torch.float64)
+        diag = G.diagonal().clone()
+        for _ in range(c - n_keep):
+            cost = torch.where(alive, diag + 2 * cross, torch.inf)
+            j = int(torch.argmin(cost))
+            alive[j] = False
+            cross += G[:, j]
+        return torch.nonzero(alive).flatten().tolist()
+
+
+@CRITERIA.register("lasso")
+class Lasso(ConsumerCriterion):
+    """LASSO channel selection (He et al., ICCV 2017): per-channel coefficients ``beta``
+    minimising ``||T - sum_c beta_c Z_c||^2 + lam ||beta||_1`` (FISTA on the Gram form), with
+    ``lam`` raised by bisection until at most ``n_keep`` are non-zero; ties are filled by
+    ``|beta|`` just below that penalty. The refit that follows is their second step.
+
+    The Gram form (``C x C``) replaces sklearn's Lasso, which needs the ``(N * O) x C`` design
+    matrix (hundreds of MB for a wide consumer)."""
+
+    name = "lasso"
+    iters: ClassVar[int] = 500
+    grid: ClassVar[int] = 24
+    bisections: ClassVar[int] = 10
+
+    @classmethod
+    def solve(cls, G: Tensor, h: Tensor, lams: Tensor) -> Tensor:
+        """``[C, M]``: for each penalty in ``lams`` ``[M]``, ``argmin beta^T G beta -
+        2 h^T beta + lam |beta|_1`` by FISTA (accelerated proximal gradient), all penalties at
+        once."""
+        step = 1.0 / (2 * float(torch.linalg.eigvalsh(G)[-1]) + 1e-300)
+        x = torch.zeros(len(h), len(lams), dtype=torch.float64)
+        z, t, thr, hh = x.clone(), 1.0, step * lams.view(1, -1), h.view(-1, 1)
+        for _ in range(cls.iters):
+            g = z - step * 2 * (G @ z - hh)
+            nxt = torch.sign(g) * torch.clamp(g.abs() - thr, min=0)
+            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            z = nxt + (t - 1) / t_next * (nxt - x)
+            done = float((nxt - x).abs().max()) <= 1e-10 * max(1.0, float(nxt.abs().max()))
+            x, t = nxt, t_next
+            if done:
+                break
+        return x
+
+    def choose(self, G: Tensor, h: Tensor, n_keep: int) -> list[int]:
+        top = 2 * float(h.abs().max()) + 1e-12  # at or above this every beta is zero
+        lams = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          top * torch.logspace(-6, 0, self.grid, dtype=torch.float64)])
+        betas = self.solve(G, h, lams)
+        nnz = (betas != 0).sum(0)
+        i = int(torch.nonzero(nnz <= n_keep)[0])  # smallest penalty keeping at most n_keep
+        beta_hi = betas[:, i]
+        if i == 0:
+            beta_lo = beta_hi
+        else:
+            lo, hi, beta_lo = float(lams[i - 1]), float(lams[i]), betas[:, i - 1]
+            for _ in range(self.bisections):
+                mid = (lo + hi) / 2
+                beta = self.solve(G, h, torch.tensor([mid], dtype=torch.float64))[:, 0]
+                if int((beta != 0).sum()) <= n_keep:
+                    hi, beta_hi = mid, beta
+                else:
+                    lo, beta_lo = mid, beta
+        rank = (beta_hi != 0).double() * 2 + beta_lo.abs() / (beta_lo.abs().max() + 1e-300)
+        return torch.argsort(-rank, stable=True)[:n_keep].tolist()
+
+
+def criterion_name(spec: str) -> str:
+    """The registered name inside a criterion spec (``l1+reconstruct`` -> ``l1``)."""
+    return spec.removesuffix(RECONSTRUCT)
+
+
 def make_criterion(spec: str | Criterion) -> Criterion:
-    """A criterion object from a registered name, or ``spec`` itself if already one."""
+    """A criterion object from a spec (a registered name, optionally ``+reconstruct``), or
+    ``spec`` itself if already one."""
     if isinstance(spec, Criterion):
         return spec
-    return CRITERIA.get(spec)()
+    return CRITERIA.get(criterion_name(spec))(reconstruct=spec.endswith(RECONSTRUCT))

@@ -22,6 +22,7 @@ from amc_env.errors import UserError
 from amc_env.evaluation import accuracy, recalibrate_bn, take_batches
 from amc_env.latency import measure_latency
 from amc_env.latency_model import LatencyModel, calibrate_latency
+from amc_env.reconstruction import Calibrator
 from amc_env.rewards import Reward, make_reward
 from amc_env.surgery import Surgeon, full_group
 from amc_env.units import Unit, build_graph, discover_units
@@ -58,6 +59,10 @@ class EnvConfig:
     """Training batches used for BN recalibration and as calibration data for criteria."""
     recalib_batch_size: int = 128
     """Size of each of those batches."""
+    calib_images: int = 256
+    """Training images whose consumer inputs/outputs ThiNet, LASSO and ``+reconstruct`` sample."""
+    calib_points: int = 10
+    """Output positions sampled per image and consumer layer (AMC: 10)."""
     fill_budget: bool = True
     """Two-sided wall: also force the budget to be used (see amc_env.wall)."""
     include: Sequence[str] = ()
@@ -154,6 +159,13 @@ class ChannelPruningEnv(gym.Env):
         self.calib_batches = take_batches(data.train_plain,
                                           cfg.recalib_batches * cfg.recalib_batch_size,
                                           cfg.recalib_batch_size, cfg.device, seed=cfg.data_seed)
+        self.calibrator: Calibrator | None = None
+        if self.criterion.reconstruct or self.criterion.uses_consumers:
+            owners = {m: u.name for u in self.units for m in u.members}
+            batches = take_batches(data.train_plain, cfg.calib_images, cfg.recalib_batch_size,
+                                   cfg.device, seed=cfg.data_seed)
+            self.calibrator = Calibrator(self.model, batches, cfg.calib_images,
+                                         cfg.calib_points, owners, seed=cfg.data_seed)
         self._static = self._static_features()
         self._measure = "params" if cfg.target == "params" else "flops"
         self._orig_measure = self.cost.original[self._measure]
@@ -181,6 +193,8 @@ class ChannelPruningEnv(gym.Env):
             raise UserError(f"--round-to must be at least 1, got {cfg.round_to!r}")
         if cfg.val_size < 1 or cfg.eval_batch < 1:
             raise UserError("--val-size and the evaluation batch must be at least 1")
+        if cfg.calib_images < 1 or cfg.calib_points < 1:
+            raise UserError("--calib-images and --calib-points must be at least 1")
 
     def _check_feasible(self) -> None:
         smallest = self.wall.smallest_cost()
@@ -247,10 +261,13 @@ class ChannelPruningEnv(gym.Env):
         if k < unit.channels:
             ctx = self.unit_context(unit)
             keep = self.criterion.select(ctx, k)
+            if self.criterion.reconstruct:
+                ctx.consumer_samples()  # sampled before the cut, while every channel is there
             t1 = time.perf_counter()
             s.prune(unit.name, keep)
             t2 = time.perf_counter()
-            self.criterion.after_prune(dataclasses.replace(ctx, group=s.group(unit.name)), keep)
+            if self.criterion.reconstruct and self.calibrator is not None:
+                self.calibrator.reconstruct(unit, s.model, keep)
             t3 = time.perf_counter()
             self._timings["criterion"] += (t1 - t0) + (t3 - t2)
             self._timings["surgery"] += t2 - t1
@@ -278,7 +295,8 @@ class ChannelPruningEnv(gym.Env):
             self._orig_groups[unit.name] = full_group(self._orig_graph, self.model, unit.name)
         return UnitContext(unit=unit, model=s.model, graph=s.graph, group=s.group(unit.name),
                            original=self.model, original_group=self._orig_groups[unit.name],
-                           calibration=self.calib_batches, rng=self._rng)
+                           calibration=self.calib_batches, rng=self._rng,
+                           calibrator=self.calibrator, kept=dict(s.kept))
 
     def _obs(self, t: int) -> np.ndarray:
         chosen = self._chosen[:t]

@@ -80,6 +80,8 @@ def reusable_search(search_dir: Path, agent: str, env: ChannelPruningEnv) -> Pol
     if policy.target != env.cfg.target or abs(policy.budget - env.cfg.budget) > 1e-12:
         reasons.append(f"it targets {policy.target} at {policy.budget}, not {env.cfg.target} at "
                        f"{env.cfg.budget}")
+    if policy.criterion != env.criterion.spec:
+        reasons.append(f"it used criterion {policy.criterion!r}, not {env.criterion.spec!r}")
     if reasons:
         raise UserError(f"--search {search_dir} cannot be reused: {'; '.join(reasons)}")
     return policy

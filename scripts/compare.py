@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run_compare(model.to(args.device), recipe, data, env_cfg, cfg, args.out,
                           args.device)
     results["config"] = {"target": args.target, "budget": args.budget,
-                         "criterion": args.criterion, "seed": args.seed,
+                         "criterion": env_cfg.criterion, "seed": args.seed,
                          "finetune_epochs": args.finetune_epochs, "strategies": strategies,
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None

@@ -14,7 +14,7 @@ from agents import AGENTS
 from agents.search import STATE_FILE, Search, SearchConfig
 from agents.tracking import MODES
 from amc_env import atomic
-from amc_env.criteria import CRITERIA
+from amc_env.criteria import CRITERIA, RECONSTRUCT, criterion_name
 from amc_env.datasets import load_dataset
 from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
@@ -31,6 +31,13 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=d.budget,
                    help="fraction of the original target cost to keep (default 0.5)")
     p.add_argument("--criterion", default="l1", help=f"{', '.join(CRITERIA.names())}")
+    p.add_argument("--reconstruct", action="store_true",
+                   help="refit each cut unit's consumer layers by least squares (AMC's step; "
+                        "thinet and lasso always do)")
+    p.add_argument("--calib-images", type=int, default=d.calib_images,
+                   help="training images sampled for thinet/lasso/--reconstruct (default 256)")
+    p.add_argument("--calib-points", type=int, default=d.calib_points,
+                   help="output positions sampled per image and consumer layer (default 10)")
     p.add_argument("--reward", default="acc", help=f"{', '.join(REWARDS.names())}")
     p.add_argument("--lbound", type=float, default=d.lbound, help="smallest keep ratio")
     p.add_argument("--round-to", type=int, default=d.round_to, help="channel rounding step")
@@ -55,20 +62,28 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
 def env_config(args: argparse.Namespace) -> EnvConfig:
     """The EnvConfig the flags describe."""
     return EnvConfig(target=args.target, budget=args.budget, lbound=args.lbound,
-                     round_to=args.round_to, criterion=args.criterion, reward=args.reward,
+                     round_to=args.round_to, criterion=criterion_spec(args), reward=args.reward,
                      val_size=args.eval_size, eval_batch=args.eval_batch,
                      recalibrate=not args.no_recalibrate, recalib_batches=args.recalib_batches,
                      recalib_batch_size=args.recalib_batch_size, fill_budget=not args.no_fill,
                      include=tuple(args.include), exclude=tuple(args.exclude),
-                     device=args.device, latency_batch=args.latency_batch, data_seed=args.seed)
+                     device=args.device, latency_batch=args.latency_batch, data_seed=args.seed,
+                     calib_images=args.calib_images, calib_points=args.calib_points)
+
+
+def criterion_spec(args: argparse.Namespace) -> str:
+    """``--criterion`` with ``+reconstruct`` appended when ``--reconstruct`` is given."""
+    name = criterion_name(args.criterion)
+    return name + RECONSTRUCT if args.reconstruct or args.criterion.endswith(RECONSTRUCT) \
+        else name
 
 
 def check_common(args: argparse.Namespace) -> None:
     """Validate flags before anything heavy runs."""
     if args.wandb_mode not in MODES:
         raise UserError(f"--wandb-mode must be one of {', '.join(MODES)}")
-    if args.criterion not in CRITERIA:
-        CRITERIA.get(args.criterion)
+    if criterion_name(args.criterion) not in CRITERIA:
+        CRITERIA.get(criterion_name(args.criterion))
     if args.reward not in REWARDS:
         REWARDS.get(args.reward)
     if args.out is None:
@@ -135,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        agent_kwargs=args.agent_kwargs, checkpoint_every=args.checkpoint_every,
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
                        progress=not args.no_progress)
-    context = {"recipe": recipe, "criterion": args.criterion, "dataset": data.spec.name,
+    context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     result = Search(env, cfg, args.out, context).run(resume=args.resume)
     if result.best is None:

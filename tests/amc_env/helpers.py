@@ -12,7 +12,8 @@ from amc_env.datasets import synthetic as synthetic_data
 from amc_env.env import ChannelPruningEnv
 from amc_env.models import build_model
 
-FAST = {"val_size": 32, "eval_batch": 32, "recalib_batches": 1, "recalib_batch_size": 16}
+FAST = {"val_size": 32, "eval_batch": 32, "recalib_batches": 1, "recalib_batch_size": 16,
+        "calib_images": 16, "calib_points": 4}
 
 
 def synthetic(in_channels: int = 3, image_size: int = 16) -> DataSplits:

@@ -86,7 +86,7 @@ def test_random_is_seeded() -> None:
 
 
 def test_registry_and_custom_object() -> None:
-    assert CRITERIA.names() == ["l1", "l2", "slimming", "snip", "random"]
+    assert CRITERIA.names() == ["l1", "l2", "slimming", "snip", "random", "thinet", "lasso"]
 
     class LastChannels(Criterion):
         name = "last"
