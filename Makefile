@@ -12,7 +12,7 @@ export AMC_DATA_ROOT := $(abspath $(DATA_ROOT))
 export WANDB_MODE ?= offline
 export WANDB_SILENT := true
 
-.PHONY: setup data test lint demo clean
+.PHONY: setup data test lint demo clean device-kit
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ demo: $(STAMP) $(FMNIST)
 	@sed -n '/^| strategy/,/^$$/p' $(DEMO)/compare/report.md
 	@echo "report: $(DEMO)/compare/report.md (plots beside it); results: $(DEMO)/compare/results.json"
 	@echo "wandb runs (offline, group compare-compare): $(DEMO)/compare/wandb; upload with wandb sync"
+
+# What bench/device_session.sh needs on a lent GPU machine (no network there): wheels of the
+# pure-Python packages its image lacks, and Debian's Fashion-MNIST files.
+device-kit: $(STAMP)
+	mkdir -p .gpu/whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform any -d .gpu/whl $$(grep -iE '^(gymnasium|farama-notifications|stable.baselines3|torch-pruning)==' requirements.lock)
+	cp $(dir $(DEBIAN_FMNIST))*.gz .gpu/
 
 clean:
 	rm -rf runs wandb .pytest_cache .ruff_cache

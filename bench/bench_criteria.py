@@ -73,7 +73,8 @@ def main() -> None:
               "val_size": args.val_size, "calib_images": args.calib_images,
               "calib_points": args.calib_points, "keep_ratios": ratios,
               "original_val_acc": ckpt["metrics"].get("val_acc"), "rows": rows}
-    print(f"wrote {write_result(f'criteria_{result['model']}', result)}")
+    name = "criteria_" + result["model"]
+    print(f"wrote {write_result(name, result)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import torch
 from amc_env import atomic
 from amc_env.checkpoint import library_versions
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("AMC_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
+"""Where results go; ``AMC_BENCH_RESULTS`` redirects them (the device session collects them)."""
 
 
 def machine() -> dict[str, Any]:

@@ -133,6 +133,95 @@ def _demo(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for key, r in results.items():
+        if not key.startswith("criteria_"):
+            continue
+        out += [f"## Channel-selection criteria ({r['model']}, {r['dataset']}, uniform keep ratios "
+                f"at {100 * r['budget']:.0f}% MACs, round-to {r['round_to']}, before any "
+                "fine-tuning)", "",
+                f"Same keep ratios for every criterion; {r['val_size']} validation images after "
+                f"BN recalibration; reconstruction samples {r['calib_images']} images x "
+                f"{r['calib_points']} positions per consumer layer. Unpruned validation "
+                f"accuracy: {_pct(r.get('original_val_acc'))}.", "",
+                "| criterion | val acc | MACs kept | episode s | of which criterion + refit s |",
+                "|---|---|---|---|---|"]
+        out += [f"| {x['criterion']} | {_pct(x['val_acc'])} | {x['macs_kept']:.3f} "
+                f"| {x['episode_s']:.2f} | {x['criterion_s']:.2f} |" for x in r["rows"]]
+        out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _latency(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [r for k, r in results.items() if k.startswith("latency_")]
+    if not rows:
+        return []
+    out = ["## Measured speed-up vs MACs reduction", "",
+           "Uniformly pruned copies at several MACs budgets and the learned policy, measured "
+           "round-robin in one run (median of per-round medians).", "",
+           "| device | model | MACs kept | MACs speed-up | latency b1 (ms) | speed-up b1 "
+           "| latency b64 (ms) | speed-up b64 |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dev = r.get("device_name") or f"CPU ({r['machine']['torch_threads']} threads)"
+        out += [f"| {dev} | {x['model']} | {x['macs_kept']:.3f} | {x['macs_speedup']:.2f}x "
+                f"| {x['latency_b1_ms']:.3f} | {x['speedup_b1']:.2f}x "
+                f"| {x['latency_b64_ms']:.3f} | {x['speedup_b64']:.2f}x |" for x in r["rows"]]
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _policies(results: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for key, r in results.items():
+        if not key.startswith("policies_"):
+            continue
+        acc = r["accuracy_runs"]
+        c = acc["config"]
+        out += [f"## Policies compared ({key.removeprefix('policies_')}, {c['target']} "
+                f"{c['budget']}, criterion {c['criterion']}, same fine-tune for all)", "",
+                f"Fine-tune: {c['finetune_epochs']} epoch(s), identical recipe and seed; scratch "
+                f"= the learned architecture re-initialised and trained {c['scratch_epochs']} "
+                f"epochs (scratch-E, Liu et al. 2019). Unpruned test accuracy "
+                f"{_pct(r['base_test_acc'])}. Accuracy runs on {acc['device']}; CPU latency "
+                "measured here, round-robin over all architectures.", "",
+                "| strategy | val acc before FT | test acc before FT | test acc after FT "
+                "| MACs kept | params (k) | CPU b1 (ms) | CPU speed-up b1 | CPU b64 (ms) "
+                "| CPU speed-up b64 | GPU speed-up b1 / b64 |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for x in r["rows"]:
+            out.append(
+                f"| {x['strategy']} | {_pct(x['val_acc_before_finetune'])} "
+                f"| {_pct(x['test_acc_before_finetune'])} | {_pct(x['test_acc'])} "
+                f"| {x['macs_kept']:.3f} | {x['params'] / 1e3:.1f} "
+                f"| {x['cpu_latency_b1_ms']:.2f} | {x['cpu_speedup_b1']:.2f}x "
+                f"| {x['cpu_latency_b64_ms']:.1f} | {x['cpu_speedup_b64']:.2f}x "
+                f"| {x['accel_speedup_b1']:.2f}x / {x['accel_speedup_b64']:.2f}x |")
+        t = r.get("transfer")
+        if t:
+            a, u = t["actor"], t["uniform"]
+            out += ["", f"Transfer: the ResNet-20 actor applied to ResNet-56 ({t['base_epochs']} "
+                    f"epochs, {_pct(t['base_test_acc'])} test) at 50% MACs, against uniform on "
+                    "the same ResNet-56:", "",
+                    "| ResNet-56 policy | mode | MACs kept | params kept | test acc before FT "
+                    "| test acc after FT |", "|---|---|---|---|---|---|",
+                    f"| resnet20 actor | {a['mode']} | {a['macs_kept']:.3f} "
+                    f"| {a['params_kept']:.3f} | {_pct(a['test_acc_before_finetune'])} "
+                    f"| {_pct(a['test_acc'])} |",
+                    f"| uniform | - | {u['macs_kept']:.3f} | {u['params_kept']:.3f} "
+                    f"| {_pct(u['test_acc_before_finetune'])} | {_pct(u['test_acc'])} |"]
+        out += ["", f"Accuracy runs: `{acc['command']}` (via `bash bench/device_session.sh "
+                "policies` / `transfer`)  ", f"Command: `{r['command']}`  ",
+                f"Machine: {_machine(r)}", ""]
+    return out
+
+
 def render() -> str:
     """The whole BENCHMARKS.md text."""
     results = _load()
@@ -140,7 +229,7 @@ def render() -> str:
              "Generated by `python -m bench.report` from `bench/results/*.json`; every figure "
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
-    for section in (_training, _env, _search, _demo):
+    for section in (_training, _env, _criteria, _search, _policies, _latency, _demo):
         lines += section(results)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The benchmarks that run on a lent GPU machine (see BENCHMARKS.md), one stage per call:
+#
+#   bash bench/device_session.sh check      # CUDA tests + CUDA latency of pruned ResNet-20s
+#   bash bench/device_session.sh policies   # amc-compare on ResNet-20 (fine-tunes on the GPU)
+#   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
+#
+# The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
+# .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
+# by `make device-kit`). Needs runs/base_resnet20.pt and runs/bench_search/amc-ddpg_s0 (the
+# agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
+# returns at most 8).
+set -euo pipefail
+STAGE=${1:?stage: check, policies or transfer}
+OUT=${OUT:-/tmp/amc-device-out}
+WORK=/tmp/amc-device/$STAGE
+mkdir -p "$OUT" "$WORK"
+trap 'tar czf "$OUT/$STAGE.tgz" -C "$WORK" .' EXIT
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled AMC_BENCH_RESULTS=$WORK/results
+[ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+  --target /tmp/site .gpu/whl/*.whl
+export PYTHONPATH=$PWD:/tmp/site AMC_DATA_ROOT=$PWD/data
+mkdir -p data/FashionMNIST/raw
+for f in .gpu/*.gz; do
+  b=$(basename "$f" .gz)
+  [ -f "data/FashionMNIST/raw/$b" ] || gunzip -c "$f" > "data/FashionMNIST/raw/$b"
+done
+PY=python3
+SEARCH=runs/bench_search/amc-ddpg_s0
+COMMON=(--budget 0.5 --round-to 1 --device cuda --wandb-mode disabled --no-progress)
+
+case $STAGE in
+check)
+  nvidia-smi -L | tee "$WORK/gpu.txt"
+  $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" \
+    | tee -a "$WORK/gpu.txt"
+  $PY -m pytest -q -p no:cacheprovider tests/amc_env/test_cost.py tests/scripts/test_train_cli.py -k "not console_script" \
+    2>&1 | tee "$WORK/pytest.txt"
+  $PY -m bench.bench_latency --checkpoint runs/base_resnet20.pt --policy $SEARCH/policy.json \
+    --device cuda
+  ;;
+policies)
+  $PY -m scripts.compare --checkpoint runs/base_resnet20.pt --search $SEARCH \
+    --strategies amc-ddpg,random,uniform,sensitivity,global,scratch --episodes 300 \
+    --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare" 2>&1 | tail -n 40
+  ;;
+transfer)
+  $PY -m scripts.train --model resnet56 --dataset fashion-mnist --epochs "${EPOCHS56:-10}" \
+    --device cuda \
+    --no-progress --out "$WORK/base_resnet56.pt"
+  $PY -m scripts.apply --policy $SEARCH/policy.json --checkpoint "$WORK/base_resnet56.pt" \
+    --budget 0.5 --finetune-epochs 1 --device cuda --no-progress --out "$WORK/r56_transfer.pt" \
+    | tee "$WORK/apply.json"
+  $PY -m scripts.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
+    --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
+  ;;
+*) echo "unknown stage $STAGE" >&2; exit 2 ;;
+esac
