@@ -12,7 +12,7 @@ export AMC_DATA_ROOT := $(abspath $(DATA_ROOT))
 export WANDB_MODE ?= offline
 export WANDB_SILENT := true
 
-.PHONY: setup data test lint demo clean device-kit
+.PHONY: setup data test lint demo clean device-kit bench bench-quick
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ demo: $(STAMP) $(FMNIST)
 	@sed -n '/^| strategy/,/^$$/p' $(DEMO)/compare/report.md
 	@echo "report: $(DEMO)/compare/report.md (plots beside it); results: $(DEMO)/compare/results.json"
 	@echo "wandb runs (offline, group compare-compare): $(DEMO)/compare/wandb; upload with wandb sync"
+
+# The benchmark suite (bench/suite.py): full results into bench/results and BENCHMARKS.md
+# (hours on 2 cores); bench-quick is the smoke run (minutes, results under runs/bench-quick).
+bench: $(STAMP) $(FMNIST)
+	$(BIN)/python -m bench.suite
+
+bench-quick: $(STAMP) $(FMNIST)
+	$(BIN)/python -m bench.suite --quick
 
 # What bench/device_session.sh needs on a lent GPU machine (no network there): wheels of the
 # pure-Python packages its image lacks, and Debian's Fashion-MNIST files.

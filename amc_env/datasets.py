@@ -11,6 +11,7 @@ Registered names: ``fashion-mnist`` (default; offline from Debian's ``dataset-fa
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -103,6 +104,13 @@ def _splits(
     )
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, if they are still empty."""
+    for p in folders:
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
 def prepare_fashion_mnist(root: Path, download: bool) -> None:
     """Make ``root/FashionMNIST/raw`` hold the four unpacked IDX files.
 
@@ -121,12 +129,14 @@ def prepare_fashion_mnist(root: Path, download: bool) -> None:
             tmp.replace(raw / f)
         return
     if download:
+        made = [p for p in (raw, raw.parent, root) if not p.exists()]  # deepest first
         try:
             tvd.FashionMNIST(str(root), train=True, download=True)
             tvd.FashionMNIST(str(root), train=False, download=True)
             return
         except Exception as exc:  # network errors come in many types
             reason = f" (download failed: {type(exc).__name__})"
+            _remove_empty(made)
     else:
         reason = ""
     raise UserError(
@@ -164,11 +174,13 @@ def _cifar(
         norm = T.Normalize(mean, std)
         aug = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
         plain = T.Compose([T.ToTensor(), norm])
+        made = [] if Path(root).exists() else [Path(root)]
         try:
             train_aug = cls(str(root), train=True, transform=aug, download=download)
             train_plain = cls(str(root), train=True, transform=plain)
             test = cls(str(root), train=False, transform=plain, download=download)
         except Exception as exc:
+            _remove_empty(made)
             raise UserError(
                 f"{name} not found under {root} and not downloadable here "
                 f"({type(exc).__name__}); run once with network access or copy torchvision's "

@@ -51,8 +51,7 @@ def _check(args: Any) -> None:
         raise UserError("--finetune-epochs and --scratch-epochs must be non-negative")
     if args.budget is not None and not 0 < args.budget <= 1:
         raise UserError(f"--budget must be a fraction in (0, 1], got {args.budget}")
-    if args.out.exists() and args.out.is_dir():
-        raise UserError(f"--out {args.out} is a folder; give a file name such as pruned.pt")
+    cli.check_output(args.out, folder=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

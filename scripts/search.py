@@ -88,6 +88,7 @@ def check_common(args: argparse.Namespace) -> None:
         REWARDS.get(args.reward)
     if args.out is None:
         raise UserError("--out is required (the output folder)")
+    cli.check_output(args.out, folder=True)
 
 
 def build_parser() -> cli.Parser:

@@ -43,6 +43,7 @@ def build_parser() -> cli.Parser:
 def _check(args: Any) -> None:
     if args.out is None:
         raise UserError("--out is required (the checkpoint to write)")
+    cli.check_output(args.out, folder=False)
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")

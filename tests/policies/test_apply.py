@@ -102,3 +102,29 @@ def test_bad_policy_files(tmp_path, monkeypatch, capsys, text, message) -> None:
         apply.entry()
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_reconstructing_search_replays_with_the_refit(tmp_path, capsys) -> None:
+    """``--reconstruct`` is part of the policy's criterion, so amc-apply refits the consumers
+    exactly as the search did: same validation accuracy, weights unlike a plain cut."""
+    out = tmp_path / "s"
+    # amc-apply evaluates with the default recalibration and calibration sizes: search with them.
+    assert search.main(["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32",
+                        "--no-progress", "--wandb-mode", "disabled", "--agent", "random",
+                        "--episodes", "2", "--criterion", "l1", "--reconstruct",
+                        "--out", str(out)]) == 0
+    policy = Policy.load(out / "policy.json")
+    assert policy.criterion == "l1+reconstruct"
+    pruned = tmp_path / "p.pt"
+    assert _apply("--policy", str(out / "policy.json"), "--model", "cnn", "--out",
+                  str(pruned)) == 0
+    ckpt = load_checkpoint(pruned)
+    assert ckpt["metrics"]["val_acc_before_finetune"] == policy.metrics["val_accuracy"]
+    from amc_env.models import build_model
+    from amc_env.surgery import apply_pruning_record
+
+    torch.manual_seed(0)
+    plain = apply_pruning_record(build_model(ckpt["recipe"]), ckpt["pruning"]).state_dict()
+    refit = [k for k, v in ckpt["state_dict"].items()
+             if k.endswith("weight") and v.dim() > 1 and not torch.equal(v, plain[k])]
+    assert refit  # at least one consumer layer was refitted
