@@ -45,6 +45,18 @@ class TrainConfig:
         return asdict(self)
 
 
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss (NaN or inf): the weights are no longer usable.
+
+    Raised at the first such step, so no later result is computed from the broken weights;
+    callers report it instead of recording a number."""
+
+    def __init__(self, where: str, step: int, loss: float) -> None:
+        super().__init__(f"training diverged ({where}, step {step}: loss {loss}); "
+                         "try a lower learning rate")
+        self.where, self.step, self.loss = where, step, loss
+
+
 @dataclass
 class EpochStats:
     """Mean loss and accuracy (fraction in [0, 1]) over one pass."""
@@ -84,14 +96,19 @@ def train_one_epoch(
     desc: str = "train",
     progress: bool = True,
 ) -> EpochStats:
-    """One pass over ``loader`` in train mode; returns mean loss and accuracy."""
+    """One pass over ``loader`` in train mode; returns mean loss and accuracy.
+
+    Raises :class:`Diverged` at the first step whose loss is NaN or infinite."""
     model.train()
     total, correct, loss_sum = 0, 0, 0.0
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
-    for x, y in bar:
+    for step, (x, y) in enumerate(bar, 1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         out = model(x)
         loss = F.cross_entropy(out, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise Diverged(desc, step, value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if slimming_lambda:
@@ -101,7 +118,7 @@ def train_one_epoch(
             scheduler.step()
         n = y.numel()
         total += n
-        loss_sum += loss.item() * n
+        loss_sum += value * n
         correct += (out.argmax(1) == y).sum().item()
         bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
     if total == 0:

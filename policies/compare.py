@@ -26,7 +26,7 @@ from agents.tracking import Tracker
 from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
-from amc_env.training import TrainConfig
+from amc_env.training import Diverged, TrainConfig
 from policies.artifact import Policy, fingerprint
 from policies.finetune import finetune, interleaved_latency, measure, scratch_model
 from policies.heuristics import HEURISTICS, play_ratios
@@ -137,17 +137,21 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         _policy_file(out, name, replay_env, context, row, cfg)
     if "scratch" in cfg.strategies and first_agent is not None:
         scratch = scratch_model(recipe, first_agent["record"], cfg.seed).to(device)
-        finetune(scratch, data, TrainConfig(epochs=cfg.scratch_epochs,
-                                            batch_size=cfg.finetune.batch_size, seed=cfg.seed),
-                 device, cfg.progress)
+        diverged = None
+        try:
+            finetune(scratch, data, TrainConfig(epochs=cfg.scratch_epochs,
+                                                batch_size=cfg.finetune.batch_size,
+                                                seed=cfg.seed), device, cfg.progress)
+        except Diverged as exc:
+            diverged = str(exc)
         m = measure(scratch, data, device, latency_batches=())
         models["scratch"] = scratch
         results["strategies"]["scratch"] = {
             "strategy": "scratch", "architecture_of": first_agent["name"],
             "keep_ratios": results["strategies"][first_agent["name"]]["keep_ratios"],
-            "val_acc_before_finetune": None, "test_acc": m["test_acc"],
+            "val_acc_before_finetune": None, "test_acc": None if diverged else m["test_acc"],
             "test_acc_before_finetune": None, "macs": m["macs"], "params": m["params"],
-            "epochs": cfg.scratch_epochs}
+            "epochs": cfg.scratch_epochs, "diverged": diverged}
     lat = interleaved_latency(models, data.spec.input_shape, device,
                               min_time_s=cfg.latency_time_s)
     original["latency"] = lat["original"]
@@ -163,13 +167,20 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
     info = play_ratios(env, ratios)
     pruned = env.pruned_model()
     before = measure(pruned, data, device, latency_batches=())
-    history = finetune(pruned, data, cfg.finetune, device, cfg.progress) \
-        if cfg.finetune.epochs else []
-    after = measure(pruned, data, device, latency_batches=()) if cfg.finetune.epochs else before
+    history, diverged = [], None
+    if cfg.finetune.epochs:
+        try:
+            history = finetune(pruned, data, cfg.finetune, device, cfg.progress)
+        except Diverged as exc:
+            diverged = str(exc)
+    after = measure(pruned, data, device, latency_batches=()) \
+        if cfg.finetune.epochs and diverged is None else before
     row = {"strategy": name, "keep_ratios": info["keep_ratios"],
            "val_acc_before_finetune": info["accuracy"],
-           "test_acc_before_finetune": before["test_acc"], "test_acc": after["test_acc"],
-           "macs": after["macs"], "params": after["params"], "finetune_history": history}
+           "test_acc_before_finetune": before["test_acc"],
+           "test_acc": None if diverged else after["test_acc"],
+           "macs": after["macs"], "params": after["params"], "finetune_history": history,
+           "diverged": diverged}
     return row, info["pruning"], pruned
 
 
@@ -203,8 +214,10 @@ def _track(results: dict[str, Any], cfg: CompareConfig, env_cfg: EnvConfig, out:
                     group=cfg.group, config={**base, "strategy": name}, job_type="strategy")
         t.summary({k: row[k] for k in ("val_acc_before_finetune", "test_acc", "macs", "params")
                    if row[k] is not None})
-        t.log({"test_acc": row["test_acc"], "macs": row["macs"], "params": row["params"],
-               "latency_b1_ms": row["latency"]["b1"]["median_ms"]})
+        t.log({k: v for k, v in (("test_acc", row["test_acc"]), ("macs", row["macs"]),
+                                 ("params", row["params"]),
+                                 ("latency_b1_ms", row["latency"]["b1"]["median_ms"]))
+               if v is not None})
         names = list(row["keep_ratios"])
         t.bar("keep_ratios", names, [row["keep_ratios"][n] for n in names], "unit",
               "keep_ratio", f"{name}: keep ratio per unit")

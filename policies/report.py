@@ -32,7 +32,8 @@ def plot_accuracy_vs_macs(results: dict[str, Any], path: Path) -> None:
     ax.scatter([o["macs"] / 1e6], [100 * o["test_acc"]], marker="*", s=180, c="black",
                label="original")
     for name, r in results["strategies"].items():
-        ax.scatter([r["macs"] / 1e6], [100 * r["test_acc"]], s=60, label=name)
+        if r["test_acc"] is not None:  # a diverged fine-tune has no accuracy to show
+            ax.scatter([r["macs"] / 1e6], [100 * r["test_acc"]], s=60, label=name)
     ax.set_xlabel("MACs per image (millions)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
     ax.set_title("Accuracy vs MACs")
@@ -101,6 +102,8 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
         "|" + "---|" * len(TABLE_COLUMNS),
     ]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in table_rows(results)]
+    lines += [f"\n**{name}: {r['diverged']}**; its accuracy after training is not reported."
+              for name, r in results["strategies"].items() if r.get("diverged")]
     lines += [
         "", f"Latency: median ms per batch on {lat['device']}, {lat['threads']} threads, "
         "batch 1 and 64; speed-up = original latency / pruned latency, measured in this run.",

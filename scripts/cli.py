@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from amc_env.errors import UserError
+from amc_env.training import Diverged
 
 
 class Parser(argparse.ArgumentParser):
@@ -156,12 +157,16 @@ def apply_runtime(args: argparse.Namespace) -> None:
 
 
 def run(prog: str, main: Callable[[], int | None]) -> NoReturn:
-    """Run a command's ``main``; a :class:`UserError` becomes one stderr line and exit 2."""
+    """Run a command's ``main``; a :class:`UserError` becomes one stderr line and exit 2, a
+    diverged training run one line and exit 1 (its broken weights are never saved)."""
     try:
         code = main()
     except UserError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         sys.exit(2)
+    except Diverged as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         sys.exit(130)

@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(results, args.out, command)
     print(json.dumps({"report": str(report), "results": str(args.out / "results.json"),
                       "wandb": str(args.out / "wandb"),
-                      "test_acc": {k: round(v["test_acc"], 4)
+                      "test_acc": {k: "diverged" if v["test_acc"] is None
+                                   else round(v["test_acc"], 4)
                                    for k, v in results["strategies"].items()}}))
     return 0
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from amc_env.datasets import load_dataset, make_loader
 from amc_env.models import build_model
-from amc_env.training import TrainConfig, evaluate, fit
+from amc_env.training import Diverged, TrainConfig, evaluate, fit
 
 RECIPE = {"name": "cnn", "kwargs": {"in_channels": 3, "num_classes": 4, "widths": (8, 8, 16)}}
 
@@ -39,3 +40,15 @@ def test_slimming_penalty_shrinks_bn_gammas() -> None:
                                        weight_decay=0.0), "cpu", progress=False)
         norms.append(_gammas(model).sum().item())
     assert norms[1] < 0.9 * norms[0]
+
+
+def test_a_nan_loss_stops_training_at_that_step() -> None:
+    data = load_dataset("synthetic")
+    model = build_model(RECIPE)
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("nan")  # every logit row turns NaN from the first batch
+    saved = []
+    with pytest.raises(Diverged, match=r"epoch 1/2, step 1: loss nan") as exc:
+        fit(model, make_loader(data.train, 32), TrainConfig(epochs=2), "cpu",
+            on_epoch_end=lambda e, state: saved.append(e), progress=False)
+    assert exc.value.step == 1 and saved == []  # no epoch of broken weights was checkpointed

@@ -100,3 +100,20 @@ def test_search_folder_for_another_budget_is_refused(tmp_path, monkeypatch, caps
     assert code == 2 and len(err) == 1
     assert "cannot be reused" in err[0] and "at 0.7, not flops at 0.5" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_diverged_finetune_is_reported_not_scored(tmp_path) -> None:
+    # A learning rate this large sends the loss to inf/NaN within the first steps.
+    out = tmp_path / "div"
+    assert compare.main([*BASE, "--strategies", "uniform,global", "--finetune-lr", "1e12",
+                         "--out", str(out), "--wandb-mode", "offline"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for row in results["strategies"].values():
+        assert row["test_acc"] is None
+        assert "training diverged" in row["diverged"]
+        assert 0 <= row["test_acc_before_finetune"] <= 1  # the pruned model's own figure stays
+    report = (out / "report.md").read_text()
+    assert report.count("training diverged") == 2
+    assert (out / "accuracy_vs_macs.png").stat().st_size > 1000
+    runs = {r["name"]: r for r in map(read_offline_run, offline_runs(out))}
+    assert "test_acc" not in runs["strategy-uniform"]["summary"]

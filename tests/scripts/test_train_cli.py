@@ -91,6 +91,19 @@ def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, message)
     assert not out.exists()
 
 
+def test_diverged_training_exits_1_and_writes_nothing(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "out.pt"
+    monkeypatch.setattr(sys, "argv", ["amc-train", "--model", "cnn", "--dataset", "synthetic",
+                                      "--lr", "1e12", "--epochs", "2", "--no-progress",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        train.entry()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1
+    assert len(lines) == 1 and lines[0].startswith("amc-train: error: training diverged (epoch 1/2")
+    assert not out.exists()
+
+
 def test_console_script_corrupt_checkpoint(tmp_path) -> None:
     # The installed console script, as a user runs it: one stderr line, exit 2, nothing written.
     bad = tmp_path / "bad.pt"

@@ -1,0 +1,189 @@
+"""Any-model sweep: every torchvision classification model and every zoo model, random weights
+at a small input, one random feasible policy at 50% MACs through the environment.
+
+    python -m bench.bench_sweep                   # all models, one subprocess each
+    python -m bench.bench_sweep --models resnet18,vgg11 --workers 2
+    python -m bench.bench_sweep --quick           # a handful of families (smoke run)
+
+Per model, in order (the first failing stage is recorded with its error line):
+
+1. ``build``: the architecture with random weights, 10 classes, 3 input channels (the zoo's own
+   channel count for Fashion-MNIST models);
+2. ``env``: units found (Torch-Pruning dependency graph) and the env built on synthetic data;
+3. ``episode``: a seeded random policy passed through the budget wall, played to the end;
+4. ``forward``: the pruned model gives a finite ``(2, 10)`` output;
+5. ``macs``: the cost model's predicted MACs equal a recount of the pruned model, and the MACs
+   kept are at most the 50% budget;
+6. ``export``: checkpoint saved, loaded with ``weights_only=True``, rebuilt from the recipe plus the
+   pruning record, outputs bit-identical to the in-memory pruned model.
+
+Each model runs in its own process with a time limit, so one crash or hang does not hide the
+rest. Writes ``bench/results/sweep.json``. (Torch-Pruning's own sweep reported 77 of 85
+torchvision models working.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc_env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from amc_env.datasets import synthetic
+from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.models import ZOO, build_model, torchvision_names
+from bench.common import write_result
+from policies.heuristics import play_ratios, random_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = 0.5
+DEFAULT_SIZE = 64
+# Models whose architecture fixes or bounds the input size: (image size, extra build kwargs).
+SIZES: dict[str, tuple[int, dict[str, Any]]] = {
+    "inception_v3": (96, {"aux_logits": False, "init_weights": False}),  # needs >= 75 px
+    "googlenet": (64, {"aux_logits": False, "init_weights": False}),
+    "maxvit_t": (224, {}),  # window partition 7 x 7 at stride 32
+    "vit_b_16": (64, {"image_size": 64}),
+    "vit_b_32": (64, {"image_size": 64}),
+    "vit_l_16": (64, {"image_size": 64}),
+    "vit_l_32": (64, {"image_size": 64}),
+    "vit_h_14": (56, {"image_size": 56}),
+}
+ZOO_INPUT = {"cnn": (1, 28), "resnet20": (3, 32), "resnet32": (3, 32), "resnet56": (3, 32),
+             "resnet110": (3, 32), "plain20": (3, 32), "vgg16": (3, 32), "mobilenetv2": (3, 32)}
+QUICK = ["cnn", "resnet20", "mobilenetv2", "resnet18", "mobilenet_v3_small", "squeezenet1_1",
+         "densenet121", "efficientnet_b0", "regnet_x_400mf", "vit_b_32"]
+
+
+def all_models() -> list[str]:
+    """Zoo names (prefixed ``zoo:`` only where torchvision shares the name) and torchvision
+    names (``torchvision:`` where the zoo shadows them)."""
+    tv = torchvision_names()
+    return ZOO.names() + [f"torchvision:{n}" if n in ZOO else n for n in tv]
+
+
+def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Run the six stages on one model; returns ``{"status": "pass"|"fail", "stage", ...}``."""
+    tv_name = name.removeprefix("torchvision:")
+    size, extra = SIZES.get(tv_name, (DEFAULT_SIZE, {}))
+    cin = 3
+    if name in ZOO_INPUT:
+        cin, size = ZOO_INPUT[name]
+    recipe = {"name": name, "kwargs": {"in_channels": cin, "num_classes": 10, **extra}}
+    row: dict[str, Any] = {"model": name, "input": [cin, size, size], "status": "fail"}
+    stage = "build"
+    t0 = time.perf_counter()
+    try:
+        torch.manual_seed(seed)
+        model = build_model(recipe).eval()
+        stage = "env"
+        data = synthetic(in_channels=cin, image_size=size, num_classes=10, train_size=8,
+                         test_size=2, val_size=4)
+        env = ChannelPruningEnv(model, data, EnvConfig(
+            budget=BUDGET, round_to=round_to, val_size=4, eval_batch=4, recalib_batches=1,
+            recalib_batch_size=4, fill_budget=False))
+        row["units"] = env.n_units
+        row["params"] = env.cost.original["params"]
+        row["macs"] = env.cost.original["flops"]
+        stage = "episode"
+        info = play_ratios(env, random_policy(env, seed=seed), seed=seed)
+        pruned = env.pruned_model().eval()
+        stage = "forward"
+        x = torch.randn(2, cin, size, size)
+        with torch.no_grad():
+            out = pruned(x)
+        if tuple(out.shape) != (2, 10) or not torch.isfinite(out).all():
+            raise AssertionError(f"output shape {tuple(out.shape)}, finite "
+                                 f"{bool(torch.isfinite(out).all())}")
+        stage = "macs"
+        row["macs_kept"] = info["macs"] / info["original_macs"]
+        row["predicted_macs_error"] = (info["predicted_macs"] - info["macs"]) / info["macs"]
+        if info["predicted_macs"] != info["macs"]:
+            raise AssertionError(f"predicted {info['predicted_macs']} MACs, recounted "
+                                 f"{info['macs']}")
+        if row["macs_kept"] > BUDGET + 1e-9:
+            raise AssertionError(f"{row['macs_kept']:.4f} of the MACs kept, budget {BUDGET}")
+        stage = "export"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pruned.pt"
+            save_checkpoint(path, pruned, recipe, "synthetic", pruning=info["pruning"])
+            rebuilt = model_from_checkpoint(load_checkpoint(path)).eval()
+        with torch.no_grad():
+            same = torch.equal(rebuilt(x), out)
+        if not same:
+            raise AssertionError("the rebuilt model's output differs from the pruned model's")
+        row.update(status="pass", stage="done")
+    except Exception as exc:  # a sweep records every failure and goes on
+        first = (str(exc).strip().splitlines() or [""])[0]
+        row.update(stage=stage, error=f"{type(exc).__name__}: {first}"[:300])
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def run_isolated(name: str, timeout_s: float, threads: int) -> dict[str, Any]:
+    """:func:`check_model` in a child process; a crash or time-out becomes a failed row."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "bench.bench_sweep", "--one", name, "--threads", str(threads)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "status": "fail", "stage": "timeout",
+                "error": f"no result within {timeout_s:.0f} s", "seconds": round(timeout_s, 2)}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"model": name, "status": "fail", "stage": "crash",
+            "error": f"exit {proc.returncode}: {tail}"[:300],
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def main() -> None:
+    """Sweep the models (in parallel child processes), print and write the results."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="", help="comma-separated names (default: all)")
+    p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    p.add_argument("--one", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(check_model(args.one)), flush=True)
+        return
+    names = (args.models.split(",") if args.models else QUICK if args.quick else all_models())
+    threads = max(1, args.threads // args.workers)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(args.workers) as pool:
+        for row in pool.map(lambda n: run_isolated(n, args.timeout, threads), names):
+            rows.append(row)
+            extra = row.get("error", f"{row.get('units')} units, MACs kept "
+                                     f"{row.get('macs_kept', 0):.3f}")
+            print(f"{row['model']:<28} {row['status']:<4} {row['seconds']:>7.1f} s  {extra}",
+                  flush=True)
+    passed = sum(r["status"] == "pass" for r in rows)
+    print(f"{passed} of {len(rows)} models pass")
+    out = write_result("sweep_quick" if args.quick else "sweep" if not args.models
+                       else "sweep_subset",
+                       {"budget": BUDGET, "round_to": 8, "workers": args.workers,
+                        "threads_per_model": threads, "passed": passed, "total": len(rows),
+                        "wall_s": round(time.perf_counter() - t0, 1), "models": rows})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
