@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,10 +94,13 @@ def episode_row(episode: int, info: dict[str, Any], stats: dict[str, float],
         "params_ratio": info["params"] / info["original_params"],
         "meets_budget": meets_budget(info), "keep_ratios": info["keep_ratios"],
         "actions": info["actions"], "seconds": seconds, **stats,
+        "finite": math.isfinite(info["reward"]) and math.isfinite(info["accuracy"]),
     }
     if "latency_ms" in info:
         row.update(latency_ms=info["latency_ms"],
-                   predicted_latency_ms=info["predicted_latency_ms"])
+                   predicted_latency_ms=info["predicted_latency_ms"],
+                   budget_latency_ms=info["budget_latency_ms"],
+                   original_latency_ms=info["original_latency_ms"])
     return row
 
 
@@ -242,14 +246,28 @@ class Search:
         while not done:
             action = agent.act(obs, episode)
             next_obs, reward, done, _, info = env.step(np.array([action], dtype=np.float32))
+            if done and not math.isfinite(reward):
+                reward = self._stand_in_reward(episode, info)
             agent.observe(obs, info["applied"], reward, next_obs, done)
             obs = next_obs
-        return info, agent.end_episode(episode, float(info["reward"]))
+        return info, agent.end_episode(episode, float(reward))
+
+    def _stand_in_reward(self, episode: int, info: dict[str, Any]) -> float:
+        """What the agent learns from an episode whose accuracy or reward came out NaN/inf (a
+        pruned model that outputs non-finite values): the reward of zero accuracy, so one broken
+        evaluation cannot poison the critic. The episode's row keeps the real value and is never
+        eligible as best."""
+        stand_in = float(self.env.reward_fn({**info, "accuracy": 0.0}))
+        stand_in = stand_in if math.isfinite(stand_in) else 0.0
+        tqdm.write(f"warning: episode {episode}: accuracy {info['accuracy']}, reward "
+                   f"{info['reward']}; not eligible as best, the agent learns reward "
+                   f"{stand_in:.4g}", file=sys.stderr)
+        return stand_in
 
     @staticmethod
     def _is_better(row: dict[str, Any], best: dict[str, Any] | None) -> bool:
-        ok = math.isfinite(row["reward"]) and math.isfinite(row["accuracy"])
-        return ok and row["meets_budget"] and (best is None or row["reward"] > best["reward"])
+        better = best is None or row["reward"] > best["reward"]
+        return row["finite"] and row["meets_budget"] and better
 
     def _track(self, tracker: Tracker, row: dict[str, Any], improved: bool) -> None:
         if not tracker.active:

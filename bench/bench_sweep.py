@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -166,23 +166,33 @@ def main() -> None:
         return
     names = (args.models.split(",") if args.models else QUICK if args.quick else all_models())
     threads = max(1, args.threads // args.workers)
+    name = "sweep_quick" if args.quick else "sweep_subset" if args.models else "sweep"
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+
+    def save() -> Path:
+        # Rewritten after every model, so an interrupted sweep keeps what it finished.
+        done = {r["model"] for r in rows}
+        return write_result(name, {
+            "budget": BUDGET, "round_to": 8, "workers": args.workers,
+            "threads_per_model": threads, "passed": sum(r["status"] == "pass" for r in rows),
+            "total": len(rows), "complete": len(rows) == len(names),
+            "not_run": [n for n in names if n not in done],
+            "wall_s": round(time.perf_counter() - t0, 1), "models": rows})
+
     with ThreadPoolExecutor(args.workers) as pool:
-        for row in pool.map(lambda n: run_isolated(n, args.timeout, threads), names):
+        futures = [pool.submit(run_isolated, n, args.timeout, threads) for n in names]
+        for future in as_completed(futures):
+            row = future.result()
             rows.append(row)
+            rows.sort(key=lambda r: names.index(r["model"]))
             extra = row.get("error", f"{row.get('units')} units, MACs kept "
                                      f"{row.get('macs_kept', 0):.3f}")
             print(f"{row['model']:<28} {row['status']:<4} {row['seconds']:>7.1f} s  {extra}",
                   flush=True)
-    passed = sum(r["status"] == "pass" for r in rows)
-    print(f"{passed} of {len(rows)} models pass")
-    out = write_result("sweep_quick" if args.quick else "sweep" if not args.models
-                       else "sweep_subset",
-                       {"budget": BUDGET, "round_to": 8, "workers": args.workers,
-                        "threads_per_model": threads, "passed": passed, "total": len(rows),
-                        "wall_s": round(time.perf_counter() - t0, 1), "models": rows})
-    print(f"wrote {out}")
+            save()
+    print(f"{sum(r['status'] == 'pass' for r in rows)} of {len(rows)} models pass")
+    print(f"wrote {save()}")
 
 
 if __name__ == "__main__":

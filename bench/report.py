@@ -60,14 +60,15 @@ def _env(results: dict[str, dict[str, Any]]) -> list[str]:
         return []
     out = ["## Environment throughput (one episode, random policies)", "",
            "| model | units | val images | recalib images | episode s | surgery s | criterion s "
-           "| recalibration s | evaluation s | one eval pass s | episode / eval pass |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| recalibration s | evaluation s | one eval pass s | episode / eval pass "
+           "| episodes / min |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r["median_parts_s"]
         out.append(f"| {r['model']} | {r['units']} | {r['val_size']} | {r['recalib_images']} "
                    f"| {r['median_episode_s']:.2f} | {p['surgery']:.3f} | {p['criterion']:.3f} "
                    f"| {p['recalibration']:.3f} | {p['evaluation']:.3f} | {r['eval_pass_s']:.3f} "
-                   f"| {r['ratio_episode_to_eval']:.2f} |")
+                   f"| {r['ratio_episode_to_eval']:.2f} | {60 / r['median_episode_s']:.1f} |")
     out.append("")
     for r in rows:
         u = r["uniform_0.5_val_acc_recalibration"]
@@ -158,7 +159,8 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _latency(results: dict[str, dict[str, Any]]) -> list[str]:
-    rows = [r for k, r in results.items() if k.startswith("latency_")]
+    rows = [r for k, r in results.items()
+            if k.startswith("latency_") and not k.startswith("latency_target_")]
     if not rows:
         return []
     out = ["## Measured speed-up vs MACs reduction", "",
@@ -222,6 +224,115 @@ def _policies(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _latency_target(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [r for k, r in results.items() if k.startswith("latency_target_")]
+    if not rows:
+        return []
+    out = ["## Latency-target search (`amc-search --target latency`)", "",
+           "The action wall works from a predicted latency (a line a + b x MACs fitted on "
+           "uniformly pruned copies); every episode's model is also measured, and an episode "
+           "only counts if the measurement meets the budget. The best model is then measured "
+           "again against the original, round-robin.", "",
+           "| model | batch | budget | episodes | best val acc | MACs kept | search-time ms "
+           "(predicted) | re-measured ratio | meets budget | predictor median abs error "
+           "| episodes over budget |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, m, pr = r["best"], r["remeasured"], r["predictor"]
+        out.append(f"| {r['model']} | {r['latency_batch']} | {r['budget']:.2f} "
+                   f"({r['budget_ms_at_search']:.2f} ms) | {r['episodes']} "
+                   f"| {_pct(b['accuracy'])} | {b['macs_ratio']:.3f} "
+                   f"| {b['latency_ms']:.2f} ({b['predicted_latency_ms']:.2f}) "
+                   f"| {m['latency_ratio']:.3f} ({m['searched_ms']:.2f} / "
+                   f"{m['original_ms']:.2f} ms) | {'yes' if m['meets_budget'] else 'no'} "
+                   f"| {100 * pr['median_abs_error']:.1f}% "
+                   f"| {100 * r['episodes_over_budget']:.0f}% |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}` (search: `{r['search_command']}`)  ",
+                f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for key, r in results.items():
+        if not key.startswith("correlation_"):
+            continue
+        ft = r["finetune"]
+        out += [f"## Search-time accuracy vs accuracy after fine-tuning "
+                f"({key.removeprefix('correlation_')}, {r['agent']} search, budget "
+                f"{r['budget']})", "",
+                f"Policies from the search's episodes, replayed on its {r['val_size']} "
+                f"validation images without and with BN recalibration, then fine-tuned "
+                f"{ft['epochs']} epoch(s) (lr {ft['lr']}, seed {ft['seed']}) on {r['device']} "
+                "and scored on the test split.", "",
+                "| policies | n | Pearson plain | Pearson recalibrated | Spearman plain "
+                "| Spearman recalibrated |", "|---|---|---|---|---|---|"]
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
+        for name, c in r["correlation"].items():
+            p, q = c["plain"], c["recalibrated"]
+            out.append(f"| {name} | {q['n']} | {f(p['pearson'])} | {f(q['pearson'])} "
+                       f"| {f(p['spearman'])} | {f(q['spearman'])} |")
+        accs = [x["test_acc_after_finetune"] for x in r["policies"]
+                if x["test_acc_after_finetune"] is not None]
+        plain = [x["val_acc_plain"] for x in r["policies"]]
+        recal = [x["val_acc_recalibrated"] for x in r["policies"]]
+        out += ["", f"Ranges: val acc plain {_pct(min(plain))}-{_pct(max(plain))}, recalibrated "
+                f"{_pct(min(recal))}-{_pct(max(recal))}, test acc after fine-tune "
+                f"{_pct(min(accs))}-{_pct(max(accs))}.", "",
+                f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
+    r = results.get("sweep")
+    if r is None:
+        return []
+    rows = r["models"]
+    passed = [x for x in rows if x["status"] == "pass"]
+    out = ["## Any-model sweep", "",
+           f"**{r['passed']} of {r['total']} models pass** (every torchvision classifier and "
+           f"the zoo; random weights, 10 classes, a seeded random policy at "
+           f"{100 * r['budget']:.0f}% MACs, round-to {r['round_to']}). Stages: build, env "
+           "(units from the dependency graph), episode, forward (finite (2, 10) output), MACs "
+           "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "
+           "from recipe + pruning record, outputs bit-identical). Wall time "
+           f"{r['wall_s']:.0f} s with {r['workers']} worker(s) x {r['threads_per_model']} "
+           "thread(s).", ""]
+    fails = [x for x in rows if x["status"] != "pass"]
+    if fails:
+        out += ["| failing model | input | stage | error |", "|---|---|---|---|"]
+        out += [f"| {x['model']} | {'x'.join(map(str, x.get('input', [])))} | {x['stage']} "
+                f"| {x['error'].replace('|', '/')} |" for x in fails]
+        out.append("")
+    out += ["Passing: " + ", ".join(f"{x['model']} ({x['units']} units, "
+                                     f"{x['macs_kept']:.2f})" for x in passed) + ".", "",
+            f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _reliability(results: dict[str, dict[str, Any]]) -> list[str]:
+    r = results.get("reliability")
+    if r is None:
+        return []
+    out = ["## Faults and bad input", "",
+           "Counts of the fault tests and the bad-input table (they also run in `make test`).",
+           "", "| group | passed | failed | skipped |", "|---|---|---|---|"]
+    out += [f"| {name} | {g['passed']} | {g['failed']} | {g['skipped']} |"
+            for name, g in r["groups"].items()]
+    cases = r["bad_input_cases"]
+    out += ["", f"Bad-input table ({len(cases)} cases, `tests/scripts/test_bad_input.py`): each "
+            "exits with status 2, prints one stderr line matching the pattern, writes "
+            "nothing.", "", "| case | command | the error line matches |", "|---|---|---|"]
+    out += [f"| {c['case']} | {c['command']} | `{c['error_pattern'].replace('|', '/')}` |"
+            for c in cases]
+    out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
 def render() -> str:
     """The whole BENCHMARKS.md text."""
     results = _load()
@@ -229,7 +340,8 @@ def render() -> str:
              "Generated by `python -m bench.report` from `bench/results/*.json`; every figure "
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
-    for section in (_training, _env, _criteria, _search, _policies, _latency, _demo):
+    for section in (_training, _env, _criteria, _search, _policies, _latency, _latency_target,
+                    _correlation, _sweep, _reliability, _demo):
         lines += section(results)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -5,10 +5,12 @@
                                      # runs/bench-quick/results, BENCHMARKS.md is left alone
 
 Scenarios: baseline training, environment throughput, channel-selection criteria, search quality
-(every strategy, 2 seeds), latency (speed-up vs MACs, CPU), the policies comparison (amc-compare
-with fine-tune and scratch, here on the CPU; ``bench/device_session.sh`` runs the same on a lent
-GPU) and ``make demo`` from a fresh clone. A step whose output already exists is skipped in the
-full run (the trained checkpoint, finished searches), so an interrupted suite resumes.
+(every strategy, 2 seeds), the policies comparison (amc-compare with fine-tune and scratch, here
+on the CPU; ``bench/device_session.sh`` runs the same on a lent GPU), latency (speed-up vs MACs,
+CPU), latency-target searches (batch 1 and 64), search-vs-final correlation, the any-model sweep,
+the fault and bad-input counts, and ``make demo`` from a fresh clone. A step whose output already
+exists is skipped in the full run (the trained checkpoint, finished searches), so an interrupted
+suite resumes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
             *search,
             ("latency", ["bench.bench_latency", "--checkpoint", str(ckpt), "--rounds", "1",
                          "--min-time", "0.1"], None),
+            ("latency_target", ["bench.bench_latency_target", "--checkpoint", str(ckpt),
+                                "--budget", "0.8", "--episodes", "20", "--eval-size", "300",
+                                "--rounds", "2", "--work", str(work / "latency_target")], None),
+            ("correlation", ["bench.bench_correlation", "--checkpoint", str(ckpt), "--search",
+                             str(work / "search" / "amc-ddpg_s0"), "--top", "3", "--spread", "3",
+                             "--val-size", "300"], None),
+            ("sweep", ["bench.bench_sweep", "--quick"], None),
+            ("reliability", ["bench.bench_reliability"], None),
         ]
     ckpt = Path("runs/base_resnet20.pt")
     work = Path("runs/bench_search")
@@ -71,6 +81,14 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
                       str(compare)], None),
         ("latency", ["bench.bench_latency", "--checkpoint", str(ckpt), "--policy",
                      str(work / "amc-ddpg_s0" / "policy.json")], None),
+        *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", str(ckpt),
+                                    "--budget", budget, "--latency-batch", str(b),
+                                    "--episodes", "100"], None)
+          for b, budget in ((1, "0.8"), (64, "0.6"))],
+        ("correlation", ["bench.bench_correlation", "--checkpoint", str(ckpt), "--search",
+                         str(work / "amc-ddpg_s0"), "--top", "8", "--spread", "8"], None),
+        ("sweep", ["bench.bench_sweep"], None),
+        ("reliability", ["bench.bench_reliability"], None),
         ("demo", ["bench.bench_demo"], None),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -44,6 +45,30 @@ def test_config_yaml_reruns_the_same_search(tmp_path) -> None:
     second = tmp_path / "b"
     assert search.main(["--config", str(first / "config.yaml"), "--out", str(second)]) == 0
     assert rows(first) == rows(second)
+
+
+def test_nan_accuracy_is_reported_never_best(tmp_path, monkeypatch, capsys) -> None:
+    # Episode 1's pruned model "outputs NaN": its row says so, the policy comes from another
+    # episode, and the agent keeps learning from finite rewards.
+    from amc_env import env as env_module
+
+    real_accuracy, calls = env_module.accuracy, []
+
+    def nan_on_second_episode(model, batches):
+        calls.append(1)
+        return math.nan if len(calls) == 2 else real_accuracy(model, batches)
+
+    monkeypatch.setattr(env_module, "accuracy", nan_on_second_episode)
+    out = tmp_path / "s"
+    assert search.main([*BASE, *DDPG, "--episodes", "4", "--out", str(out)]) == 0
+    episodes = rows(out)
+    assert math.isnan(episodes[1]["accuracy"]) and episodes[1]["finite"] is False
+    assert all(r["finite"] for i, r in enumerate(episodes) if i != 1)
+    best = max((r for r in episodes if r["finite"] and r["meets_budget"]),
+               key=lambda r: r["reward"])
+    assert Policy.load(out / "policy.json").metrics["val_accuracy"] == best["accuracy"]
+    assert all(math.isfinite(a) for r in episodes[2:] for a in r["actions"])
+    assert "episode 1: accuracy nan" in capsys.readouterr().err
 
 
 def test_kill_and_resume_gives_the_same_episodes(tmp_path, monkeypatch) -> None:

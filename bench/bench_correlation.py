@@ -1,0 +1,123 @@
+"""Search-vs-final correlation: does the accuracy a search scores a policy with predict the
+accuracy after fine-tuning?
+
+    python -m bench.bench_correlation --checkpoint runs/base_resnet20.pt \
+        --search runs/bench_search/amc-ddpg_s0 --top 8 --spread 8 --finetune-epochs 1
+
+From a finished search's ``episodes.jsonl`` (distinct policies that met the budget, ranked by
+reward) it takes the ``--top`` best and ``--spread`` more at evenly spaced ranks below them (the
+top alone spans a narrow accuracy range; the spread set shows whether the signal ranks policies
+at all). Each policy is replayed twice on the search's validation subset, without and with BN
+recalibration (EagleEye, Li et al., ECCV 2020, argue the recalibrated figure is the one that
+predicts fine-tuned accuracy), then fine-tuned with one recipe and seed and scored on the test
+split. Reported: Pearson and Spearman correlation of either search-time figure with the final
+accuracy, over the top set, the spread set and both. A diverged fine-tune is listed and left out
+of the statistics. Writes ``bench/results/correlation_<model>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_env.datasets import load_dataset, make_loader
+from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.training import Diverged, TrainConfig, evaluate
+from bench.common import write_result
+from policies.artifact import Policy
+from policies.finetune import finetune
+from policies.heuristics import play_ratios
+
+
+def select(rows: list[dict[str, Any]], top: int, spread: int) -> list[tuple[str, dict]]:
+    """``(set name, episode row)``: the ``top`` best distinct feasible policies by reward, then
+    ``spread`` more at evenly spaced ranks among the rest."""
+    seen, ranked = set(), []
+    feasible = [r for r in rows if r["meets_budget"] and math.isfinite(r["reward"])]
+    for r in sorted(feasible, key=lambda r: -r["reward"]):
+        key = tuple(sorted(r["keep_ratios"].items()))
+        if key not in seen:
+            seen.add(key)
+            ranked.append(r)
+    rest = ranked[top:]
+    idx = np.unique(np.linspace(0, len(rest) - 1, spread).round().astype(int)) if rest else []
+    return [("top", r) for r in ranked[:top]] + [("spread", rest[i]) for i in idx]
+
+
+def correlations(xs: list[float], ys: list[float]) -> dict[str, float | None]:
+    """Pearson and Spearman (Pearson of ranks) correlation; ``None`` below 3 points or for a
+    constant series."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return {"pearson": None, "spearman": None, "n": len(x)}
+    rx, ry = x.argsort().argsort(), y.argsort().argsort()
+    return {"pearson": float(np.corrcoef(x, y)[0, 1]),
+            "spearman": float(np.corrcoef(rx, ry)[0, 1]), "n": len(x)}
+
+
+def main() -> None:
+    """Replay, fine-tune and score the selected policies; write the correlations."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--search", type=Path, required=True, help="a finished amc-search folder")
+    p.add_argument("--top", type=int, default=8)
+    p.add_argument("--spread", type=int, default=8)
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--val-size", type=int, default=1000, help="the search's --eval-size")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    ckpt = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(ckpt).to(args.device).eval()
+    data = load_dataset(ckpt["dataset"], download=False)
+    policy = Policy.load(args.search / "policy.json")
+    rows = [json.loads(line) for line in (args.search / "episodes.jsonl").read_text().splitlines()
+            if line.strip()]
+    cfg = EnvConfig(budget=policy.budget, round_to=policy.round_to, lbound=policy.lbound,
+                    criterion=policy.criterion, val_size=args.val_size, fill_budget=False,
+                    device=args.device)
+    plain_env = ChannelPruningEnv(model, data, cfg, recalibrate=False)
+    env = ChannelPruningEnv(model, data, cfg)
+    test_loader = make_loader(data.test, 512)
+    ft = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=0)
+    out: list[dict[str, Any]] = []
+    for which, row in select(rows, args.top, args.spread):
+        plain = play_ratios(plain_env, row["keep_ratios"])["accuracy"]
+        info = play_ratios(env, row["keep_ratios"])
+        pruned = env.pruned_model()
+        result: dict[str, Any] = {"set": which, "episode": row["episode"],
+                                  "search_reward": row["reward"], "val_acc_plain": plain,
+                                  "val_acc_recalibrated": info["accuracy"],
+                                  "macs_kept": info["macs"] / info["original_macs"]}
+        try:
+            finetune(pruned, data, ft, args.device, progress=False)
+            result["test_acc_after_finetune"] = evaluate(pruned, test_loader, args.device).acc
+        except Diverged as exc:
+            result.update(test_acc_after_finetune=None, diverged=str(exc))
+        print(result, flush=True)
+        out.append(result)
+    stats: dict[str, Any] = {}
+    for name, members in (("top", ["top"]), ("spread", ["spread"]), ("all", ["top", "spread"])):
+        ok = [r for r in out if r["set"] in members and r["test_acc_after_finetune"] is not None]
+        final = [r["test_acc_after_finetune"] for r in ok]
+        stats[name] = {"plain": correlations([r["val_acc_plain"] for r in ok], final),
+                       "recalibrated": correlations([r["val_acc_recalibrated"] for r in ok],
+                                                    final)}
+    print(json.dumps(stats, indent=1))
+    path = write_result(f"correlation_{ckpt['recipe']['name']}", {
+        "checkpoint": str(args.checkpoint), "search": str(args.search),
+        "agent": policy.agent.get("name"), "budget": policy.budget, "val_size": args.val_size,
+        "finetune": ft.to_dict(), "device": args.device, "policies": out,
+        "correlation": stats})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

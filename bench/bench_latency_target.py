@@ -1,0 +1,97 @@
+"""Latency-target search: does the searched model meet a *measured* latency budget on this
+machine, and how far off was the latency predictor the action wall relies on?
+
+    python -m bench.bench_latency_target --checkpoint runs/base_resnet20.pt \
+        --budget 0.8 --latency-batch 1 --episodes 100
+
+Runs ``amc-search --target latency`` (amc-ddpg) into ``--work``, then re-measures the best
+policy's pruned model against the original, round-robin over ``--rounds`` passes so machine load
+hits both alike. Reported: the budget in ms, the best model's latency as the search measured it,
+as the predictor (``a + b x MACs``, amc_env.latency_model) predicted it, and as re-measured; the
+predictor's error over every episode; the share of episodes whose measured latency broke the
+budget. Writes ``bench/results/latency_target_<model>_b<batch>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_env.datasets import load_dataset
+from amc_env.env import ChannelPruningEnv, EnvConfig
+from bench.common import write_result
+from policies.artifact import Policy
+from policies.finetune import interleaved_latency
+from policies.heuristics import play_ratios
+
+
+def main() -> None:
+    """Search with a latency target, re-measure the result, write the figures."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--budget", type=float, default=0.8)
+    p.add_argument("--latency-batch", type=int, default=1)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--eval-size", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    ckpt = load_checkpoint(args.checkpoint)
+    name = ckpt["recipe"]["name"]
+    work = args.work or Path(f"runs/bench_latency_target_b{args.latency_batch}")
+    search = [sys.executable, "-m", "scripts.search", "--checkpoint", str(args.checkpoint),
+              "--target", "latency", "--budget", str(args.budget), "--latency-batch",
+              str(args.latency_batch), "--episodes", str(args.episodes), "--round-to", "1",
+              "--eval-size", str(args.eval_size), "--seed", str(args.seed),
+              "--wandb-mode", "disabled", "--no-progress", "--out", str(work)]
+    shutil.rmtree(work, ignore_errors=True)  # the benchmark's own scratch folder: search afresh
+    subprocess.run(search, check=True)
+    policy = Policy.load(work / "policy.json")
+    rows = [json.loads(line) for line in (work / "episodes.jsonl").read_text().splitlines()
+            if line.strip()]
+    best = max((r for r in rows if r["meets_budget"]), key=lambda r: r["reward"])
+    errors = [(r["predicted_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in rows]
+
+    model = model_from_checkpoint(ckpt).eval()
+    data = load_dataset(ckpt["dataset"], download=False)
+    env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=1,
+                                                   lbound=policy.lbound, fill_budget=False,
+                                                   val_size=1, recalibrate=False))
+    play_ratios(env, policy.keep_ratios)
+    b = args.latency_batch
+    lat = interleaved_latency({"original": model, "searched": env.pruned_model()},
+                              data.spec.input_shape, "cpu", batch_sizes=(b,), rounds=args.rounds,
+                              min_time_s=0.5)
+    original_ms = lat["original"][f"b{b}"]["median_ms"]
+    final_ms = lat["searched"][f"b{b}"]["median_ms"]
+    result = {
+        "model": name, "budget": args.budget, "latency_batch": b, "episodes": len(rows),
+        "search_command": " ".join(["amc-search", *search[3:]]),
+        "original_ms_at_search": best["original_latency_ms"],
+        "budget_ms_at_search": best["budget_latency_ms"],
+        "best": {"episode": best["episode"], "accuracy": best["accuracy"],
+                 "macs_ratio": best["macs_ratio"], "latency_ms": best["latency_ms"],
+                 "predicted_latency_ms": best["predicted_latency_ms"]},
+        "remeasured": {"original_ms": original_ms, "searched_ms": final_ms,
+                       "latency_ratio": final_ms / original_ms,
+                       "meets_budget": final_ms / original_ms <= args.budget,
+                       "rounds": args.rounds, "threads": lat["searched"][f"b{b}"]["threads"]},
+        "predictor": {"median_abs_error": statistics.median(abs(e) for e in errors),
+                      "mean_error": statistics.fmean(errors),
+                      "max_abs_error": max(abs(e) for e in errors)},
+        "episodes_over_budget": sum(not r["meets_budget"] for r in rows) / len(rows),
+    }
+    print(json.dumps(result, indent=1))
+    print(f"wrote {write_result(f'latency_target_{name}_b{b}', result)}")
+
+
+if __name__ == "__main__":
+    main()
