@@ -7,12 +7,20 @@ the network's output (the classifier) is never a unit; the network input is neve
 
 Units are ordered by when their root layer first runs in a forward pass (AMC walks layers in
 that order), and named by the root module's name, which is how policies refer to them.
+
+Some coupled channels cannot be cut on an arbitrary model, and are left unpruned with a warning:
+groups that touch a grouped (not depthwise) convolution, whose channels may only go a whole
+group at a time (RegNet, ResNeXt), and groups whose removal breaks the forward pass, typically
+because the model's code hard-codes a width (a ViT's ``reshape(n, hidden_dim, -1)``). The second
+kind is found by trying: each unit loses one channel on a scratch copy and the copy must still run.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fnmatch
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,6 +130,7 @@ def discover_units(
     head = head_layer(model, traces)
     ignored = [model.get_submodule(head)] if head else []
     units: list[tuple[int, Unit]] = []
+    skipped: dict[str, str] = {}
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_ROOTS):
         members: list[str] = []
         consumers: dict[str, int] = {}
@@ -136,6 +145,11 @@ def discover_units(
         roots = [n for n in members if isinstance(model.get_submodule(n), PRUNABLE_ROOTS)
                  and n in traces]
         if not roots:
+            continue
+        grouped = [n for n in (*members, *consumers) if _is_grouped_conv(model.get_submodule(n))]
+        if grouped:
+            skipped[min(roots, key=lambda n: traces[n].order)] = \
+                f"touches grouped convolution {grouped[0]}"
             continue
         root = min(roots, key=lambda n: traces[n].order)
         mod = model.get_submodule(root)
@@ -156,6 +170,12 @@ def discover_units(
                     cin, h, w, stride, k)
         units.append((tr.order, unit))
     units.sort(key=lambda pair: pair[0])
+    skipped.update(_breaking_units(model, example, [u for _, u in units]))
+    if skipped:
+        ordered = sorted(skipped.items(), key=lambda kv: traces[kv[0]].order)
+        warnings.warn("left unpruned: " + "; ".join(f"{n} ({why})" for n, why in ordered),
+                      stacklevel=2)
+    units = [(o, u) for o, u in units if u.name not in skipped]
     selected = [u for _, u in units
                 if (not include or any(fnmatch.fnmatch(u.name, p) for p in include))
                 and not any(fnmatch.fnmatch(u.name, p) for p in exclude)]
@@ -165,3 +185,49 @@ def discover_units(
             "cut besides the classifier)" + (" after --include/--exclude" if units else "")
         )
     return [dataclasses.replace(u, index=i) for i, u in enumerate(selected)]
+
+
+def _is_grouped_conv(mod: nn.Module) -> bool:
+    """A convolution with 1 < groups that is not depthwise (one group per channel, as many
+    outputs as inputs): its channels can only be removed a whole group at a time."""
+    if not isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Conv3d) or mod.groups == 1:
+        return False
+    return not mod.groups == mod.in_channels == mod.out_channels
+
+
+def _breaking_units(model: nn.Module, example: torch.Tensor,
+                    units: Sequence[Unit]) -> dict[str, str]:
+    """Units whose loss of one channel makes the model fail to run, with the error.
+
+    Units are cut one after another on one scratch copy (so combinations are exercised too);
+    after a failure the copy is rebuilt with the units that worked so far."""
+    bad: dict[str, str] = {}
+
+    def fresh(done: Sequence[Unit]) -> tuple[nn.Module, tp.DependencyGraph]:
+        scratch = copy.deepcopy(model).eval()
+        graph = build_graph(scratch, example)
+        for u in done:
+            _drop_last_channel(graph, scratch, u.name)
+        return scratch, graph
+
+    scratch, graph = fresh([])
+    done: list[Unit] = []
+    for u in units:
+        try:
+            _drop_last_channel(graph, scratch, u.name)
+            with torch.no_grad():
+                scratch(example)
+            done.append(u)
+        except Exception as exc:  # whatever the model's own code raises on a changed width
+            first = (str(exc).strip().splitlines() or [""])[0][:120]
+            bad[u.name] = f"removing a channel breaks the forward pass: {type(exc).__name__}: " \
+                          f"{first}"
+            scratch, graph = fresh(done)
+    return bad
+
+
+def _drop_last_channel(graph: tp.DependencyGraph, model: nn.Module, root: str) -> None:
+    mod = model.get_submodule(root)
+    pruner = graph.get_pruner_of_module(mod)
+    graph.get_pruning_group(mod, pruner.prune_out_channels,
+                            [pruner.get_out_channels(mod) - 1]).prune()

@@ -17,9 +17,9 @@ Per model, in order (the first failing stage is recorded with its error line):
 6. ``export``: checkpoint saved, loaded with ``weights_only=True``, rebuilt from the recipe plus the
    pruning record, outputs bit-identical to the in-memory pruned model.
 
-Each model runs in its own process with a time limit, so one crash or hang does not hide the
-rest. Writes ``bench/results/sweep.json``. (Torch-Pruning's own sweep reported 77 of 85
-torchvision models working.)
+Each model runs in its own process with a time limit and a 12 GiB address-space limit, so one
+crash, hang or memory blow-up does not hide the rest. Writes ``bench/results/sweep.json``.
+(Torch-Pruning's own sweep reported 77 of 85 torchvision models working.)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,15 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
     return row
 
 
+MEMORY_LIMIT_BYTES = 12 * 2**30
+
+
+def _limit_memory() -> None:
+    # A model whose dependency graph explodes then fails with MemoryError in its own process
+    # instead of drawing the machine's OOM killer onto the sweep.
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
 def run_isolated(name: str, timeout_s: float, threads: int) -> dict[str, Any]:
     """:func:`check_model` in a child process; a crash or time-out becomes a failed row."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -136,7 +146,7 @@ def run_isolated(name: str, timeout_s: float, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
+                              timeout=timeout_s, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         return {"model": name, "status": "fail", "stage": "timeout",
                 "error": f"no result within {timeout_s:.0f} s", "seconds": round(timeout_s, 2)}
@@ -157,7 +167,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -4,8 +4,7 @@
 #   bash bench/device_session.sh check      # CUDA tests + CUDA latency of pruned ResNet-20s
 #   bash bench/device_session.sh policies   # amc-compare on ResNet-20 (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
-#   bash bench/device_session.sh sweep_corr # any-model sweep on the CPU cores while the
-#                                           # search-vs-final correlation fine-tunes on the GPU
+#   bash bench/device_session.sh correlation # search-vs-final correlation (16 fine-tunes)
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
@@ -13,7 +12,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer or sweep_corr}
+STAGE=${1:?stage: check, policies, transfer or correlation}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -56,16 +55,11 @@ transfer)
   $PY -m scripts.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
   ;;
-sweep_corr)
-  # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit; the
-  # sweep saves after every model, so a cut-short sweep keeps what it finished.
-  timeout "${SWEEP_S:-420}" $PY -m bench.bench_sweep --workers "${SWEEP_WORKERS:-6}" \
-    --threads 12 --timeout 240 > "$WORK/sweep.log" 2>&1 &
-  timeout "${CORR_S:-420}" $PY -m bench.bench_correlation --checkpoint runs/base_resnet20.pt \
+correlation)
+  # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.
+  timeout "${CORR_S:-480}" $PY -m bench.bench_correlation --checkpoint runs/base_resnet20.pt \
     --search $SEARCH --top 8 --spread 8 --finetune-epochs 1 --device cuda \
-    2>&1 | tee "$WORK/correlation.log" | tail -n 30 || true
-  wait || true
-  tail -n 5 "$WORK/sweep.log"
+    2>&1 | tee "$WORK/correlation.log" | tail -n 40
   ;;
 *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac
