@@ -52,7 +52,8 @@ class CostModel:
         for u in units:
             for m in u.members:
                 out_of[m] = u.index
-            for m, n in zip(u.consumers, u.consumer_features, strict=True):
+            for m, n in (*zip(u.consumers, u.consumer_features, strict=True),
+                         *u.inner_features):
                 in_of.setdefault(m, []).append((u.index, n))
         traces = trace_layers(model, example)
         self._macs: list[_Term] = []

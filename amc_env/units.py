@@ -56,6 +56,10 @@ class Unit:
     width: int
     stride: int
     kernel: int
+    inner_features: tuple[tuple[str, int], ...] = ()
+    """Members that also read the unit's channels (a full conv inside the residual stream it
+    writes to, e.g. EfficientNet's expand-ratio-1 blocks): ``(name, input features from the
+    unit)``. Their cost scales with the unit twice; they are not reconstruction consumers."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,12 @@ def discover_units(
             continue
         members = list(dict.fromkeys(members))
         cons = {c: n for c, n in consumers.items() if c not in members}
+        # A depthwise conv's input is its output channel (counted once); any other member that
+        # reads the unit's channels has both dimensions cut.
+        inner = tuple((c, n) for c, n in consumers.items() if c in members
+                      and not _is_depthwise(model.get_submodule(c)))
         unit = Unit(0, root, channels, tuple(members), tuple(cons), tuple(cons.values()),
-                    cin, h, w, stride, k)
+                    cin, h, w, stride, k, inner)
         units.append((tr.order, unit))
     units.sort(key=lambda pair: pair[0])
     skipped.update(_breaking_units(model, example, [u for _, u in units]))
@@ -185,6 +193,11 @@ def discover_units(
             "cut besides the classifier)" + (" after --include/--exclude" if units else "")
         )
     return [dataclasses.replace(u, index=i) for i, u in enumerate(selected)]
+
+
+def _is_depthwise(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Conv3d) and mod.groups > 1 and \
+        mod.groups == mod.in_channels
 
 
 def _is_grouped_conv(mod: nn.Module) -> bool:

@@ -35,6 +35,22 @@ def flatten_net() -> nn.Module:
                          nn.Linear(8 * 8 * 8, 4))
 
 
+class InnerResidual(nn.Module):
+    """EfficientNet's expand-ratio-1 block: the stream goes through a depthwise conv and a 1x1
+    conv that writes back into the same stream, so that conv's input and output are both cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(x + self.pw(torch.relu(self.dw(x))))
+
+
 CASES = {
     "resnet20": lambda: model("resnet20"),
     "plain20": lambda: model("plain20"),
@@ -44,6 +60,7 @@ CASES = {
     "mobilenet_v3_small": lambda: model("mobilenet_v3_small"),
     "concat": Concat,
     "flatten": flatten_net,
+    "inner_residual": InnerResidual,
 }
 
 
