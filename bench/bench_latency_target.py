@@ -2,7 +2,7 @@
 machine, and how far off was the latency predictor the action wall relies on?
 
     python -m bench.bench_latency_target --checkpoint runs/base_resnet20.pt \
-        --budget 0.8 --latency-batch 1 --episodes 100
+        --budget 0.9 --latency-batch 1 --episodes 100
 
 Runs ``amc-search --target latency`` (amc-ddpg) into ``--work``, then re-measures the best
 policy's pruned model against the original, round-robin over ``--rounds`` passes so machine load
@@ -36,7 +36,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--budget", type=float, default=0.8)
+    p.add_argument("--budget", type=float, default=0.9)
     p.add_argument("--latency-batch", type=int, default=1)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--eval-size", type=int, default=1000)
