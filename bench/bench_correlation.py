@@ -18,12 +18,15 @@ of the statistics. Writes ``bench/results/correlation_<model>.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import Subset
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.datasets import load_dataset, make_loader
@@ -72,11 +75,17 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--val-size", type=int, default=1000, help="the search's --eval-size")
+    p.add_argument("--finetune-images", type=int, default=0,
+                   help="fine-tune on this many training images (seeded subset; 0 = all)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).to(args.device).eval()
     data = load_dataset(ckpt["dataset"], download=False)
+    if args.finetune_images:
+        pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+        data = dataclasses.replace(data, train=Subset(data.train,
+                                                      pick[:args.finetune_images].tolist()))
     policy = Policy.load(args.search / "policy.json")
     rows = [json.loads(line) for line in (args.search / "episodes.jsonl").read_text().splitlines()
             if line.strip()]
@@ -114,7 +123,8 @@ def main() -> None:
     path = write_result(f"correlation_{ckpt['recipe']['name']}", {
         "checkpoint": str(args.checkpoint), "search": str(args.search),
         "agent": policy.agent.get("name"), "budget": policy.budget, "val_size": args.val_size,
-        "finetune": ft.to_dict(), "device": args.device, "policies": out,
+        "finetune": ft.to_dict(), "finetune_images": args.finetune_images or len(data.train),
+        "device": args.device, "policies": out,
         "correlation": stats})
     print(f"wrote {path}")
 

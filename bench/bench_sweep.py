@@ -17,8 +17,8 @@ Per model, in order (the first failing stage is recorded with its error line):
 6. ``export``: checkpoint saved, loaded with ``weights_only=True``, rebuilt from the recipe plus the
    pruning record, outputs bit-identical to the in-memory pruned model.
 
-Each model runs in its own process with a time limit and a 12 GiB address-space limit, so one
-crash, hang or memory blow-up does not hide the rest. Writes ``bench/results/sweep.json``.
+Each model runs in its own process with a time limit and an address-space limit, so one crash,
+hang or memory blow-up does not hide the rest. Writes ``bench/results/sweep.json``.
 (Torch-Pruning's own sweep reported 77 of 85 torchvision models working.)
 """
 
@@ -130,23 +130,24 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
     return row
 
 
-MEMORY_LIMIT_BYTES = 12 * 2**30
+def run_isolated(name: str, timeout_s: float, threads: int,
+                 memory_gib: float = 12.0) -> dict[str, Any]:
+    """:func:`check_model` in a child process; a crash or time-out becomes a failed row.
 
+    The child's address space is capped at ``memory_gib``: a model whose dependency graph
+    explodes fails with MemoryError in its own process instead of drawing the machine's OOM
+    killer onto the sweep."""
+    limit = int(memory_gib * 2**30)
 
-def _limit_memory() -> None:
-    # A model whose dependency graph explodes then fails with MemoryError in its own process
-    # instead of drawing the machine's OOM killer onto the sweep.
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-
-def run_isolated(name: str, timeout_s: float, threads: int) -> dict[str, Any]:
-    """:func:`check_model` in a child process; a crash or time-out becomes a failed row."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "bench.bench_sweep", "--one", name, "--threads", str(threads)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, preexec_fn=_limit_memory)
+                              timeout=timeout_s, preexec_fn=cap)
     except subprocess.TimeoutExpired:
         return {"model": name, "status": "fail", "stage": "timeout",
                 "error": f"no result within {timeout_s:.0f} s", "seconds": round(timeout_s, 2)}
@@ -168,6 +169,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
+    p.add_argument("--memory-gib", type=float, default=12.0, help="address space per model")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -185,13 +187,15 @@ def main() -> None:
         done = {r["model"] for r in rows}
         return write_result(name, {
             "budget": BUDGET, "round_to": 8, "workers": args.workers,
-            "threads_per_model": threads, "passed": sum(r["status"] == "pass" for r in rows),
+            "threads_per_model": threads, "timeout_s": args.timeout,
+            "memory_gib": args.memory_gib, "passed": sum(r["status"] == "pass" for r in rows),
             "total": len(rows), "complete": len(rows) == len(names),
             "not_run": [n for n in names if n not in done],
             "wall_s": round(time.perf_counter() - t0, 1), "models": rows})
 
     with ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_isolated, n, args.timeout, threads) for n in names]
+        futures = [pool.submit(run_isolated, n, args.timeout, threads, args.memory_gib)
+                   for n in names]
         for future in as_completed(futures):
             row = future.result()
             rows.append(row)

@@ -259,12 +259,14 @@ def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
         if not key.startswith("correlation_"):
             continue
         ft = r["finetune"]
+        images = f", {r['finetune_images']} training images" if "finetune_images" in r else ""
         out += [f"## Search-time accuracy vs accuracy after fine-tuning "
                 f"({key.removeprefix('correlation_')}, {r['agent']} search, budget "
                 f"{r['budget']})", "",
                 f"Policies from the search's episodes, replayed on its {r['val_size']} "
                 f"validation images without and with BN recalibration, then fine-tuned "
-                f"{ft['epochs']} epoch(s) (lr {ft['lr']}, seed {ft['seed']}) on {r['device']} "
+                f"{ft['epochs']} epoch(s) (lr {ft['lr']}, seed {ft['seed']}{images}) on "
+                f"{r['device']} "
                 "and scored on the test split.", "",
                 "| policies | n | Pearson plain | Pearson recalibrated | Spearman plain "
                 "| Spearman recalibrated |", "|---|---|---|---|---|---|"]
@@ -301,7 +303,8 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
            "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "
            "from recipe + pruning record, outputs bit-identical). Wall time "
            f"{r['wall_s']:.0f} s with {r['workers']} worker(s) x {r['threads_per_model']} "
-           "thread(s).", ""]
+           f"thread(s); each model in its own process with a {r.get('timeout_s', 300):.0f} s "
+           f"limit and {r.get('memory_gib', 12):.0f} GiB of address space.", ""]
     fails = [x for x in rows if x["status"] != "pass"]
     if fails:
         out += ["| failing model | input | stage | error |", "|---|---|---|---|"]

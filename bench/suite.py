@@ -48,7 +48,7 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
                                 "--rounds", "2", "--work", str(work / "latency_target")], None),
             ("correlation", ["bench.bench_correlation", "--checkpoint", str(ckpt), "--search",
                              str(work / "search" / "amc-ddpg_s0"), "--top", "3", "--spread", "3",
-                             "--val-size", "300"], None),
+                             "--val-size", "300", "--finetune-images", "5000"], None),
             ("sweep", ["bench.bench_sweep", "--quick"], None),
             ("reliability", ["bench.bench_reliability"], None),
         ]

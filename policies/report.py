@@ -31,9 +31,13 @@ def plot_accuracy_vs_macs(results: dict[str, Any], path: Path) -> None:
     o = results["original"]
     ax.scatter([o["macs"] / 1e6], [100 * o["test_acc"]], marker="*", s=180, c="black",
                label="original")
-    for name, r in results["strategies"].items():
+    # Distinct markers, shrinking in size, keep coinciding strategies (e.g. a search and random
+    # search that found the same policy) visible on top of each other.
+    markers = "os^Dvp<>"
+    for i, (name, r) in enumerate(results["strategies"].items()):
         if r["test_acc"] is not None:  # a diverged fine-tune has no accuracy to show
-            ax.scatter([r["macs"] / 1e6], [100 * r["test_acc"]], s=60, label=name)
+            ax.scatter([r["macs"] / 1e6], [100 * r["test_acc"]], s=max(30, 140 - 20 * i),
+                       marker=markers[i % len(markers)], alpha=0.85, label=name)
     ax.set_xlabel("MACs per image (millions)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
     ax.set_title("Accuracy vs MACs")
