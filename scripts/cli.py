@@ -49,12 +49,25 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
     """``--dataset``, ``--data-root``, ``--val-size``."""
-    p.add_argument("--dataset", default="fashion-mnist",
-                   help="fashion-mnist, cifar10, cifar100, imagefolder:PATH, synthetic")
+    p.add_argument("--dataset", default=None,
+                   help="fashion-mnist, cifar10, cifar100, imagefolder:PATH, synthetic "
+                        "(default: the --checkpoint's dataset, else fashion-mnist)")
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset folder (default $AMC_DATA_ROOT or ./data)")
     p.add_argument("--val-size", type=int, default=None,
                    help="training images held out for validation (dataset default)")
+
+
+def dataset_name(args: argparse.Namespace, fallback: str = "fashion-mnist") -> str:
+    """``--dataset`` if given, else the dataset the ``--checkpoint`` was trained on, else
+    ``fallback``."""
+    if args.dataset:
+        return args.dataset
+    if getattr(args, "checkpoint", None) is not None:
+        from amc_env.checkpoint import load_checkpoint
+
+        return load_checkpoint(args.checkpoint)["dataset"]
+    return fallback
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parse(build_parser(), argv)
     _check(args)
     cli.apply_runtime(args)
-    data = load_dataset(args.dataset, args.data_root, args.val_size, seed=args.seed)
+    data = load_dataset(cli.dataset_name(args), args.data_root, args.val_size, seed=args.seed)
     spec = data.spec
     resume_state = None
     if args.resume and args.out.exists():

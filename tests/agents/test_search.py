@@ -156,3 +156,17 @@ def test_refuses_to_overwrite_a_search(tmp_path, capsys) -> None:
     with pytest.raises(Exception, match="not empty; use --resume"):
         search.main([*BASE, "--agent", "random", "--episodes", "1", "--out", str(out)])
     assert (out / "episodes.jsonl").read_text() == before
+
+
+def test_dataset_defaults_to_the_checkpoints(tmp_path) -> None:
+    from scripts import train
+
+    ckpt = tmp_path / "m.pt"
+    assert train.main(["--model", "cnn", "--dataset", "synthetic", "--epochs", "1",
+                       "--no-progress", "--out", str(ckpt)]) == 0
+    out = tmp_path / "s"
+    assert search.main(["--checkpoint", str(ckpt), "--eval-size", "32", "--recalib-batches",
+                        "1", "--recalib-batch-size", "16", "--no-progress", "--wandb-mode",
+                        "disabled", "--agent", "random", "--episodes", "1",
+                        "--out", str(out)]) == 0
+    assert Policy.load(out / "policy.json").dataset == "synthetic"
