@@ -4,6 +4,7 @@
 #   bash bench/device_session.sh check      # CUDA tests + CUDA latency of pruned ResNet-20s
 #   bash bench/device_session.sh policies   # amc-compare on ResNet-20 (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
+#   bash bench/device_session.sh policies_s1 # the comparison's second seed (no scratch)
 #   bash bench/device_session.sh correlation # search-vs-final correlation (16 fine-tunes)
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
@@ -12,7 +13,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer or correlation}
+STAGE=${1:?stage: check, policies, policies_s1, transfer or correlation}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -54,6 +55,14 @@ transfer)
     | tee "$WORK/apply.json"
   $PY -m scripts.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
+  ;;
+policies_s1)
+  # The second seed of the policies comparison: the seed-1 search reused, random search,
+  # uniform and global, fine-tuned with seed 1.
+  timeout "${COMPARE_S:-500}" $PY -m scripts.compare --checkpoint runs/base_resnet20.pt \
+    --search runs/bench_search/amc-ddpg_s1 --strategies amc-ddpg,random,uniform,global \
+    --episodes 300 --seed 1 --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare_s1" \
+    2>&1 | tail -n 20
   ;;
 correlation)
   # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.
