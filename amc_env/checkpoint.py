@@ -4,6 +4,8 @@ Layout (``"format": "amc-checkpoint/1"``)::
 
     recipe      {"name", "kwargs"}: rebuilds the original architecture (amc_env.models)
     state_dict  tensors of the (possibly pruned) model
+    state_metadata  the state dict's per-module version numbers (some modules, e.g. MNASNet,
+                refuse to load weights without them)
     pruning     None, or amc_env.surgery's record {"input_shape", "kept": {unit root module name:
                 [kept channel indices]}}, replayed on the recipe's original architecture before
                 loading state_dict
@@ -16,6 +18,7 @@ Layout (``"format": "amc-checkpoint/1"``)::
 from __future__ import annotations
 
 import platform
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +52,12 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
 ) -> None:
     """Atomically write a checkpoint for ``model`` (see the module docstring for the layout)."""
+    state = model.state_dict()
     obj: dict[str, Any] = {
         "format": FORMAT,
         "recipe": recipe,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "state_metadata": {k: dict(v) for k, v in getattr(state, "_metadata", {}).items()},
         "pruning": pruning,
         "dataset": dataset,
         "metrics": metrics or {},
@@ -80,8 +85,10 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     model = build_model(ckpt["recipe"])
     if ckpt.get("pruning"):
         apply_pruning_record(model, ckpt["pruning"])
+    state = OrderedDict(ckpt["state_dict"])
+    state._metadata = OrderedDict(ckpt.get("state_metadata") or {})  # type: ignore[attr-defined]
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"checkpoint weights do not fit its recipe: {str(exc)[:200]}") from None
     return model

@@ -41,3 +41,16 @@ def test_missing_corrupt_truncated_and_foreign_files(tmp_path) -> None:
     torch.save(build_model(RECIPE).state_dict(), tmp_path / "sd.pt")
     with pytest.raises(UserError, match="expected 'amc-checkpoint/1'"):
         load_checkpoint(tmp_path / "sd.pt")
+
+
+def test_state_dict_version_metadata_survives(tmp_path) -> None:
+    # MNASNet refuses weights whose per-module version metadata is missing.
+    recipe = {"name": "mnasnet0_5", "kwargs": {"in_channels": 3, "num_classes": 10}}
+    model = build_model(recipe).eval()
+    save_checkpoint(tmp_path / "m.pt", model, recipe, "synthetic")
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["state_metadata"][""] == {"version": 2}
+    rebuilt = model_from_checkpoint(ckpt).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
