@@ -42,7 +42,7 @@ from amc_env.checkpoint import load_checkpoint, model_from_checkpoint, save_chec
 from amc_env.datasets import synthetic
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.models import ZOO, build_model, torchvision_names
-from bench.common import write_result
+from bench.common import RESULTS, command_line, write_result
 from policies.heuristics import play_ratios, random_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +170,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
     p.add_argument("--memory-gib", type=float, default=12.0, help="address space per model")
+    p.add_argument("--rerun-failed", action="store_true",
+                   help="after a fix: rerun the models that failed (or were not reached) in "
+                        "bench/results/sweep.json and update their rows")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -179,8 +182,19 @@ def main() -> None:
     names = (args.models.split(",") if args.models else QUICK if args.quick else all_models())
     threads = max(1, args.threads // args.workers)
     name = "sweep_quick" if args.quick else "sweep_subset" if args.models else "sweep"
+    kept: list[dict[str, Any]] = []  # rows a rerun leaves as they were
+    extra: dict[str, Any] = {}
+    if args.rerun_failed:
+        prev = json.loads((RESULTS / "sweep.json").read_text())
+        names = [r["model"] for r in prev["models"]] + prev["not_run"]
+        kept = [r for r in prev["models"] if r["status"] == "pass"]
+        extra = {"command": prev["command"], "wall_s_first_run": prev["wall_s"],
+                 "reruns": [*prev.get("reruns", []),
+                            {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                             "models": [n for n in names if n not in {r["model"] for r in kept}]}]}
+    todo = [n for n in names if n not in {r["model"] for r in kept}]
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = list(kept)
 
     def save() -> Path:
         # Rewritten after every model, so an interrupted sweep keeps what it finished.
@@ -191,18 +205,18 @@ def main() -> None:
             "memory_gib": args.memory_gib, "passed": sum(r["status"] == "pass" for r in rows),
             "total": len(rows), "complete": len(rows) == len(names),
             "not_run": [n for n in names if n not in done],
-            "wall_s": round(time.perf_counter() - t0, 1), "models": rows})
+            "wall_s": round(time.perf_counter() - t0, 1), "models": rows, **extra})
 
     with ThreadPoolExecutor(args.workers) as pool:
         futures = [pool.submit(run_isolated, n, args.timeout, threads, args.memory_gib)
-                   for n in names]
+                   for n in todo]
         for future in as_completed(futures):
             row = future.result()
             rows.append(row)
             rows.sort(key=lambda r: names.index(r["model"]))
-            extra = row.get("error", f"{row.get('units')} units, MACs kept "
-                                     f"{row.get('macs_kept', 0):.3f}")
-            print(f"{row['model']:<28} {row['status']:<4} {row['seconds']:>7.1f} s  {extra}",
+            what = row.get("error", f"{row.get('units')} units, MACs kept "
+                                    f"{row.get('macs_kept', 0):.3f}")
+            print(f"{row['model']:<28} {row['status']:<4} {row['seconds']:>7.1f} s  {what}",
                   flush=True)
             save()
     print(f"{sum(r['status'] == 'pass' for r in rows)} of {len(rows)} models pass")

@@ -302,7 +302,7 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
            "(units from the dependency graph), episode, forward (finite (2, 10) output), MACs "
            "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "
            "from recipe + pruning record, outputs bit-identical). Wall time "
-           f"{r['wall_s']:.0f} s with {r['workers']} worker(s) x {r['threads_per_model']} "
+           f"{r.get('wall_s_first_run', r['wall_s']):.0f} s with {r['workers']} worker(s) x {r['threads_per_model']} "
            f"thread(s); each model in its own process with a {r.get('timeout_s', 300):.0f} s "
            f"limit and {r.get('memory_gib', 12):.0f} GiB of address space.", ""]
     fails = [x for x in rows if x["status"] != "pass"]
@@ -311,9 +311,12 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
         out += [f"| {x['model']} | {'x'.join(map(str, x.get('input', [])))} | {x['stage']} "
                 f"| {x['error'].replace('|', '/')} |" for x in fails]
         out.append("")
-    out += ["Passing: " + ", ".join(f"{x['model']} ({x['units']} units, "
-                                     f"{x['macs_kept']:.2f})" for x in passed) + ".", "",
-            f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    out += ["Passing (units, MACs kept): " + ", ".join(
+        f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", "",
+        f"Command: `{r['command']}`  "]
+    out += [f"Then, after fixes, the failed ones again ({', '.join(x['models'])}): "
+            f"`{x['command']}` ({x['date']})  " for x in r.get("reruns", [])]
+    out += [f"Machine: {_machine(r)}", ""]
     return out
 
 
