@@ -302,7 +302,8 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
            "(units from the dependency graph), episode, forward (finite (2, 10) output), MACs "
            "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "
            "from recipe + pruning record, outputs bit-identical). Wall time "
-           f"{r.get('wall_s_first_run', r['wall_s']):.0f} s with {r['workers']} worker(s) x {r['threads_per_model']} "
+           f"{r.get('wall_s_first_run', r['wall_s']):.0f} s with {r['workers']} worker(s) x "
+           f"{r['threads_per_model']} "
            f"thread(s); each model in its own process with a {r.get('timeout_s', 300):.0f} s "
            f"limit and {r.get('memory_gib', 12):.0f} GiB of address space.", ""]
     fails = [x for x in rows if x["status"] != "pass"]
