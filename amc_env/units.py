@@ -101,8 +101,19 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> dict[str, LayerTrac
 
 
 def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
-    """Torch-Pruning's dependency graph of ``model`` traced on ``example``."""
-    return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
+
+    A model whose forward Torch-Pruning cannot trace (e.g. ShuffleNetV2's channel shuffle in
+    Torch-Pruning 1.6) is a :class:`UserError` naming the failure."""
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"Torch-Pruning cannot trace this model's channel dependencies "
+                        f"({type(exc).__name__}: {first}); this architecture is not "
+                        "supported") from None
 
 
 def head_layer(model: nn.Module, traces: dict[str, LayerTrace]) -> str | None:

@@ -55,3 +55,17 @@ def test_depthwise_convolutions_stay_prunable() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
                           nn.Conv2d(8, 8, 1), nn.Flatten(), nn.Linear(8 * 64, 4)).eval()
     assert [u.name for u in discover_units(model, EXAMPLE)] == ["0", "2"]
+
+
+def test_untraceable_model_is_one_user_error(monkeypatch) -> None:
+    # As Torch-Pruning 1.6 does on ShuffleNetV2's channel shuffle.
+    import torch_pruning as tp
+
+    from amc_env.errors import UserError
+
+    def fail(*_, **__):
+        raise ZeroDivisionError("integer division or modulo by zero")
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", fail)
+    with pytest.raises(UserError, match=r"cannot trace .* \(ZeroDivisionError: integer"):
+        discover_units(GroupedNet().eval(), EXAMPLE)
