@@ -172,7 +172,8 @@ def main() -> None:
     p.add_argument("--memory-gib", type=float, default=12.0, help="address space per model")
     p.add_argument("--rerun-failed", action="store_true",
                    help="after a fix: rerun the models that failed (or were not reached) in "
-                        "bench/results/sweep.json and update their rows")
+                        "bench/results/sweep.json, or those of them in --models, and update "
+                        "their rows")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -182,19 +183,22 @@ def main() -> None:
     names = (args.models.split(",") if args.models else QUICK if args.quick else all_models())
     threads = max(1, args.threads // args.workers)
     name = "sweep_quick" if args.quick else "sweep_subset" if args.models else "sweep"
-    kept: list[dict[str, Any]] = []  # rows a rerun leaves as they were
-    extra: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []  # a rerun starts from the previous rows
+    todo, extra = names, {}
     if args.rerun_failed:
         prev = json.loads((RESULTS / "sweep.json").read_text())
-        names = [r["model"] for r in prev["models"]] + prev["not_run"]
-        kept = [r for r in prev["models"] if r["status"] == "pass"]
-        extra = {"command": prev["command"], "wall_s_first_run": prev["wall_s"],
+        rows = prev["models"]
+        names = [r["model"] for r in rows] + prev["not_run"]
+        todo = [r["model"] for r in rows if r["status"] != "pass"] + prev["not_run"]
+        if args.models:
+            todo = [n for n in todo if n in args.models.split(",")]
+        extra = {"command": prev["command"],
+                 "wall_s_first_run": prev.get("wall_s_first_run", prev["wall_s"]),
                  "reruns": [*prev.get("reruns", []),
                             {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                             "models": [n for n in names if n not in {r["model"] for r in kept}]}]}
-    todo = [n for n in names if n not in {r["model"] for r in kept}]
+                             "models": todo}]}
+        name = "sweep"
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = list(kept)
 
     def save() -> Path:
         # Rewritten after every model, so an interrupted sweep keeps what it finished.
@@ -212,7 +216,7 @@ def main() -> None:
                    for n in todo]
         for future in as_completed(futures):
             row = future.result()
-            rows.append(row)
+            rows = [r for r in rows if r["model"] != row["model"]] + [row]
             rows.sort(key=lambda r: names.index(r["model"]))
             what = row.get("error", f"{row.get('units')} units, MACs kept "
                                     f"{row.get('macs_kept', 0):.3f}")
