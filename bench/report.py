@@ -312,6 +312,16 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
         out += [f"| {x['model']} | {'x'.join(map(str, x.get('input', [])))} | {x['stage']} "
                 f"| {x['error'].replace('|', '/')} |" for x in fails]
         out.append("")
+        why = {"infeasible": "*infeasible*: channel groups that touch grouped (not depthwise) "
+                             "convolutions are left unpruned, and what remains cannot reach the "
+                             "budget with keep ratios >= lbound;",
+               "cannot trace": "*cannot trace*: Torch-Pruning's dependency tracing itself fails "
+                               "on the model's forward (channel shuffle, window reshapes);",
+               "no result": "*timeout*: Torch-Pruning's group search (`get_all_groups`) did not "
+                            "finish in the limit (windowed attention), or ran out of memory;"}
+        seen = [text for key, text in why.items() if any(key in x["error"] for x in fails)]
+        if seen:
+            out += ["Reasons: " + " ".join(seen), ""]
     out += ["Passing (units, MACs kept): " + ", ".join(
         f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", "",
         f"Command: `{r['command']}`  "]
