@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from amc_env.cost import count_macs, count_params
-from amc_env.units import PRUNABLE_ROOTS, Unit, trace_layers
+from amc_env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,6 @@ class _Term:
     out_unit: int  # -1: output dim not pruned
     in_units: tuple[tuple[int, int], ...]  # (unit index, input features from that unit)
     in_size: int
-
-
-def _is_depthwise(mod: nn.Module) -> bool:
-    return isinstance(mod, nn.Conv2d | nn.Conv1d) and mod.groups > 1 and \
-        mod.groups == mod.in_channels
 
 
 class CostModel:
@@ -61,7 +56,7 @@ class CostModel:
         layer_macs = 0
         for name, mod in model.named_modules():
             out_u = out_of.get(name, -1)
-            ins = () if _is_depthwise(mod) else tuple(in_of.get(name, ()))
+            ins = () if is_depthwise(mod) else tuple(in_of.get(name, ()))
             if isinstance(mod, PRUNABLE_ROOTS) and name in traces:
                 macs = self._layer_macs(mod, traces[name].out_shape)
                 layer_macs += macs

@@ -12,3 +12,10 @@ class UserError(ValueError):
 
     Subclasses :class:`ValueError` so library users can catch it with the usual idiom.
     """
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters: how a failure from
+    code we do not control (a model's forward, a library) is quoted in a one-line report."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line}"[:limit]

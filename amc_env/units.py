@@ -28,7 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env.errors import UserError
+from amc_env.errors import UserError, first_line
 
 PRUNABLE_ROOTS = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -110,9 +110,8 @@ def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     except MemoryError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise UserError(f"Torch-Pruning cannot trace this model's channel dependencies "
-                        f"({type(exc).__name__}: {first}); this architecture is not "
+                        f"({first_line(exc, 200)}); this architecture is not "
                         "supported") from None
 
 
@@ -184,7 +183,7 @@ def discover_units(
         # A depthwise conv's input is its output channel (counted once); any other member that
         # reads the unit's channels has both dimensions cut.
         inner = tuple((c, n) for c, n in consumers.items() if c in members
-                      and not _is_depthwise(model.get_submodule(c)))
+                      and not is_depthwise(model.get_submodule(c)))
         unit = Unit(0, root, channels, tuple(members), tuple(cons), tuple(cons.values()),
                     cin, h, w, stride, k, inner)
         units.append((tr.order, unit))
@@ -206,7 +205,8 @@ def discover_units(
     return [dataclasses.replace(u, index=i) for i, u in enumerate(selected)]
 
 
-def _is_depthwise(mod: nn.Module) -> bool:
+def is_depthwise(mod: nn.Module) -> bool:
+    """A convolution with one group per input channel."""
     return isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Conv3d) and mod.groups > 1 and \
         mod.groups == mod.in_channels
 
@@ -243,9 +243,7 @@ def _breaking_units(model: nn.Module, example: torch.Tensor,
                 scratch(example)
             done.append(u)
         except Exception as exc:  # whatever the model's own code raises on a changed width
-            first = (str(exc).strip().splitlines() or [""])[0][:120]
-            bad[u.name] = f"removing a channel breaks the forward pass: {type(exc).__name__}: " \
-                          f"{first}"
+            bad[u.name] = f"removing a channel breaks the forward pass: {first_line(exc)}"
             scratch, graph = fresh(done)
     return bad
 

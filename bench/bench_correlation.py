@@ -31,10 +31,10 @@ from torch.utils.data import Subset
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.datasets import load_dataset, make_loader
 from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.training import Diverged, TrainConfig, evaluate
+from amc_env.training import TrainConfig, evaluate
 from bench.common import write_result
 from policies.artifact import Policy
-from policies.finetune import finetune
+from policies.finetune import finetune_or_diverged
 from policies.heuristics import play_ratios
 
 
@@ -105,11 +105,11 @@ def main() -> None:
                                   "search_reward": row["reward"], "val_acc_plain": plain,
                                   "val_acc_recalibrated": info["accuracy"],
                                   "macs_kept": info["macs"] / info["original_macs"]}
-        try:
-            finetune(pruned, data, ft, args.device, progress=False)
+        _, diverged = finetune_or_diverged(pruned, data, ft, args.device, progress=False)
+        if diverged:
+            result.update(test_acc_after_finetune=None, diverged=diverged)
+        else:
             result["test_acc_after_finetune"] = evaluate(pruned, test_loader, args.device).acc
-        except Diverged as exc:
-            result.update(test_acc_after_finetune=None, diverged=str(exc))
         print(result, flush=True)
         out.append(result)
     stats: dict[str, Any] = {}

@@ -41,6 +41,7 @@ import torch
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from amc_env.datasets import synthetic
 from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.errors import first_line
 from amc_env.models import ZOO, build_model, torchvision_names
 from bench.common import RESULTS, command_line, write_result
 from policies.heuristics import play_ratios, random_policy
@@ -124,8 +125,7 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
             raise AssertionError("the rebuilt model's output differs from the pruned model's")
         row.update(status="pass", stage="done")
     except Exception as exc:  # a sweep records every failure and goes on
-        first = (str(exc).strip().splitlines() or [""])[0]
-        row.update(stage=stage, error=f"{type(exc).__name__}: {first}"[:300])
+        row.update(stage=stage, error=first_line(exc, 300))
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 

@@ -26,9 +26,9 @@ from agents.tracking import Tracker
 from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
-from amc_env.training import Diverged, TrainConfig
+from amc_env.training import TrainConfig
 from policies.artifact import Policy, fingerprint
-from policies.finetune import finetune, interleaved_latency, measure, scratch_model
+from policies.finetune import finetune_or_diverged, interleaved_latency, measure, scratch_model
 from policies.heuristics import HEURISTICS, play_ratios
 
 HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global")
@@ -137,13 +137,10 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         _policy_file(out, name, replay_env, context, row, cfg)
     if "scratch" in cfg.strategies and first_agent is not None:
         scratch = scratch_model(recipe, first_agent["record"], cfg.seed).to(device)
-        diverged = None
-        try:
-            finetune(scratch, data, TrainConfig(epochs=cfg.scratch_epochs,
-                                                batch_size=cfg.finetune.batch_size,
-                                                seed=cfg.seed), device, cfg.progress)
-        except Diverged as exc:
-            diverged = str(exc)
+        _, diverged = finetune_or_diverged(
+            scratch, data, TrainConfig(epochs=cfg.scratch_epochs,
+                                       batch_size=cfg.finetune.batch_size, seed=cfg.seed),
+            device, cfg.progress)
         m = measure(scratch, data, device, latency_batches=())
         models["scratch"] = scratch
         results["strategies"]["scratch"] = {
@@ -167,12 +164,8 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
     info = play_ratios(env, ratios)
     pruned = env.pruned_model()
     before = measure(pruned, data, device, latency_batches=())
-    history, diverged = [], None
-    if cfg.finetune.epochs:
-        try:
-            history = finetune(pruned, data, cfg.finetune, device, cfg.progress)
-        except Diverged as exc:
-            diverged = str(exc)
+    history, diverged = finetune_or_diverged(pruned, data, cfg.finetune, device, cfg.progress) \
+        if cfg.finetune.epochs else ([], None)
     after = measure(pruned, data, device, latency_batches=()) \
         if cfg.finetune.epochs and diverged is None else before
     row = {"strategy": name, "keep_ratios": info["keep_ratios"],

@@ -17,7 +17,7 @@ from amc_env.datasets import DataSplits, make_loader
 from amc_env.latency import measure_latency
 from amc_env.models import build_model
 from amc_env.surgery import apply_pruning_record
-from amc_env.training import TrainConfig, evaluate, fit
+from amc_env.training import Diverged, TrainConfig, evaluate, fit
 
 
 def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
@@ -27,6 +27,17 @@ def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          workers=cfg.workers)
     return fit(model, loader, cfg, device, progress=progress)
+
+
+def finetune_or_diverged(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
+                         progress: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """:func:`finetune`, with a diverged run (NaN/inf loss) returned as its message instead of
+    raised: ``(history, None)`` or ``([], "training diverged ...")``. For comparisons that report
+    a diverged strategy and go on with the others."""
+    try:
+        return finetune(model, data, cfg, device, progress), None
+    except Diverged as exc:
+        return [], str(exc)
 
 
 def scratch_model(recipe: dict[str, Any], record: dict[str, Any], seed: int) -> nn.Module:

@@ -58,16 +58,23 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
                    help="training images held out for validation (dataset default)")
 
 
-def dataset_name(args: argparse.Namespace, fallback: str = "fashion-mnist") -> str:
-    """``--dataset`` if given, else the dataset the ``--checkpoint`` was trained on, else
+def source_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--checkpoint`` file read once (``None`` with ``--model``), for
+    :func:`dataset_name` and :func:`resolve_model` to share."""
+    from amc_env.checkpoint import load_checkpoint
+
+    if args.checkpoint is not None and args.model is not None:
+        raise UserError("give either --checkpoint or --model, not both")
+    return None if args.checkpoint is None else load_checkpoint(args.checkpoint)
+
+
+def dataset_name(args: argparse.Namespace, ckpt: dict[str, Any] | None,
+                 fallback: str = "fashion-mnist") -> str:
+    """``--dataset`` if given, else the dataset checkpoint ``ckpt`` was trained on, else
     ``fallback``."""
     if args.dataset:
         return args.dataset
-    if getattr(args, "checkpoint", None) is not None:
-        from amc_env.checkpoint import load_checkpoint
-
-        return load_checkpoint(args.checkpoint)["dataset"]
-    return fallback
+    return ckpt["dataset"] if ckpt is not None else fallback
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -187,20 +194,21 @@ def run(prog: str, main: Callable[[], int | None]) -> NoReturn:
 
 
 def resolve_model(
-    args: argparse.Namespace, in_channels: int, num_classes: int
+    args: argparse.Namespace, in_channels: int, num_classes: int,
+    ckpt: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any] | None]:
     """The model named by ``--checkpoint`` or ``--model [--weights]``.
 
-    Returns (model, recipe, checkpoint-or-None). A checkpoint's dataset shape must match the
-    dataset's; a ``--model`` is built for the dataset's input channels and classes.
+    Returns (model, recipe, checkpoint-or-None). ``ckpt`` is ``--checkpoint`` already read
+    (:func:`source_checkpoint`); otherwise it is read here. A checkpoint's dataset shape must
+    match the dataset's; a ``--model`` is built for the dataset's input channels and classes.
     """
-    from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+    from amc_env.checkpoint import model_from_checkpoint
     from amc_env.models import build_model, build_pretrained
 
-    if args.checkpoint is not None and args.model is not None:
-        raise UserError("give either --checkpoint or --model, not both")
-    if args.checkpoint is not None:
-        ckpt = load_checkpoint(args.checkpoint)
+    if ckpt is None:
+        ckpt = source_checkpoint(args)
+    if ckpt is not None:
         kw = ckpt["recipe"].get("kwargs", {})
         if (kw.get("in_channels"), kw.get("num_classes")) != (in_channels, num_classes):
             raise UserError(

@@ -54,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise UserError(f"{args.out} is not empty; choose another --out")
     cli.apply_runtime(args)
-    data = load_dataset(cli.dataset_name(args), args.data_root, args.val_size, seed=args.seed)
-    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    source = cli.source_checkpoint(args)
+    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
+                        seed=args.seed)
+    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
+                                            source)
     scratch_epochs = args.scratch_epochs or int((ckpt or {}).get("metrics", {}).get("epochs", 1))
     cfg = CompareConfig(
         strategies=strategies, episodes=args.episodes, agent_kwargs=args.agent_kwargs,

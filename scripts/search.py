@@ -141,8 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.episodes < 1 or args.checkpoint_every < 1:
         raise UserError("--episodes and --checkpoint-every must be at least 1")
     cli.apply_runtime(args)
-    data = load_dataset(cli.dataset_name(args), args.data_root, args.val_size, seed=args.seed)
-    model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    source = cli.source_checkpoint(args)
+    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
+                        seed=args.seed)
+    model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
+                                         source)
     env = ChannelPruningEnv(model, data, env_config(args))
     prepare_out(args.out, args.resume)
     if not args.resume:

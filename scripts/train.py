@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parse(build_parser(), argv)
     _check(args)
     cli.apply_runtime(args)
-    data = load_dataset(cli.dataset_name(args), args.data_root, args.val_size, seed=args.seed)
+    source = cli.source_checkpoint(args)
+    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
+                        seed=args.seed)
     spec = data.spec
     resume_state = None
     if args.resume and args.out.exists():
@@ -66,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume_state = prev.get("train_state")
         if resume_state is None:
             raise UserError(f"{args.out} holds no training state to resume")
-        args.checkpoint, args.model = args.out, None
-    model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes)
+        args.checkpoint, args.model, source = args.out, None, prev
+    model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes, source)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
                       slimming_lambda=args.slimming_lambda, workers=args.workers, seed=args.seed)
