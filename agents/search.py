@@ -6,6 +6,8 @@ Output folder::
     policy.json        best policy so far (written atomically whenever it improves)
     actor.pt           the agent's actor at the time of the best policy (if it has one)
     episodes.jsonl     one JSON line per finished episode
+    rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
+                       held-out validation images (agents.rescore); the best of them is policy.json
     checkpoint/state.pt  agent (networks, optimisers, replay buffer, noise), RNG states, episode
                          count, best so far: ``--resume`` continues with nothing lost and the same
                          result as an uninterrupted run with the same seed
@@ -31,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.base import Agent, AgentSpec, make_agent
+from agents.rescore import rescore, top_distinct
 from agents.rng import global_rng_state, set_global_rng_state
 from agents.tracking import Tracker
 from amc_env import atomic
@@ -63,6 +66,11 @@ class SearchConfig:
     """wandb group (the compare command puts all strategies in one)."""
     progress: bool = True
     """Show a progress bar."""
+    rescore_top: int = 0
+    """After the last episode, re-score this many best distinct policies on held-out validation
+    images and declare the best of those (0: the best episode as scored during the search)."""
+    rescore_images: int | None = None
+    """Held-out images for re-scoring (default: every validation image the episodes never saw)."""
 
 
 @dataclass
@@ -73,6 +81,8 @@ class SearchResult:
     policy: Policy | None
     episodes: list[dict[str, Any]]
     seconds: float
+    rescored: list[dict[str, Any]] | None = None
+    """The re-scored top policies, best first (``rescore_top`` > 0)."""
 
 
 def meets_budget(info: dict[str, Any]) -> bool:
@@ -128,11 +138,15 @@ class Search:
         self.context = policy_context
         spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes)
         self.agent: Agent = make_agent(cfg.agent, spec, cfg.seed, cfg.agent_kwargs)
+        if cfg.rescore_top > 0 and env.heldout_size < 1:
+            raise UserError("--rescore-top needs validation images beyond --eval-size; lower "
+                            "--eval-size or pass --rescore-top 0")
 
     # -------------------------------------------------------------------- artifacts
 
-    def make_policy(self, row: dict[str, Any], actor: str | None) -> Policy:
-        """The policy artifact for an episode row."""
+    def make_policy(self, row: dict[str, Any], actor: str | None,
+                    rescored: dict[str, Any] | None = None) -> Policy:
+        """The policy artifact for an episode row (with its re-scored figures, if any)."""
         env, c = self.env, self.context
         metrics = {"val_accuracy": row["accuracy"], "reward": row["reward"],
                    "macs": row["macs"], "params": row["params"],
@@ -140,6 +154,10 @@ class Search:
                    "original_macs": env.cost.original["flops"],
                    "original_params": env.cost.original["params"],
                    "val_images": env.cfg.val_size, "bn_recalibration": env.cfg.recalibrate}
+        if rescored is not None:
+            metrics.update(rescored_val_accuracy=rescored["rescored_accuracy"],
+                           rescored_reward=rescored["rescored_reward"],
+                           rescore_images=rescored["images"])
         if "latency_ms" in row:
             metrics["latency"] = {"median_ms": row["latency_ms"], "device": env.cfg.device,
                                   "batch_size": env.cfg.latency_batch,
@@ -232,16 +250,36 @@ class Search:
                         bar.set_postfix(best_reward=f"{best['reward']:.4f}",
                                         best_acc=f"{best['accuracy']:.4f}",
                                         macs=f"{best['macs_ratio']:.3f}")
+            rescored = self._rescore(rows) if best is not None else None
+            if rescored:
+                best = next(r for r in rows if r["episode"] == rescored[0]["episode"])
+                policy = self.make_policy(best, policy.actor if policy else None, rescored[0])
+                policy.save(self.out / "policy.json")
+                tracker.summary({"rescored_accuracy": rescored[0]["rescored_accuracy"],
+                                 "rescore_images": rescored[0]["images"]})
         finally:
             if best is not None:
                 tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
                                  "best_macs": best["macs"], "best_episode": best["episode"]})
             tracker.finish()
-        return SearchResult(best, policy, rows, time.perf_counter() - t_start)
+        return SearchResult(best, policy, rows, time.perf_counter() - t_start, rescored)
+
+    def episode_seed(self, episode: int) -> int:
+        """The environment seed of episode ``episode``."""
+        return self.cfg.seed * 1_000_003 + episode
+
+    def _rescore(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Re-score the top policies (see agents.rescore) and write ``rescore.json``."""
+        if self.cfg.rescore_top < 1:
+            return None
+        records = rescore(self.env, top_distinct(rows, self.cfg.rescore_top),
+                          self.cfg.rescore_images, self.episode_seed)
+        atomic.write_json(self.out / "rescore.json", records)
+        return records
 
     def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, float]]:
         env, agent = self.env, self.agent
-        obs, _ = env.reset(seed=self.cfg.seed * 1_000_003 + episode)
+        obs, _ = env.reset(seed=self.episode_seed(episode))
         done, info = False, {}
         while not done:
             action = agent.act(obs, episode)

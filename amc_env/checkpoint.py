@@ -10,6 +10,8 @@ Layout (``"format": "amc-checkpoint/1"``)::
                 [kept channel indices]}}, replayed on the recipe's original architecture before
                 loading state_dict
     dataset     name of the dataset the model was trained on
+    split       the validation split it was trained with (amc_env.datasets.split_record:
+                dataset, seed, val_size, train_size); every later command rebuilds it
     metrics     numbers (accuracies as fractions, MACs, params, latency dicts)
     train_state optimizer/scheduler/epoch for ``amc-train --resume`` (omitted when finished)
     versions    library versions that wrote it
@@ -50,6 +52,7 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     pruning: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
 ) -> None:
     """Atomically write a checkpoint for ``model`` (see the module docstring for the layout)."""
     state = model.state_dict()
@@ -60,6 +63,7 @@ def save_checkpoint(
         "state_metadata": {k: dict(v) for k, v in getattr(state, "_metadata", {}).items()},
         "pruning": pruning,
         "dataset": dataset,
+        "split": split,
         "metrics": metrics or {},
         "versions": library_versions(),
     }

@@ -1,8 +1,12 @@
 """Datasets by name, with a seeded validation split held out from the *training* split.
 
 AMC computes its reward on images held out from the training set; the test split is kept for final
-numbers only. Every dataset here is returned as :class:`DataSplits` (train / val / test) plus a
-:class:`DataSpec` that says what models must accept (input channels, image size, class count).
+numbers only. The split **belongs to the checkpoint**: ``amc-train`` records it
+(:func:`split_record`: dataset, split seed, validation size, training-split size) and every later
+command rebuilds the same split from the record (:func:`resolve_split`), whatever its own
+``--seed``; a reward computed on images the model trained on is a defect. Every dataset here is
+returned as :class:`DataSplits` (train / val / test) plus a :class:`DataSpec` that says what models
+must accept (input channels, image size, class count).
 
 Registered names: ``fashion-mnist`` (default; offline from Debian's ``dataset-fashion-mnist``),
 ``cifar10``, ``cifar100`` (torchvision; download when online), ``imagefolder:PATH`` (ImageNet-style
@@ -16,8 +20,9 @@ import gzip
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
@@ -70,6 +75,8 @@ class DataSplits:
     train_plain: Dataset
     val: Dataset
     test: Dataset
+    split: dict[str, Any] = field(default_factory=dict)
+    """The split's record (:func:`split_record`), written into checkpoints."""
 
 
 DatasetFactory = Callable[..., DataSplits]
@@ -101,7 +108,67 @@ def _splits(
         train_plain=Subset(train_plain, tr),
         val=Subset(train_plain, va),
         test=test,
+        split=split_record(spec.name, seed, val_size, len(train_plain)),
     )
+
+
+def split_record(dataset: str, seed: int, val_size: int, train_size: int) -> dict[str, Any]:
+    """The plain-typed record of a validation split: which dataset, the seed of the permutation,
+    how many images are held out, and how many the full training split has (a dataset that
+    changed size would permute differently, so the record would no longer describe it)."""
+    return {"dataset": dataset, "seed": int(seed), "val_size": int(val_size),
+            "train_size": int(train_size)}
+
+
+DEFAULT_SPLIT_SEED = 0
+
+
+def resolve_split(
+    record: dict[str, Any] | None,
+    dataset: str,
+    val_size: int | None,
+    split_seed: int | None,
+    source: str = "the checkpoint",
+) -> tuple[int, int | None]:
+    """(split seed, validation size) for ``dataset`` given the checkpoint's split ``record``.
+
+    With a record for this dataset the recorded split is used; an explicit ``val_size`` or
+    ``split_seed`` that differs from it is a :class:`UserError` (it would score rewards on images
+    the model trained on). A checkpoint from another dataset never saw this one's training images,
+    and a model without a checkpoint has no split: the flags (or the defaults) are used. A
+    checkpoint trained on ``dataset`` without a record (written before splits were recorded) is
+    refused unless ``split_seed`` says which split it was trained with.
+    """
+    if record is None:
+        return (DEFAULT_SPLIT_SEED if split_seed is None else split_seed), val_size
+    if record.get("dataset") != dataset:
+        return (DEFAULT_SPLIT_SEED if split_seed is None else split_seed), val_size
+    if not record.get("recorded", True):
+        if split_seed is None:
+            raise UserError(
+                f"{source} records no validation split (written by an older version); pass "
+                "--split-seed N (the --seed it was trained with) and --val-size if it was not "
+                "the default, or retrain it")
+        return split_seed, val_size
+    for flag, given, kept in (("--val-size", val_size, record["val_size"]),
+                              ("--split-seed", split_seed, record["seed"])):
+        if given is not None and given != kept:
+            raise UserError(
+                f"{source} was trained with {record['val_size']} validation images held out "
+                f"(split seed {record['seed']}); {flag} {given} would score on images it trained "
+                f"on: drop {flag}")
+    return int(record["seed"]), int(record["val_size"])
+
+
+def check_split(data: DataSplits, record: dict[str, Any] | None) -> None:
+    """:class:`UserError` if ``data``'s training split no longer has the size ``record`` saw (the
+    same seed would then hold out other images)."""
+    if record and record.get("dataset") == data.spec.name and "train_size" in record \
+            and record["train_size"] != data.split["train_size"]:
+        raise UserError(
+            f"{data.spec.name}'s training split has {data.split['train_size']} images, but the "
+            f"checkpoint was trained when it had {record['train_size']}: its validation split "
+            "cannot be rebuilt; retrain on the dataset as it is now")
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -257,13 +324,15 @@ def load_dataset(
     name: str,
     root: Path | None = None,
     val_size: int | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SPLIT_SEED,
     download: bool = True,
 ) -> DataSplits:
     """Build the splits for ``name`` (a registered name or ``imagefolder:PATH``).
 
     ``val_size`` is the number of training images held out for rewards (dataset default if None);
-    ``seed`` fixes which ones. Unknown names raise :class:`UserError` listing the valid names.
+    ``seed`` (the *split* seed, not a command's ``--seed``) fixes which ones. Unknown names raise
+    :class:`UserError` listing the valid names. For a checkpoint's data use
+    :func:`load_checkpoint_data`.
     """
     kwargs: dict = {"seed": seed}
     if val_size is not None:
@@ -275,6 +344,26 @@ def load_dataset(
         raise UserError(f"unknown dataset {name!r}; valid names: {valid}")
     return DATASETS.get(name)(Path(root) if root else default_data_root(), download=download,
                               **kwargs)
+
+
+def load_checkpoint_data(
+    ckpt: dict[str, Any] | None,
+    name: str | None = None,
+    root: Path | None = None,
+    val_size: int | None = None,
+    split_seed: int | None = None,
+    download: bool = True,
+) -> DataSplits:
+    """The splits of dataset ``name`` (default: the checkpoint's) with the validation split the
+    checkpoint ``ckpt`` was trained with (see :func:`resolve_split`; ``None``: no checkpoint)."""
+    name = name or (ckpt["dataset"] if ckpt else "fashion-mnist")
+    record = None
+    if ckpt is not None:
+        record = ckpt.get("split") or {"dataset": ckpt["dataset"], "recorded": False}
+    seed, size = resolve_split(record, name, val_size, split_seed)
+    data = load_dataset(name, root, size, seed=seed, download=download)
+    check_split(data, record)
+    return data
 
 
 def make_loader(

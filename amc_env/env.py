@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from amc_env.cost import count_macs, count_params
 from amc_env.costmodel import CostModel
@@ -64,7 +65,9 @@ class EnvConfig:
     calib_points: int = 10
     """Output positions sampled per image and consumer layer (AMC: 10)."""
     fill_budget: bool = True
-    """Two-sided wall: also force the budget to be used (see amc_env.wall)."""
+    """Two-sided wall: also force the budget to be used (see amc_env.wall). Off whatever this
+    says with reward ``acc_log_flops``, which trades accuracy against MACs: forcing MACs to the
+    budget would make its log(MACs) term a constant."""
     include: Sequence[str] = ()
     """Only prune units whose root module name matches one of these shell patterns."""
     exclude: Sequence[str] = ()
@@ -126,6 +129,8 @@ class ChannelPruningEnv(gym.Env):
     ) -> None:
         super().__init__()
         cfg = dataclasses.replace(config or EnvConfig(), **overrides)
+        if cfg.reward == "acc_log_flops":
+            cfg = dataclasses.replace(cfg, fill_budget=False)
         self.cfg = cfg
         self._check_config(cfg)
         self.criterion = make_criterion(cfg.criterion)
@@ -156,6 +161,7 @@ class ChannelPruningEnv(gym.Env):
         self.val_batches = take_batches(data.val, cfg.val_size, cfg.eval_batch, cfg.device)
         if not self.val_batches:
             raise UserError("the validation split is empty; raise --val-size")
+        self._heldout = data.val
         self.calib_batches = take_batches(data.train_plain,
                                           cfg.recalib_batches * cfg.recalib_batch_size,
                                           cfg.recalib_batch_size, cfg.device, seed=cfg.data_seed)
@@ -282,6 +288,29 @@ class ChannelPruningEnv(gym.Env):
         info = self._finish()
         info["applied"] = applied
         return self._obs(t), float(info["reward"]), True, False, info
+
+    @property
+    def heldout_size(self) -> int:
+        """Validation images the episodes never score (the split beyond ``val_size``)."""
+        return max(0, len(self._heldout) - self.cfg.val_size)  # type: ignore[arg-type]
+
+    def heldout_batches(self, n: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """In-memory batches of up to ``n`` (default: all) validation images that no episode's
+        reward saw: for re-scoring a search's best policies without its selection bias."""
+        n = self.heldout_size if n is None else min(n, self.heldout_size)
+        rest = Subset(self._heldout, range(self.cfg.val_size, self.cfg.val_size + n))
+        return take_batches(rest, n, self.cfg.eval_batch, self.cfg.device)
+
+    def play(self, ratios: dict[str, float], seed: int = 0) -> dict[str, Any]:
+        """One whole episode applying ``ratios`` (keep ratios by unit name) as given, only
+        rounded, without the action wall; returns the final ``info``. For replaying policies
+        and probing units."""
+        self.reset(seed=seed, options={"wall": False})
+        info: dict[str, Any] = {}
+        for u in self.units:
+            _, _, done, _, info = self.step(np.array([ratios[u.name]], dtype=np.float32))
+        assert done
+        return info
 
     # ----------------------------------------------------------------------------- internals
 

@@ -11,12 +11,17 @@ clipped to ``[low, high]`` where ``high`` is the most it may keep so the budget 
 if every later unit drops to its minimum, and ``low`` the least it must keep so the budget is still
 *used* if every later unit keeps everything. After the last unit the model's cost is at most the
 budget and within one rounding step of it.
+
+Strategies that choose every unit at once (the heuristics) are completed through the same wall
+with :meth:`ActionWall.complete`: units are raised one rounding step at a time, in the strategy's
+own order of preference, until no further step fits. :meth:`ActionWall.within_one_step` is the
+check every strategy of a comparison must pass (equal budgets).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -95,3 +100,50 @@ class ActionWall:
         opts = self.options[t]
         opts = opts[(opts >= low) & (opts <= high)]
         return int(opts[np.argmin(np.abs(opts - wanted))])
+
+    def next_counts(self, counts: Sequence[int]) -> list[int | None]:
+        """Each unit's next allowed count above ``counts`` (``None`` at its maximum)."""
+        out: list[int | None] = []
+        for opts, k in zip(self.options, counts, strict=True):
+            i = int(np.searchsorted(opts, k, side="right"))
+            out.append(int(opts[i]) if i < len(opts) else None)
+        return out
+
+    def step_costs(self, counts: Sequence[int]) -> dict[int, float]:
+        """Cost added by raising each unit one step from ``counts`` (units at their maximum
+        are left out), in the cost's units."""
+        nxt = self.next_counts(counts)
+        raisable = [t for t, k in enumerate(nxt) if k is not None]
+        if not raisable:
+            return {}
+        rows = np.tile(np.asarray(counts, dtype=np.float64), (len(raisable) + 1, 1))
+        for i, t in enumerate(raisable):
+            rows[i + 1, t] = nxt[t]
+        costs = self.cost(rows)
+        return {t: float(costs[i + 1] - costs[0]) for i, t in enumerate(raisable)}
+
+    def within_one_step(self, counts: Sequence[int]) -> bool:
+        """Whether ``counts`` meets the budget and leaves less of it unused than the largest
+        single rounding step any unit could still take (what the filling wall guarantees)."""
+        cost = float(self.cost(np.asarray([counts], dtype=np.float64))[0])
+        if cost > self.budget + 1e-6:
+            return False
+        steps = self.step_costs(counts)
+        return not steps or self.budget - cost < max(steps.values()) + 1e-6
+
+    def complete(self, counts: Sequence[int],
+                 priority: Callable[[int, list[int], float], float]) -> list[int]:
+        """Raise units one step at a time while the budget allows, always the unit with the
+        highest ``priority(unit, counts, step_cost)``; returns the completed counts. ``counts``
+        must already meet the budget. Ends when no single step fits (so the result passes
+        :meth:`within_one_step`)."""
+        counts = [int(k) for k in counts]
+        while True:
+            nxt = self.next_counts(counts)
+            steps = self.step_costs(counts)
+            base = float(self.cost(np.asarray([counts], dtype=np.float64))[0])
+            fits = [t for t, c in steps.items() if base + c <= self.budget + 1e-6]
+            if not fits:
+                return counts
+            t = max(fits, key=lambda u: (priority(u, counts, steps[u]), -u))
+            counts[t] = int(nxt[t])  # type: ignore[arg-type]

@@ -29,13 +29,12 @@ import torch
 from torch.utils.data import Subset
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset, make_loader
+from amc_env.datasets import load_checkpoint_data, make_loader
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.training import TrainConfig, evaluate
 from bench.common import write_result
 from policies.artifact import Policy
 from policies.finetune import finetune_or_diverged
-from policies.heuristics import play_ratios
 
 
 def select(rows: list[dict[str, Any]], top: int, spread: int) -> list[tuple[str, dict]]:
@@ -81,7 +80,7 @@ def main() -> None:
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).to(args.device).eval()
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     if args.finetune_images:
         pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
         data = dataclasses.replace(data, train=Subset(data.train,
@@ -98,8 +97,8 @@ def main() -> None:
     ft = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=0)
     out: list[dict[str, Any]] = []
     for which, row in select(rows, args.top, args.spread):
-        plain = play_ratios(plain_env, row["keep_ratios"])["accuracy"]
-        info = play_ratios(env, row["keep_ratios"])
+        plain = plain_env.play(row["keep_ratios"])["accuracy"]
+        info = env.play(row["keep_ratios"])
         pruned = env.pruned_model()
         result: dict[str, Any] = {"set": which, "episode": row["episode"],
                                   "search_reward": row["reward"], "val_acc_plain": plain,

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from bench.common import write_result
-from policies.heuristics import play_ratios, uniform
+from policies.heuristics import uniform
 
 CRITERIA = ("l1", "l1+reconstruct", "thinet", "lasso")
 
@@ -43,7 +43,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     base = EnvConfig(budget=args.budget, round_to=args.round_to, val_size=args.val_size,
                      calib_images=args.calib_images, calib_points=args.calib_points,
                      fill_budget=False)
@@ -57,7 +57,7 @@ def main() -> None:
         times, infos = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            infos.append(play_ratios(env, ratios))
+            infos.append(env.play(ratios))
             times.append(time.perf_counter() - t0)
         info = infos[-1]
         rows.append({

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from amc_env.checkpoint import load_checkpoint
+from bench.bench_compare import summary
 from bench.common import write_result
-from policies.compare import table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,10 +37,10 @@ def main() -> None:
     else:
         clone, seconds = args.clone, args.seconds
     results = json.loads((clone / "runs/demo/compare/results.json").read_text())
-    metrics = load_checkpoint(clone / "runs/demo/base.pt")["metrics"]
+    metrics = load_checkpoint(clone / "runs/demo/cnn10.pt")["metrics"]
     base = {k: metrics[k] for k in ("test_acc", "epochs", "seconds_per_epoch")}
     print(write_result("demo", {"wall_seconds": seconds, "base": base,
-                                "config": results["config"], "table": table_rows(results)}))
+                                "base_test_acc": metrics["test_acc"], **summary(results)}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.evaluation import accuracy
 from bench.common import write_result
@@ -49,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     cfg = EnvConfig(budget=args.budget, criterion=args.criterion, val_size=args.val_size)
     env = ChannelPruningEnv(model, data, cfg)
     rng = np.random.default_rng(0)

@@ -20,12 +20,12 @@ from torch import nn
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.cost import count_macs, count_params
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from bench.common import write_result
 from policies.artifact import Policy
 from policies.finetune import interleaved_latency
-from policies.heuristics import play_ratios, uniform
+from policies.heuristics import uniform
 
 
 def main() -> None:
@@ -44,21 +44,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).eval()
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     shape = data.spec.input_shape
     models: dict[str, nn.Module] = {"original": model}
     for b in (float(v) for v in args.budgets.split(",")):
         env = ChannelPruningEnv(model, data, EnvConfig(budget=b, round_to=args.round_to,
                                                        fill_budget=False, val_size=1,
                                                        recalibrate=False))
-        play_ratios(env, uniform(env))
+        env.play(uniform(env))
         models[f"uniform@{b}"] = env.pruned_model()
     for path in args.policy:
         pol = Policy.load(path)
         env = ChannelPruningEnv(model, data, EnvConfig(budget=pol.budget, round_to=pol.round_to,
                                                        lbound=pol.lbound, fill_budget=False,
                                                        val_size=1, recalibrate=False))
-        play_ratios(env, pol.keep_ratios)
+        env.play(pol.keep_ratios)
         models[f"{pol.agent.get('name', path.parent.name)}@{pol.budget}"] = env.pruned_model()
     models = {n: m.to(args.device).eval() for n, m in models.items()}
     lat = interleaved_latency(models, shape, args.device, rounds=args.rounds,

@@ -23,12 +23,11 @@ import sys
 from pathlib import Path
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from bench.common import write_result
 from policies.artifact import Policy
 from policies.finetune import interleaved_latency
-from policies.heuristics import play_ratios
 
 
 def main() -> None:
@@ -61,11 +60,11 @@ def main() -> None:
     errors = [(r["predicted_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in rows]
 
     model = model_from_checkpoint(ckpt).eval()
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=1,
                                                    lbound=policy.lbound, fill_budget=False,
                                                    val_size=1, recalibrate=False))
-    play_ratios(env, policy.keep_ratios)
+    env.play(policy.keep_ratios)
     b = args.latency_batch
     lat = interleaved_latency({"original": model, "searched": env.pruned_model()},
                               data.spec.input_shape, "cpu", batch_sizes=(b,), rounds=args.rounds,

@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.training import TrainConfig
 from bench.common import write_result
 from policies.artifact import Policy
 from policies.finetune import finetune, interleaved_latency, measure
-from policies.heuristics import play_ratios, uniform
+from policies.heuristics import uniform
 
 
 def pruned(model: nn.Module, data: Any, policy: Policy) -> nn.Module:
@@ -42,7 +42,7 @@ def pruned(model: nn.Module, data: Any, policy: Policy) -> nn.Module:
     env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=policy.round_to,
                                                    lbound=policy.lbound, fill_budget=False,
                                                    val_size=1, recalibrate=False))
-    play_ratios(env, policy.keep_ratios)
+    env.play(policy.keep_ratios)
     return env.pruned_model()
 
 
@@ -53,9 +53,9 @@ def transfer_rows(apply_json: Path, checkpoint: Path, finetune_epochs: int, devi
     actor = json.loads(apply_json.read_text())
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=0.5, round_to=1, fill_budget=False))
-    info = play_ratios(env, uniform(env))
+    info = env.play(uniform(env))
     net = env.pruned_model()
     before = measure(net, data, device, latency_batches=())
     after = before
@@ -95,7 +95,7 @@ def main() -> None:
     results = json.loads((args.compare / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).eval()
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     models: dict[str, nn.Module] = {"original": model}
     for name, row in results["strategies"].items():
         source = row.get("architecture_of", name)

@@ -18,10 +18,10 @@ import torch
 
 from agents.search import Search, SearchConfig
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_dataset
+from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from bench.common import write_result
-from policies.heuristics import play_ratios, uniform
+from policies.heuristics import uniform
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    data = load_dataset(ckpt["dataset"], download=False)
+    data = load_checkpoint_data(ckpt, download=False)
     cfg = EnvConfig(budget=args.budget, criterion=args.criterion, round_to=args.round_to,
                     val_size=args.eval_size)
     common = {"checkpoint": str(args.checkpoint), "model": ckpt["recipe"]["name"],
@@ -51,7 +51,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.agent == "uniform":
         env = ChannelPruningEnv(model, data, cfg, fill_budget=False)
-        info = play_ratios(env, uniform(env))
+        info = env.play(uniform(env))
         result = {**common, "episodes": 1, "best_val_acc": info["accuracy"],
                   "best_macs_ratio": info["macs"] / info["original_macs"],
                   "keep_ratios": info["keep_ratios"], "seconds": time.perf_counter() - t0}

@@ -44,7 +44,7 @@ from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import first_line
 from amc_env.models import ZOO, build_model, torchvision_names
 from bench.common import RESULTS, command_line, write_result
-from policies.heuristics import play_ratios, random_policy
+from policies.heuristics import random_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 0.5
@@ -60,8 +60,9 @@ SIZES: dict[str, tuple[int, dict[str, Any]]] = {
     "vit_l_32": (64, {"image_size": 64}),
     "vit_h_14": (56, {"image_size": 56}),
 }
-ZOO_INPUT = {"cnn": (1, 28), "resnet20": (3, 32), "resnet32": (3, 32), "resnet56": (3, 32),
-             "resnet110": (3, 32), "plain20": (3, 32), "vgg16": (3, 32), "mobilenetv2": (3, 32)}
+ZOO_INPUT = {"cnn": (1, 28), "cnn10": (1, 28), "resnet20": (3, 32), "resnet32": (3, 32),
+             "resnet56": (3, 32), "resnet110": (3, 32), "plain20": (3, 32), "vgg16": (3, 32),
+             "mobilenetv2": (3, 32)}
 QUICK = ["cnn", "resnet20", "mobilenetv2", "resnet18", "mobilenet_v3_small", "squeezenet1_1",
          "densenet121", "efficientnet_b0", "regnet_x_400mf", "vit_b_32"]
 
@@ -97,7 +98,7 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
         row["params"] = env.cost.original["params"]
         row["macs"] = env.cost.original["flops"]
         stage = "episode"
-        info = play_ratios(env, random_policy(env, seed=seed), seed=seed)
+        info = env.play(random_policy(env, seed=seed), seed=seed)
         pruned = env.pruned_model().eval()
         stage = "forward"
         x = torch.randn(2, cin, size, size)

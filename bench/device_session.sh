@@ -2,9 +2,9 @@
 # The benchmarks that run on a lent GPU machine (see BENCHMARKS.md), one stage per call:
 #
 #   bash bench/device_session.sh check      # CUDA tests + CUDA latency of pruned ResNet-20s
-#   bash bench/device_session.sh policies   # amc-compare on ResNet-20 (fine-tunes on the GPU)
+#   bash bench/device_session.sh policies   # amc-compare on ResNet-20, equal budgets, 3 fine-tune
+#                                           # seeds, searches re-scored (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
-#   bash bench/device_session.sh policies_s1 # the comparison's second seed (no scratch)
 #   bash bench/device_session.sh correlation # search-vs-final correlation (16 fine-tunes)
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
@@ -13,7 +13,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, policies_s1, transfer or correlation}
+STAGE=${1:?stage: check, policies, transfer or correlation}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -42,9 +42,12 @@ check)
     --device cuda
   ;;
 policies)
-  $PY -m scripts.compare --checkpoint runs/base_resnet20.pt --search $SEARCH \
-    --strategies amc-ddpg,random,uniform,sensitivity,global,scratch --episodes 300 \
-    --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare" 2>&1 | tail -n 40
+  # Fresh 300-episode searches (the split is the checkpoint's, winners re-scored on held-out
+  # images), every heuristic completed to the budget, 3 fine-tune seeds per strategy. Bounded by
+  # `timeout` so the stage is packed inside the device call's limit.
+  timeout "${COMPARE_S:-540}" $PY -m bench.bench_compare --checkpoint runs/base_resnet20.pt \
+    --budget 0.5 --episodes 300 --finetune-seeds 3 --work "$WORK/compare" \
+    -- --round-to 1 --device cuda 2>&1 | tail -n 40
   ;;
 transfer)
   $PY -m scripts.train --model resnet56 --dataset fashion-mnist --epochs "${EPOCHS56:-10}" \
@@ -55,14 +58,6 @@ transfer)
     | tee "$WORK/apply.json"
   $PY -m scripts.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
-  ;;
-policies_s1)
-  # The second seed of the policies comparison: the seed-1 search reused, random search,
-  # uniform and global, fine-tuned with seed 1.
-  timeout "${COMPARE_S:-500}" $PY -m scripts.compare --checkpoint runs/base_resnet20.pt \
-    --search runs/bench_search/amc-ddpg_s1 --strategies amc-ddpg,random,uniform,global \
-    --episodes 300 --seed 1 --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare_s1" \
-    2>&1 | tail -n 20
   ;;
 correlation)
   # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.

@@ -6,7 +6,8 @@
 
 Scenarios: baseline training, environment throughput, channel-selection criteria, search quality
 (every strategy, 2 seeds), the policies comparison (amc-compare with fine-tune and scratch, here
-on the CPU; ``bench/device_session.sh`` runs the same on a lent GPU), latency (speed-up vs MACs,
+on the CPU; ``bench/device_session.sh`` runs the same on a lent GPU) and the same with equal budgets
+and 3 fine-tune seeds (bench_compare), latency (speed-up vs MACs,
 CPU), latency-target searches (batch 1 and 64), search-vs-final correlation, the any-model sweep,
 the fault and bad-input counts, and ``make demo`` from a fresh clone. A step whose output already
 exists is skipped in the full run (the trained checkpoint, finished searches), so an interrupted
@@ -49,6 +50,10 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
             ("correlation", ["bench.bench_correlation", "--checkpoint", str(ckpt), "--search",
                              str(work / "search" / "amc-ddpg_s0"), "--top", "3", "--spread", "3",
                              "--val-size", "300", "--finetune-images", "5000"], None),
+            ("seeds", ["bench.bench_compare", "--checkpoint", str(ckpt), "--episodes", "30",
+                       "--strategies", "amc-ddpg,uniform,global", "--finetune-seeds", "2",
+                       "--work", str(work / "compare"), "--", "--eval-size", "300",
+                       "--agent-kwargs", "{warmup_episodes: 10}"], None),
             ("sweep", ["bench.bench_sweep", "--quick"], None),
             ("reliability", ["bench.bench_reliability"], None),
         ]
@@ -77,6 +82,9 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
                      "--finetune-epochs", "1", "--budget", "0.5", "--round-to", "1",
                      "--wandb-mode", "disabled", "--no-progress", "--out", str(compare)],
          compare / "results.json"),
+        ("seeds", ["bench.bench_compare", "--checkpoint", str(ckpt), "--budget", "0.5",
+                   "--episodes", "300", "--finetune-seeds", "3", "--work",
+                   "runs/bench_compare_seeds", "--", "--round-to", "1"], None),
         ("policies", ["bench.bench_policies", "--checkpoint", str(ckpt), "--compare",
                       str(compare)], None),
         ("latency", ["bench.bench_latency", "--checkpoint", str(ckpt), "--policy",

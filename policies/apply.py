@@ -25,7 +25,6 @@ from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
 from policies.artifact import Policy, fingerprint
-from policies.heuristics import play_ratios
 
 MODES = {"ratios": "applied the policy's keep ratios by unit name (same architecture)",
          "actor": "derived keep ratios by running the policy's actor on this model (transfer)"}
@@ -88,7 +87,7 @@ def apply_policy(policy: Policy, policy_dir: Path, model: nn.Module, data: DataS
     same_budget = budget is None or abs(budget - policy.budget) < 1e-12
     env = env_for(policy, model, data, budget, device, fill_budget=False, **env_overrides)
     if fingerprint(env.units) == policy.fingerprint and same_budget:
-        info = play_ratios(env, policy.keep_ratios)
+        info = env.play(policy.keep_ratios)
         return Applied(env.pruned_model(), info["pruning"], info["keep_ratios"], "ratios", info)
     if policy.actor is None:
         if fingerprint(env.units) == policy.fingerprint:

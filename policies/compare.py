@@ -1,10 +1,16 @@
 """Compare a learned policy against heuristic ratios at the same budget, measured the same way.
 
 For each strategy a policy is produced (an agent's search, or a heuristic), applied to the same
-checkpoint, fine-tuned with the same recipe and seed, and measured the same way: validation
-accuracy before fine-tuning (the search's own signal), test accuracy after, MACs, params and
-latency with its device, batch size and threads. ``scratch`` trains the first searched
-architecture from freshly initialised weights (Liu et al., ICLR 2019, scratch-E).
+checkpoint, fine-tuned with the same recipe and seeds, and measured the same way: validation
+accuracy before fine-tuning on the search's images (its own signal) and on held-out validation
+images no episode saw, test accuracy before and after fine-tuning (mean and standard deviation over
+``finetune_seeds`` seeds), MACs, params and latency with its spread, device, batch size and threads.
+``scratch`` trains the first searched architecture from freshly initialised weights (Liu et al.,
+ICLR 2019, scratch-E), with the same seeds.
+
+Every strategy spends the same budget: agents through the filling action wall, heuristics
+completed through it (policies.heuristics); each row records the cost it kept and whether it is
+within one rounding step of the budget (``budget_ok``), and the report flags a row that is not.
 
 Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., and ``random``, random search
 with the same episode budget as the agents), the heuristics ``uniform``, ``sensitivity`` and
@@ -13,23 +19,29 @@ with the same episode budget as the agents), the heuristics ``uniform``, ``sensi
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from agents import AGENTS
+from agents.rescore import resolve_top
 from agents.search import Search, SearchConfig
 from agents.tracking import Tracker
 from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
+from amc_env.evaluation import accuracy
 from amc_env.training import TrainConfig
 from policies.artifact import Policy, fingerprint
 from policies.finetune import finetune_or_diverged, interleaved_latency, measure, scratch_model
-from policies.heuristics import HEURISTICS, play_ratios
+from policies.heuristics import HEURISTICS
+from policies.stats import difference, mean_std
 
 HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global")
 
@@ -61,6 +73,13 @@ class CompareConfig:
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     scratch_epochs: int = 10
     seed: int = 0
+    finetune_seeds: int = 1
+    """Fine-tune (and scratch-train) every strategy with seeds ``seed .. seed + N - 1``."""
+    rescore_top: int | None = None
+    """Searched strategies: re-score this many best policies on held-out images (agents.rescore;
+    ``None``: its default where the split has such images)."""
+    rescore_images: int | None = None
+    """Held-out validation images for re-scoring and for every row's held-out accuracy."""
     search_dir: Path | None = None
     wandb_mode: str = "offline"
     wandb_project: str = "amc"
@@ -102,6 +121,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         reused = reusable_search(cfg.search_dir, agent, env)
     out.mkdir(parents=True, exist_ok=True)
     original = measure(model, data, device, latency_batches=())
+    original["test_images"] = len(data.test)  # type: ignore[arg-type]
     models: dict[str, nn.Module] = {"original": model}
     results: dict[str, Any] = {"original": original, "strategies": {}, "curves": {}}
     first_agent: dict[str, Any] | None = None
@@ -119,7 +139,9 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                 scfg = SearchConfig(agent=name, episodes=cfg.episodes, seed=cfg.seed,
                                     agent_kwargs=cfg.agent_kwargs if name != "random" else {},
                                     wandb_mode=cfg.wandb_mode, wandb_project=cfg.wandb_project,
-                                    wandb_group=cfg.group, progress=cfg.progress)
+                                    wandb_group=cfg.group, progress=cfg.progress,
+                                    rescore_top=resolve_top(cfg.rescore_top, env),
+                                    rescore_images=cfg.rescore_images)
                 res = Search(env, scfg, folder, context).run()
                 if res.policy is None:
                     raise UserError(f"strategy {name}: no episode met the budget")
@@ -136,45 +158,115 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
             first_agent = {"name": name, "record": record}
         _policy_file(out, name, replay_env, context, row, cfg)
     if "scratch" in cfg.strategies and first_agent is not None:
-        scratch = scratch_model(recipe, first_agent["record"], cfg.seed).to(device)
-        _, diverged = finetune_or_diverged(
-            scratch, data, TrainConfig(epochs=cfg.scratch_epochs,
-                                       batch_size=cfg.finetune.batch_size, seed=cfg.seed),
-            device, cfg.progress)
-        m = measure(scratch, data, device, latency_batches=())
-        models["scratch"] = scratch
-        results["strategies"]["scratch"] = {
-            "strategy": "scratch", "architecture_of": first_agent["name"],
-            "keep_ratios": results["strategies"][first_agent["name"]]["keep_ratios"],
-            "val_acc_before_finetune": None, "test_acc": None if diverged else m["test_acc"],
-            "test_acc_before_finetune": None, "macs": m["macs"], "params": m["params"],
-            "epochs": cfg.scratch_epochs, "diverged": diverged}
+        results["strategies"]["scratch"], models["scratch"] = _scratch(
+            first_agent, results["strategies"][first_agent["name"]], recipe, data, cfg, device)
     lat = interleaved_latency(models, data.spec.input_shape, device,
                               min_time_s=cfg.latency_time_s)
     original["latency"] = lat["original"]
     for name, row in results["strategies"].items():
         row["latency"] = lat[name]
+    results["differences"] = differences(results)
     _track(results, cfg, env_cfg, out)
     return results
+
+
+def _seeds(cfg: CompareConfig) -> list[int]:
+    return [cfg.seed + i for i in range(cfg.finetune_seeds)]
+
+
+def _train_seeds(model: nn.Module, data: DataSplits, train: TrainConfig, seeds: list[int],
+                 device: str, progress: bool) -> tuple[dict[str, Any], nn.Module]:
+    """Train a copy of ``model`` once per seed; returns the accuracy record (per seed, mean,
+    std; ``None`` for a diverged seed) and the first seed's trained model."""
+    accs: list[float | None] = []
+    histories: list[list[dict[str, Any]]] = []
+    diverged: list[str] = []
+    first: nn.Module | None = None
+    for seed in seeds:
+        m = copy.deepcopy(model)
+        history, div = finetune_or_diverged(m, data, dataclasses.replace(train, seed=seed),
+                                            device, progress)
+        histories.append(history)
+        accs.append(None if div else measure(m, data, device, latency_batches=())["test_acc"])
+        if div:
+            diverged.append(f"seed {seed}: {div}")
+        first = m if first is None else first
+    assert first is not None
+    done = [a for a in accs if a is not None]
+    mean, std = mean_std(done) if done else (None, None)
+    return {"test_acc": mean, "test_acc_std": std, "test_acc_seeds": accs, "seeds": seeds,
+            "finetune_histories": histories, "diverged": "; ".join(diverged) or None}, first
+
+
+def _scratch(first_agent: dict[str, Any], agent_row: dict[str, Any], recipe: dict[str, Any],
+             data: DataSplits, cfg: CompareConfig, device: str
+             ) -> tuple[dict[str, Any], nn.Module]:
+    """The first searched architecture, re-initialised and trained for ``scratch_epochs`` with
+    each fine-tune seed (the initialisation follows the seed too)."""
+    train = TrainConfig(epochs=cfg.scratch_epochs, batch_size=cfg.finetune.batch_size)
+    accs: list[float | None] = []
+    model: nn.Module | None = None
+    for seed in _seeds(cfg):
+        init = scratch_model(recipe, first_agent["record"], seed).to(device)
+        rec, trained = _train_seeds(init, data, train, [seed], device, cfg.progress)
+        accs += rec["test_acc_seeds"]
+        model = trained if model is None else model
+    assert model is not None
+    done = [a for a in accs if a is not None]
+    mean, std = mean_std(done) if done else (None, None)
+    m = measure(model, data, device, latency_batches=())
+    return {"strategy": "scratch", "architecture_of": first_agent["name"],
+            "keep_ratios": agent_row["keep_ratios"], "val_acc_before_finetune": None,
+            "val_acc_heldout": None, "test_acc_before_finetune": None,
+            "test_acc": mean, "test_acc_std": std, "test_acc_seeds": accs, "seeds": _seeds(cfg),
+            "macs": m["macs"], "params": m["params"], "macs_kept": agent_row["macs_kept"],
+            "cost_kept": agent_row["cost_kept"], "budget_ok": agent_row["budget_ok"],
+            "epochs": cfg.scratch_epochs,
+            "diverged": None if all(a is not None for a in accs) else "some seeds diverged"}, model
+
+
+def differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each strategy's test accuracy after fine-tuning against the best strategy's (highest
+    mean): the difference of means and whether it exceeds the seed spread (policies.stats)."""
+    rows = {n: [a for a in r.get("test_acc_seeds", []) if a is not None]
+            for n, r in results["strategies"].items()}
+    rows = {n: v for n, v in rows.items() if v}
+    if not rows:
+        return {}
+    best = max(rows, key=lambda n: sum(rows[n]) / len(rows[n]))
+    return {n: {"versus": best, **difference(v, rows[best])} for n, v in rows.items()
+            if n != best}
 
 
 def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data: DataSplits,
               cfg: CompareConfig, device: str
               ) -> tuple[dict[str, Any], dict[str, Any], nn.Module]:
-    info = play_ratios(env, ratios)
+    info = env.play(ratios)
     pruned = env.pruned_model()
+    heldout = env.heldout_batches(cfg.rescore_images) if env.heldout_size else []
     before = measure(pruned, data, device, latency_batches=())
-    history, diverged = finetune_or_diverged(pruned, data, cfg.finetune, device, cfg.progress) \
-        if cfg.finetune.epochs else ([], None)
-    after = measure(pruned, data, device, latency_batches=()) \
-        if cfg.finetune.epochs and diverged is None else before
-    row = {"strategy": name, "keep_ratios": info["keep_ratios"],
-           "val_acc_before_finetune": info["accuracy"],
-           "test_acc_before_finetune": before["test_acc"],
-           "test_acc": None if diverged else after["test_acc"],
-           "macs": after["macs"], "params": after["params"], "finetune_history": history,
-           "diverged": diverged}
-    return row, info["pruning"], pruned
+    counts = [info["kept_channels"][u.name] for u in env.units]
+    full_cost = env.budget_abs / env.cfg.budget
+    row: dict[str, Any] = {
+        "strategy": name, "keep_ratios": info["keep_ratios"],
+        "val_acc_before_finetune": info["accuracy"],
+        "val_acc_heldout": accuracy(pruned, heldout) if heldout else None,
+        "heldout_images": sum(len(y) for _, y in heldout),
+        "test_acc_before_finetune": before["test_acc"],
+        "macs": before["macs"], "params": before["params"],
+        "macs_kept": before["macs"] / env.cost.original["flops"],
+        "cost_kept": float(env.wall.cost(np.array([counts], dtype=np.float64))[0] / full_cost),
+        "budget_ok": env.wall.within_one_step(counts),
+    }
+    model = pruned
+    if cfg.finetune.epochs:
+        record, model = _train_seeds(pruned, data, cfg.finetune, _seeds(cfg), device,
+                                     cfg.progress)
+        row.update(record)
+    else:
+        row.update(test_acc=before["test_acc"], test_acc_std=None,
+                   test_acc_seeds=[before["test_acc"]], seeds=[], diverged=None)
+    return row, info["pruning"], model
 
 
 def _curve(folder: Path) -> dict[str, list[float]]:
@@ -205,8 +297,10 @@ def _track(results: dict[str, Any], cfg: CompareConfig, env_cfg: EnvConfig, out:
     for name, row in results["strategies"].items():
         t = Tracker(cfg.wandb_mode, out, cfg.wandb_project, name=f"strategy-{name}",
                     group=cfg.group, config={**base, "strategy": name}, job_type="strategy")
-        t.summary({k: row[k] for k in ("val_acc_before_finetune", "test_acc", "macs", "params")
-                   if row[k] is not None})
+        t.summary({k: row[k] for k in ("val_acc_before_finetune", "val_acc_heldout",
+                                       "test_acc_before_finetune", "test_acc", "test_acc_std",
+                                       "macs", "params", "cost_kept", "budget_ok")
+                   if row.get(k) is not None})
         t.log({k: v for k, v in (("test_acc", row["test_acc"]), ("macs", row["macs"]),
                                  ("params", row["params"]),
                                  ("latency_b1_ms", row["latency"]["b1"]["median_ms"]))
@@ -224,20 +318,33 @@ def _track(results: dict[str, Any], cfg: CompareConfig, env_cfg: EnvConfig, out:
     t.finish()
 
 
-TABLE_COLUMNS = ["strategy", "val acc before FT", "test acc before FT", "test acc after FT",
-                 "MACs (M)", "MACs kept", "params (k)", "latency b1 (ms)", "latency b64 (ms)",
-                 "speed-up b1", "speed-up b64"]
+TABLE_COLUMNS = ["strategy", "val acc search (%)", "val acc held-out (%)",
+                 "test acc before FT (%)", "test acc after FT (%)", "std after FT (%)",
+                 "fine-tune seeds", "MACs (M)", "MACs kept", "cost kept", "within one step",
+                 "params (k)", "latency b1 (ms)", "IQR b1 (ms)", "latency b64 (ms)",
+                 "IQR b64 (ms)", "speed-up b1", "speed-up b64"]
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100 * v
 
 
 def table_rows(results: dict[str, Any]) -> list[list[Any]]:
-    """The comparison table (one row per strategy, original model first)."""
+    """The comparison table as numbers (accuracies in percent; one row per strategy, the
+    original model first), for wandb and the report."""
     o = results["original"]
-    ob1, ob64 = o["latency"]["b1"]["median_ms"], o["latency"]["b64"]["median_ms"]
-    rows = [["original", None, o["test_acc"], o["test_acc"], o["macs"] / 1e6, 1.0,
-             o["params"] / 1e3, ob1, ob64, 1.0, 1.0]]
+    ol = o["latency"]
+    rows = [["original", None, None, _pct(o["test_acc"]), _pct(o["test_acc"]), None, None,
+             o["macs"] / 1e6, 1.0, 1.0, None, o["params"] / 1e3, ol["b1"]["median_ms"],
+             ol["b1"]["iqr_ms"], ol["b64"]["median_ms"], ol["b64"]["iqr_ms"], 1.0, 1.0]]
     for name, r in results["strategies"].items():
-        b1, b64 = r["latency"]["b1"]["median_ms"], r["latency"]["b64"]["median_ms"]
-        rows.append([name, r["val_acc_before_finetune"], r["test_acc_before_finetune"],
-                     r["test_acc"], r["macs"] / 1e6, r["macs"] / o["macs"], r["params"] / 1e3,
-                     b1, b64, ob1 / b1, ob64 / b64])
+        lat = r["latency"]
+        rows.append([name, _pct(r["val_acc_before_finetune"]), _pct(r.get("val_acc_heldout")),
+                     _pct(r["test_acc_before_finetune"]), _pct(r["test_acc"]),
+                     _pct(r.get("test_acc_std")), len(r.get("test_acc_seeds") or []),
+                     r["macs"] / 1e6, r["macs"] / o["macs"], r.get("cost_kept"),
+                     r.get("budget_ok"), r["params"] / 1e3, lat["b1"]["median_ms"],
+                     lat["b1"]["iqr_ms"], lat["b64"]["median_ms"], lat["b64"]["iqr_ms"],
+                     ol["b1"]["median_ms"] / lat["b1"]["median_ms"],
+                     ol["b64"]["median_ms"] / lat["b64"]["median_ms"]])
     return rows

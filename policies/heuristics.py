@@ -1,14 +1,22 @@
-"""Heuristic policies at a budget, honouring the same rounding and budget as the agents.
+"""Heuristic policies at a budget, spending the same budget through the same wall as the agents.
 
 Each takes a :class:`~amc_env.env.ChannelPruningEnv` (its units, cost model, wall and budget) and
-returns keep ratios by unit name; play them with :func:`play_ratios` on an env whose wall does not
-fill the budget (``fill_budget=False``), so the ratios are applied as given.
+returns keep ratios by unit name; play them with :meth:`~amc_env.env.ChannelPruningEnv.play`
+(without the wall), so the ratios are applied as given.
+
+A heuristic's own rule rounds channel counts and so leaves part of the budget unused (uniform
+pruning to 50% of MACs kept 0.417 of them at round-to 8); compared that way against an agent that
+spends it all, the heuristic would lose on budget, not on choice. So each rule's counts are
+completed through the wall (:meth:`~amc_env.wall.ActionWall.complete`) in the rule's own order of
+preference until no rounding step fits, and every strategy ends within one step of the budget:
 
 - ``uniform``: one keep ratio for every unit, the largest whose rounded channel counts meet the
-  budget (bisection);
-- ``random``: a random feasible policy (uniform keep ratios through the wall, seeded);
+  budget (bisection); completed lowest keep ratio first;
+- ``random``: a random feasible policy (uniform keep ratios through the filling wall, seeded);
 - ``sensitivity``: per-unit sensitivity analysis with an accuracy-drop threshold (Li et al. 2017);
-- ``global``: one importance threshold across all units (Network Slimming, Liu et al. 2017).
+  completed by the largest accuracy recovered per unit of cost;
+- ``global``: one importance threshold across all units (Network Slimming, Liu et al. 2017);
+  completed by the highest-scoring channel not yet kept.
 """
 
 from __future__ import annotations
@@ -46,8 +54,9 @@ def uniform(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if within_budget(env, counts_for(env, mid)) else (lo, mid)
-    counts = counts_for(env, lo)
-    return {u.name: k / u.channels for u, k in zip(env.units, counts, strict=True)}
+    counts = env.wall.complete(
+        counts_for(env, lo), lambda t, c, _: -c[t] / env.units[t].channels)
+    return _counts_policy(env, counts)
 
 
 @HEURISTICS.register("random")
@@ -63,23 +72,20 @@ def random_policy(env: ChannelPruningEnv, seed: int = 0, **_: Any) -> dict[str, 
     return {u.name: k / u.channels for u, k in zip(env.units, chosen, strict=True)}
 
 
-def play_ratios(env: ChannelPruningEnv, ratios: dict[str, float], seed: int = 0) -> dict[str, Any]:
-    """Run one episode applying ``ratios`` (by unit name) exactly, without the action wall;
-    returns the final ``info``."""
-    env.reset(seed=seed, options={"wall": False})
-    info: dict[str, Any] = {}
-    for u in env.units:
-        _, _, done, _, info = env.step(np.array([ratios[u.name]], dtype=np.float32))
-    assert done
-    return info
-
-
 def _counts_policy(env: ChannelPruningEnv, counts: list[int]) -> dict[str, float]:
     return {u.name: k / u.channels for u, k in zip(env.units, counts, strict=True)}
 
 
 def _allowed(env: ChannelPruningEnv, t: int) -> np.ndarray:
     return env.wall.options[t]
+
+
+def _interpolated_drop(rows: list[tuple[int, float]], channels: int, k: int) -> float:
+    """Accuracy drop at ``k`` kept channels, linear between the probed counts (0 drop with every
+    channel kept; below the smallest probe, the smallest probe's drop)."""
+    ks = [kk for kk, _ in rows] + [channels]
+    ds = [d for _, d in rows] + [0.0]
+    return float(np.interp(k, ks, ds))
 
 
 @HEURISTICS.register("sensitivity")
@@ -96,7 +102,7 @@ def sensitivity(
     ``units x len(ratios)`` evaluations; ``env.sensitivity_table`` keeps the measured drops.
     """
     full = [u.channels for u in env.units]
-    base = play_ratios(env, {u.name: 1.0 for u in env.units})["accuracy"]
+    base = env.play({u.name: 1.0 for u in env.units})["accuracy"]
     table: dict[str, list[tuple[int, float]]] = {}
     for t, u in enumerate(env.units):
         rows = []
@@ -106,7 +112,7 @@ def sensitivity(
                 continue
             counts = list(full)
             counts[t] = k
-            acc = play_ratios(env, _counts_policy(env, counts))["accuracy"]
+            acc = env.play(_counts_policy(env, counts))["accuracy"]
             rows.append((k, base - acc))
         # A unit pruned harder never counts as hurting less (monotone envelope over noise).
         rows.sort()
@@ -125,11 +131,16 @@ def sensitivity(
         return out
 
     candidates = sorted({d for rows in table.values() for _, d in rows})
-    for thr in candidates:
-        counts = counts_at(thr)
-        if within_budget(env, counts):
-            return _counts_policy(env, counts)
-    return _counts_policy(env, counts_at(np.inf))
+    counts = next((c for c in map(counts_at, candidates) if within_budget(env, c)),
+                  counts_at(np.inf))
+
+    def recovered_per_cost(t: int, c: list[int], step_cost: float) -> float:
+        u, nxt = env.units[t], env.wall.next_counts(c)[t]
+        gain = _interpolated_drop(table[u.name], u.channels, c[t]) - \
+            _interpolated_drop(table[u.name], u.channels, nxt)
+        return gain / max(step_cost, 1e-12)
+
+    return _counts_policy(env, env.wall.complete(counts, recovered_per_cost))
 
 
 @HEURISTICS.register("global")
@@ -137,7 +148,8 @@ def global_threshold(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
     """One threshold on importance across all units; per-unit ratios emerge (Network Slimming's
     global ranking). With ``slimming`` the raw |gamma| are compared across layers, as in the
     paper; other criteria's scores are first divided by their unit's mean so layers of different
-    scale compare. Counts are rounded down to the unit's allowed counts (at least the smallest)."""
+    scale compare. Counts are rounded down to the unit's allowed counts (at least the smallest),
+    then completed by the highest-scoring channel not yet kept."""
     env.reset(seed=0)  # score the unpruned model, not a finished episode's
     scores = []
     for u in env.units:
@@ -155,15 +167,18 @@ def global_threshold(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
 
     values = np.unique(np.concatenate(scores))
     lo, hi = 0, len(values) - 1  # index of the threshold: higher prunes more
-    if within_budget(env, counts_at(values[0])):
-        return _counts_policy(env, counts_at(values[0]))
     while lo < hi:
         mid = (lo + hi) // 2
         if within_budget(env, counts_at(values[mid])):
             hi = mid
         else:
             lo = mid + 1
-    return _counts_policy(env, counts_at(values[lo]))
+    ranked = [np.sort(s)[::-1] for s in scores]
+
+    def next_best_score(t: int, c: list[int], _: float) -> float:
+        return float(ranked[t][c[t]]) if c[t] < len(ranked[t]) else -np.inf
+
+    return _counts_policy(env, env.wall.complete(counts_at(values[lo]), next_best_score))
 
 
 def heuristic_policy(name: str, env: ChannelPruningEnv, seed: int = 0,

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from amc_env.checkpoint import save_checkpoint
-from amc_env.datasets import load_dataset
 from amc_env.errors import UserError
 from amc_env.training import TrainConfig
 from policies.apply import MODES, apply_policy
@@ -60,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(args)
     policy = Policy.load(args.policy)
     cli.apply_runtime(args)
-    dataset = args.dataset or policy.dataset
-    data = load_dataset(dataset, args.data_root, args.val_size, seed=args.seed)
-    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes)
+    source = cli.source_checkpoint(args)
+    data = cli.load_data(args, source, fallback=policy.dataset)
+    model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
+                                            source)
     model.to(args.device)
     applied = apply_policy(policy, args.policy.parent, model, data, args.budget, args.device,
                            val_size=args.eval_size)
@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                seed=args.seed)
         finetune(scratch, data, base_cfg, args.device, progress)
         metrics["scratch"] = measure(scratch, data, args.device, min_time_s=args.latency_time)
-    save_checkpoint(args.out, pruned, recipe, data.spec.name, metrics, pruning=applied.record)
+    save_checkpoint(args.out, pruned, recipe, data.spec.name, metrics, pruning=applied.record,
+                    split=data.split)
     summary = {"out": str(args.out), "mode": applied.mode, "what": MODES[applied.mode],
                "macs_ratio": before["macs"] / original["macs"],
                "params_ratio": before["params"] / original["params"],

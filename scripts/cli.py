@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import yaml
 
+from amc_env.datasets import DataSplits, load_checkpoint_data
 from amc_env.errors import UserError
 from amc_env.training import Diverged
 
@@ -55,7 +56,12 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset folder (default $AMC_DATA_ROOT or ./data)")
     p.add_argument("--val-size", type=int, default=None,
-                   help="training images held out for validation (dataset default)")
+                   help="training images held out for validation (dataset default; a "
+                        "--checkpoint's recorded split wins and a different value is refused)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the held-out validation split (default 0); a --checkpoint "
+                        "records its own, so this is only for --model or old checkpoints. "
+                        "--seed never moves the split")
 
 
 def source_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -75,6 +81,14 @@ def dataset_name(args: argparse.Namespace, ckpt: dict[str, Any] | None,
     if args.dataset:
         return args.dataset
     return ckpt["dataset"] if ckpt is not None else fallback
+
+
+def load_data(args: argparse.Namespace, ckpt: dict[str, Any] | None,
+              fallback: str = "fashion-mnist") -> DataSplits:
+    """The dataset the flags name, with the validation split the checkpoint ``ckpt`` was
+    trained with (:func:`amc_env.datasets.load_checkpoint_data`)."""
+    return load_checkpoint_data(ckpt, dataset_name(args, ckpt, fallback), args.data_root,
+                                args.val_size, args.split_seed)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from amc_env import atomic
-from amc_env.datasets import load_dataset
 from amc_env.errors import UserError
 from amc_env.training import TrainConfig
 from policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
@@ -33,6 +32,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--search", type=Path, default=None,
                    help="reuse this finished search folder instead of searching again")
     p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-seeds", type=int, default=1,
+                   help="fine-tune every strategy with this many seeds (--seed, --seed+1, ...) "
+                        "and report mean and standard deviation (default 1)")
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--scratch-epochs", type=int, default=None,
@@ -49,14 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_common(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     check_strategies(strategies)
+    if args.finetune_seeds < 1:
+        raise UserError(f"--finetune-seeds must be at least 1, got {args.finetune_seeds}")
     if args.search is not None and not (args.search / "policy.json").is_file():
         raise UserError(f"--search {args.search} holds no policy.json")
     if args.out.exists() and any(args.out.iterdir()):
         raise UserError(f"{args.out} is not empty; choose another --out")
     cli.apply_runtime(args)
     source = cli.source_checkpoint(args)
-    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
-                        seed=args.seed)
+    data = cli.load_data(args, source)
     model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
                                             source)
     scratch_epochs = args.scratch_epochs or int((ckpt or {}).get("metrics", {}).get("epochs", 1))
@@ -65,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                              batch_size=args.batch_size, seed=args.seed),
         scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
+        finetune_seeds=args.finetune_seeds, rescore_top=args.rescore_top,
+        rescore_images=args.rescore_images,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)
@@ -73,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.device)
     results["config"] = {"target": args.target, "budget": args.budget,
                          "criterion": env_cfg.criterion, "seed": args.seed,
-                         "finetune_epochs": args.finetune_epochs, "strategies": strategies,
+                         "finetune_epochs": args.finetune_epochs,
+                         "finetune_seeds": args.finetune_seeds, "strategies": strategies,
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])
@@ -84,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "wandb": str(args.out / "wandb"),
                       "test_acc": {k: "diverged" if v["test_acc"] is None
                                    else round(v["test_acc"], 4)
-                                   for k, v in results["strategies"].items()}}))
+                                   for k, v in results["strategies"].items()},
+                      "test_acc_std": {k: v.get("test_acc_std")
+                                       for k, v in results["strategies"].items()}}))
     return 0
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import yaml
 
 from agents import AGENTS
+from agents.rescore import DEFAULT_TOP, resolve_top
 from agents.search import STATE_FILE, Search, SearchConfig
 from agents.tracking import MODES
 from amc_env import atomic
 from amc_env.criteria import CRITERIA, RECONSTRUCT, criterion_name
-from amc_env.datasets import load_dataset
 from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
 from amc_env.rewards import REWARDS
@@ -55,6 +55,12 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[],
                    help="never prune units whose root module matches (repeatable)")
     p.add_argument("--latency-batch", type=int, default=d.latency_batch)
+    p.add_argument("--rescore-top", type=int, default=None,
+                   help="re-score the K best distinct policies of a search on held-out "
+                        "validation images no episode saw, and keep the best of those "
+                        f"(default {DEFAULT_TOP} when the split has such images; 0: off)")
+    p.add_argument("--rescore-images", type=int, default=None,
+                   help="held-out images for --rescore-top (default: all of them)")
     p.add_argument("--wandb-mode", default="offline", help="offline (default), online, disabled")
     p.add_argument("--wandb-project", default="amc")
 
@@ -80,6 +86,9 @@ def criterion_spec(args: argparse.Namespace) -> str:
 
 def check_common(args: argparse.Namespace) -> None:
     """Validate flags before anything heavy runs."""
+    if (args.rescore_top is not None and args.rescore_top < 0) or \
+            (args.rescore_images is not None and args.rescore_images < 1):
+        raise UserError("--rescore-top must be non-negative and --rescore-images positive")
     if args.wandb_mode not in MODES:
         raise UserError(f"--wandb-mode must be one of {', '.join(MODES)}")
     if criterion_name(args.criterion) not in CRITERIA:
@@ -142,8 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--episodes and --checkpoint-every must be at least 1")
     cli.apply_runtime(args)
     source = cli.source_checkpoint(args)
-    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
-                        seed=args.seed)
+    data = cli.load_data(args, source)
     model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
                                          source)
     env = ChannelPruningEnv(model, data, env_config(args))
@@ -153,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = SearchConfig(agent=args.agent, episodes=args.episodes, seed=args.seed,
                        agent_kwargs=args.agent_kwargs, checkpoint_every=args.checkpoint_every,
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress,
+                       rescore_top=resolve_top(args.rescore_top, env),
+                       rescore_images=args.rescore_images)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     result = Search(env, cfg, args.out, context).run(resume=args.resume)
@@ -165,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"out": str(args.out), "policy": str(args.out / "policy.json"),
                       "best_episode": b["episode"], "best_reward": b["reward"],
                       "val_accuracy": b["accuracy"], "macs_ratio": b["macs_ratio"],
+                      "rescored_val_accuracy": result.rescored[0]["rescored_accuracy"]
+                      if result.rescored else None,
                       "episodes": len(result.episodes), "seconds": round(result.seconds, 1),
                       "agent": cfg.agent}))
     return 0

@@ -12,7 +12,7 @@ import torch
 
 from amc_env.checkpoint import load_checkpoint, save_checkpoint
 from amc_env.cost import measure_cost
-from amc_env.datasets import load_dataset, make_loader
+from amc_env.datasets import make_loader
 from amc_env.errors import UserError
 from amc_env.latency import measure_latency
 from amc_env.training import TrainConfig, evaluate, fit
@@ -59,9 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(args)
     cli.apply_runtime(args)
     source = cli.source_checkpoint(args)
-    data = load_dataset(cli.dataset_name(args, source), args.data_root, args.val_size,
-                        seed=args.seed)
-    spec = data.spec
     resume_state = None
     if args.resume and args.out.exists():
         prev = load_checkpoint(args.out)
@@ -69,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resume_state is None:
             raise UserError(f"{args.out} holds no training state to resume")
         args.checkpoint, args.model, source = args.out, None, prev
+    data = cli.load_data(args, source)  # a checkpoint (or the run resumed) keeps its split
+    spec = data.spec
     model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes, source)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
@@ -95,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state["epoch_times"] = epoch_times
         last_state.update(state)
         save_checkpoint(args.out, model, recipe, spec.name, {"epochs_done": epoch},
-                        train_state=state)
+                        train_state=state, split=data.split)
         t0[0] = time.perf_counter()
 
     history = fit(model, train_loader, cfg, device, eval_fn=eval_fn, on_epoch_end=checkpoint,
@@ -110,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "epochs": cfg.epochs, "seconds_per_epoch": sum(epoch_times) / max(1, len(epoch_times)),
         "train_config": cfg.to_dict(), "history": history,
     }
-    save_checkpoint(args.out, model, recipe, spec.name, metrics, train_state=last_state)
+    save_checkpoint(args.out, model, recipe, spec.name, metrics, train_state=last_state,
+                    split=data.split)
     summary = {k: metrics[k] for k in ("test_acc", "val_acc", "macs", "params", "epochs",
                                        "seconds_per_epoch")}
     summary["latency_ms_b1"] = round(lat.median_ms, 4)

@@ -3,8 +3,8 @@
 A model is described by a *recipe*, ``{"name": ..., "kwargs": {...}}``, made only of plain types,
 so checkpoints and policies can rebuild the architecture without pickling modules. Names:
 
-- zoo (``ZOO``): ``cnn``, ``resnet20/32/56/110``, ``plain20``, ``vgg16`` (CIFAR), ``mobilenetv2``
-  (small inputs);
+- zoo (``ZOO``): ``cnn``, ``cnn10`` (the demo's ten-conv CNN), ``resnet20/32/56/110``,
+  ``plain20``, ``vgg16`` (CIFAR), ``mobilenetv2`` (small inputs);
 - any torchvision classification model by its name (``resnet18``, ...), or ``torchvision:NAME``
   where a zoo name shadows it (``torchvision:vgg16``);
 - ``package.module:callable`` returning an ``nn.Module``.
@@ -28,7 +28,7 @@ from torch import nn
 from amc_env import atomic
 from amc_env.errors import UserError
 from amc_env.models.cifar_resnet import CifarResNet
-from amc_env.models.small_cnn import SmallCNN
+from amc_env.models.small_cnn import SmallCNN, cnn10
 from amc_env.models.vgg import CifarVGG
 from amc_env.registry import Registry
 
@@ -36,6 +36,7 @@ ModelFactory = Callable[..., nn.Module]
 ZOO: Registry[ModelFactory] = Registry("model")
 
 ZOO.register("cnn")(SmallCNN)
+ZOO.register("cnn10")(cnn10)
 for _depth in (20, 32, 56, 110):
     ZOO.register(f"resnet{_depth}")(
         lambda num_classes=10, in_channels=3, _d=_depth, **kw: CifarResNet(

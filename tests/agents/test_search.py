@@ -31,8 +31,16 @@ def test_tiny_search_leaves_policy_and_episodes(tmp_path, capsys) -> None:
     policy = Policy.load(out / "policy.json")
     episodes = rows(out)
     assert [r["episode"] for r in episodes] == [0, 1, 2, 3]
-    best = max((r for r in episodes if r["meets_budget"]), key=lambda r: r["reward"])
+    top = max((r for r in episodes if r["meets_budget"]), key=lambda r: r["reward"])
+    # The winner is the best of the top policies re-scored on held-out images (default 5).
+    rescored = json.loads((out / "rescore.json").read_text())
+    assert top["episode"] in [r["episode"] for r in rescored]
+    assert rescored[0]["rescored_accuracy"] == max(r["rescored_accuracy"] for r in rescored)
+    best = episodes[rescored[0]["episode"]]
     assert policy.metrics["val_accuracy"] == best["accuracy"] == summary["val_accuracy"]
+    assert policy.metrics["rescored_val_accuracy"] == rescored[0]["rescored_accuracy"] == \
+        summary["rescored_val_accuracy"]
+    assert policy.metrics["rescore_images"] == 128 - 32  # the synthetic split's rest
     assert policy.keep_ratios == best["keep_ratios"] and policy.agent["name"] == "amc-ddpg"
     assert policy.actor == "actor.pt" and (out / "actor.pt").is_file()
     assert all(r["macs_ratio"] <= 0.5 for r in episodes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from amc_env.models import torchvision_names
+from amc_env.models import ZOO, torchvision_names
 from bench.bench_sweep import QUICK, all_models, check_model, run_isolated
 
 # Plain, residual, inverted-residual + squeeze-excite, fire-module and dense-concat families.
@@ -30,5 +30,5 @@ def test_failures_are_recorded_with_their_stage() -> None:
 def test_sweep_covers_the_zoo_and_every_torchvision_classifier() -> None:
     names = all_models()
     assert {"cnn", "resnet20", "mobilenetv2", "torchvision:vgg16"} <= set(names)
-    assert len(names) == len(set(names)) == len(torchvision_names()) + 8
+    assert len(names) == len(set(names)) == len(torchvision_names()) + len(ZOO.names())
     assert set(QUICK) <= set(names)

@@ -54,9 +54,39 @@ def test_same_seed_same_finetune_results(tmp_path) -> None:
         assert compare.main([*BASE, "--strategies", "uniform,global", "--out", str(out),
                              "--wandb-mode", "disabled"]) == 0
         res = json.loads((out / "results.json").read_text())
-        accs.append({k: (v["test_acc"], v["finetune_history"][-1]["train_loss"])
+        accs.append({k: (v["test_acc"], v["finetune_histories"][0][-1]["train_loss"])
                      for k, v in res["strategies"].items()})
     assert accs[0] == accs[1]
+
+
+def test_finetune_seeds_give_mean_std_and_equal_budgets(tmp_path) -> None:
+    out = tmp_path / "seeds"
+    assert compare.main([*BASE, "--strategies", "amc-ddpg,uniform,global,scratch",
+                         "--finetune-seeds", "2", "--seed", "3", "--out", str(out),
+                         "--wandb-mode", "offline"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["finetune_seeds"] == 2
+    runs = {r["name"]: r for r in map(read_offline_run, offline_runs(out))}
+    for name, row in results["strategies"].items():
+        a, b = row["test_acc_seeds"]
+        assert row["seeds"] == [3, 4]
+        assert row["test_acc"] == pytest.approx((a + b) / 2)
+        assert row["test_acc_std"] == pytest.approx(abs(a - b) / 2 ** 0.5)
+        if name != "scratch":  # two fine-tunes, not one run recorded twice
+            h0, h1 = row["finetune_histories"]
+            assert h0[-1]["train_loss"] != h1[-1]["train_loss"]
+        assert row["budget_ok"] and row["cost_kept"] <= 0.5 + 1e-9
+        summary = runs[f"strategy-{name}"]["summary"]
+        assert summary["test_acc"] == pytest.approx(row["test_acc"])
+        assert summary["test_acc_std"] == pytest.approx(row["test_acc_std"])
+    # The searched strategy's winner was re-scored on held-out images the episodes never saw.
+    rescored = json.loads((out / "search-amc-ddpg" / "rescore.json").read_text())
+    assert rescored and rescored[0]["images"] == 128 - 32
+    best = max(results["strategies"], key=lambda n: results["strategies"][n]["test_acc"])
+    assert set(results["differences"]) == set(results["strategies"]) - {best}
+    assert all(d["two_se"] is not None for d in results["differences"].values())
+    report = (out / "report.md").read_text()
+    assert "± " in report and "(n=2)" in report and "not within one step" not in report
 
 
 def test_wandb_failure_falls_back_and_keeps_the_report(tmp_path, monkeypatch, capsys) -> None:

@@ -1,0 +1,74 @@
+"""The policies comparison with error bars: ``amc-compare`` at one budget with every strategy on
+the same budget (heuristics completed through the wall), the checkpoint's own validation split,
+the searched winners re-scored on held-out images, and several fine-tune seeds per strategy.
+
+    python -m bench.bench_compare --checkpoint runs/bench/cnn10.pt --budget 0.5 \
+        --episodes 150 --finetune-seeds 3 --work runs/bench_compare/cnn10_b05 \
+        [-- extra amc-compare flags, e.g. --agent-kwargs '{warmup_episodes: 50}']
+
+Writes ``bench/results/compare_<model>_<target><budget>.json``: the config, every strategy's row
+(accuracies per seed, mean, std, MACs, budget kept, latency) and the differences against the best
+mean with whether each exceeds the seed spread (policies.stats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from amc_env.checkpoint import load_checkpoint
+from bench.common import write_result
+from scripts import compare
+
+KEEP = ("val_acc_before_finetune", "val_acc_heldout", "heldout_images",
+        "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",
+        "macs", "params", "macs_kept", "cost_kept", "budget_ok", "latency", "diverged")
+
+
+def main() -> None:
+    """Run the comparison and write its figures."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--target", default="flops")
+    p.add_argument("--budget", type=float, default=0.5)
+    p.add_argument("--strategies", default="amc-ddpg,random,uniform,sensitivity,global")
+    p.add_argument("--episodes", type=int, default=150)
+    p.add_argument("--finetune-seeds", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--work", type=Path, required=True, help="amc-compare output folder")
+    p.add_argument("extra", nargs="*", help="further amc-compare flags (after --)")
+    args = p.parse_args()
+    argv = ["--checkpoint", str(args.checkpoint), "--target", args.target, "--budget",
+            str(args.budget), "--strategies", args.strategies, "--episodes", str(args.episodes),
+            "--finetune-seeds", str(args.finetune_seeds), "--finetune-epochs",
+            str(args.finetune_epochs), "--wandb-mode", "disabled", "--no-progress",
+            "--out", str(args.work), *args.extra]
+    t0 = time.perf_counter()
+    ran = not (args.work / "results.json").is_file()  # an earlier run's folder is re-read
+    if ran:
+        assert compare.main(argv) == 0
+    results = json.loads((args.work / "results.json").read_text())
+    ckpt = load_checkpoint(args.checkpoint)
+    name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}"
+    out = write_result(name, {
+        "seconds": time.perf_counter() - t0 if ran else None,
+        "base_test_acc": ckpt["metrics"]["test_acc"], **summary(results)})
+    print(f"wrote {out}")
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """What a benchmark keeps of an amc-compare ``results.json`` (bench.report renders it)."""
+    return {"compare_command": results["command"], "config": results["config"],
+            "original": {k: results["original"][k] for k in ("test_acc", "macs", "params",
+                                                             "latency", "test_images")},
+            "strategies": {n: {k: r.get(k) for k in KEEP}
+                           for n, r in results["strategies"].items()},
+            "differences": results["differences"]}
+
+
+if __name__ == "__main__":
+    main()
