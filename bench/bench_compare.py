@@ -56,7 +56,8 @@ def main() -> None:
     name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}"
     out = write_result(name, {
         "seconds": time.perf_counter() - t0 if ran else None,
-        "base_test_acc": ckpt["metrics"]["test_acc"], **summary(results)})
+        "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],
+        "base_epochs": ckpt["metrics"].get("epochs"), **summary(results)})
     print(f"wrote {out}")
 
 

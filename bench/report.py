@@ -394,7 +394,8 @@ def _compare(results: dict[str, dict[str, Any]]) -> list[str]:
         c = r["config"]
         out += [f"## Policies compared with error bars ({key.removeprefix('compare_')})", "",
                 f"`amc-compare` at {c['target']} {c['budget']}, criterion {c['criterion']}, "
-                f"{c['episodes']} episodes per search.", "", *_compare_table(r),
+                f"{c['episodes']} episodes per search, on `{r['checkpoint']}` (trained "
+                f"{r['base_epochs']} epochs).", "", *_compare_table(r),
                 f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
 

@@ -282,8 +282,11 @@ def _policy_file(out: Path, name: str, env: ChannelPruningEnv, context: dict[str
            input_shape=list(env.data_spec.input_shape), dataset=env.data_spec.name,
            target=env.cfg.target, budget=env.cfg.budget, criterion=context["criterion"],
            round_to=env.cfg.round_to, lbound=env.cfg.lbound, keep_ratios=row["keep_ratios"],
-           metrics={"val_accuracy": row["val_acc_before_finetune"], "macs": row["macs"],
-                    "params": row["params"], "test_acc_after_finetune": row["test_acc"]},
+           metrics={"val_accuracy": row["val_acc_before_finetune"],
+                    "val_accuracy_heldout": row["val_acc_heldout"], "macs": row["macs"],
+                    "params": row["params"], "test_acc_after_finetune": row["test_acc"],
+                    "test_acc_after_finetune_std": row["test_acc_std"],
+                    "finetune_seeds": row["seeds"]},
            agent={"name": name, "seed": cfg.seed, "episodes": cfg.episodes},
            channels={u.name: u.channels for u in env.units},
            ).save(out / f"policy-{name}.json")
