@@ -129,7 +129,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     for name in cfg.strategies:
         if name == "scratch":
             continue
-        curve = None
+        curve, warmup = None, None
         if name in AGENTS:
             if reused is not None and reused.agent.get("name") == name:
                 policy = reused
@@ -142,7 +142,9 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                                     wandb_group=cfg.group, progress=cfg.progress,
                                     rescore_top=resolve_top(cfg.rescore_top, env),
                                     rescore_images=cfg.rescore_images)
-                res = Search(env, scfg, folder, context).run()
+                search = Search(env, scfg, folder, context)
+                res = search.run()
+                warmup = getattr(search.agent, "warmup", None)
                 if res.policy is None:
                     raise UserError(f"strategy {name}: no episode met the budget")
                 policy = res.policy
@@ -151,6 +153,9 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         else:
             ratios = HEURISTICS.get(name)(replay_env, seed=cfg.seed)
         row, record, models[name] = _evaluate(name, ratios, replay_env, data, cfg, device)
+        if name in AGENTS:
+            row.update(found_at_episode=policy.agent.get("found_at_episode"),
+                       warmup_episodes=warmup)
         results["strategies"][name] = row
         if curve is not None:
             results["curves"][name] = curve

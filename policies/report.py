@@ -136,6 +136,11 @@ def before_finetune_lead(results: dict[str, Any]) -> list[str]:
             f"{name} ({100 * (a - b):+.2f} points, 2 SE {100 * two_se:.2f})")
     out = [f"Before fine-tuning ({n_test} test images), {agent} is ahead of: "
            f"{', '.join(ahead) or 'none'}."]
+    found, warmup = rows[agent].get("found_at_episode"), rows[agent].get("warmup_episodes")
+    if found is not None and warmup and found < warmup:
+        out.append(f"{agent}'s winner is episode {found}, inside its {warmup} warm-up episodes "
+                   "of uniformly random keep ratios: the learned actor found nothing better than "
+                   "random sampling.")
     if behind:
         out.append(f"Not ahead by more than the noise (or behind): {', '.join(behind)}.")
     return out

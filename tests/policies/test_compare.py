@@ -79,6 +79,8 @@ def test_finetune_seeds_give_mean_std_and_equal_budgets(tmp_path) -> None:
         summary = runs[f"strategy-{name}"]["summary"]
         assert summary["test_acc"] == pytest.approx(row["test_acc"])
         assert summary["test_acc_std"] == pytest.approx(row["test_acc_std"])
+    agent = results["strategies"]["amc-ddpg"]
+    assert agent["warmup_episodes"] == 2 and 0 <= agent["found_at_episode"] < 3
     # The searched strategy's winner was re-scored on held-out images the episodes never saw.
     rescored = json.loads((out / "search-amc-ddpg" / "rescore.json").read_text())
     assert rescored and rescored[0]["images"] == 128 - 32

@@ -60,3 +60,13 @@ def test_within_one_step_rejects_an_underspent_policy() -> None:
     assert not env.wall.within_one_step([u.channels for u in env.units])  # over budget
     completed = env.wall.complete(smallest, lambda t, c, _: -t)
     assert env.wall.within_one_step(completed)
+
+
+def test_acc_log_flops_lets_the_agent_trade_macs() -> None:
+    # Its log(MACs) term would be a constant if the wall forced every episode onto the budget.
+    env = make_env("cnn", budget=0.8, reward="acc_log_flops", recalibrate=False)
+    assert env.cfg.fill_budget is False and env.wall.fill is False
+    env.reset(seed=0)
+    for _ in env.units:
+        _, _, done, _, info = env.step([env.cfg.lbound])
+    assert done and info["macs"] < 0.5 * info["original_macs"]
