@@ -98,8 +98,10 @@ def sensitivity(
 
     Prune each unit alone to each keep ratio in ``ratios`` (others untouched), measure validation
     accuracy, then give every unit the smallest keep ratio whose accuracy drop stays within a
-    threshold; the threshold is the smallest that meets the budget. Costs
-    ``units x len(ratios)`` evaluations; ``env.sensitivity_table`` keeps the measured drops.
+    threshold; the threshold is the smallest that meets the budget. What the coarse probe grid
+    leaves of the budget is then spent one rounding step at a time on the unit whose accuracy
+    drop (linear between probes) falls most per unit of cost. Costs ``units x len(ratios)``
+    evaluations; ``env.sensitivity_table`` keeps the measured drops.
     """
     full = [u.channels for u in env.units]
     base = env.play({u.name: 1.0 for u in env.units})["accuracy"]
