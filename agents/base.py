@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from amc_env.errors import UserError
 from amc_env.registry import Registry
 
 
@@ -81,5 +82,16 @@ AGENTS: Registry[AgentFactory] = Registry("agent")
 def make_agent(
     name: str, spec: AgentSpec, seed: int, overrides: dict[str, Any] | None = None
 ) -> Agent:
-    """Build the agent registered as ``name`` (overrides: hyper-parameters from the config)."""
-    return AGENTS.get(name)(spec, seed, dict(overrides or {}))
+    """Build the agent registered as ``name`` (overrides: hyper-parameters from the config).
+
+    A setting the agent's algorithm rejects by type or value (stable-baselines3 raises
+    ``TypeError``/``ValueError`` for those) is a :class:`UserError` naming the settings.
+    """
+    factory = AGENTS.get(name)
+    try:
+        return factory(spec, seed, dict(overrides or {}))
+    except (TypeError, ValueError) as exc:
+        if not overrides:
+            raise  # a defect, not a user's setting
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"agent {name!r} rejects settings {dict(overrides)}: {detail}") from None

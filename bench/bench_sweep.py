@@ -118,7 +118,8 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
         stage = "export"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pruned.pt"
-            save_checkpoint(path, pruned, recipe, "synthetic", pruning=info["pruning"])
+            save_checkpoint(path, pruned, recipe, "synthetic", pruning=info["pruning"],
+                            input_shape=(cin, size, size))
             rebuilt = model_from_checkpoint(load_checkpoint(path)).eval()
         with torch.no_grad():
             same = torch.equal(rebuilt(x), out)

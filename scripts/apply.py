@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source, fallback=policy.dataset)
     model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
-                                            source)
+                                            source, input_shape=data.spec.input_shape)
     model.to(args.device)
     applied = apply_policy(policy, args.policy.parent, model, data, args.budget, args.device,
                            val_size=args.eval_size)
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune(scratch, data, base_cfg, args.device, progress)
         metrics["scratch"] = measure(scratch, data, args.device, min_time_s=args.latency_time)
     save_checkpoint(args.out, pruned, recipe, data.spec.name, metrics, pruning=applied.record,
-                    split=data.split)
+                    split=data.split, input_shape=data.spec.input_shape)
     summary = {"out": str(args.out), "mode": applied.mode, "what": MODES[applied.mode],
                "macs_ratio": before["macs"] / original["macs"],
                "params_ratio": before["params"] / original["params"],

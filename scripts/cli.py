@@ -209,16 +209,18 @@ def run(prog: str, main: Callable[[], int | None]) -> NoReturn:
 
 def resolve_model(
     args: argparse.Namespace, in_channels: int, num_classes: int,
-    ckpt: dict[str, Any] | None = None,
+    ckpt: dict[str, Any] | None = None, *, input_shape: Sequence[int],
 ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any] | None]:
     """The model named by ``--checkpoint`` or ``--model [--weights]``.
 
     Returns (model, recipe, checkpoint-or-None). ``ckpt`` is ``--checkpoint`` already read
     (:func:`source_checkpoint`); otherwise it is read here. A checkpoint's dataset shape must
     match the dataset's; a ``--model`` is built for the dataset's input channels and classes.
+    The model must run on one input of ``input_shape`` (the dataset's channels, height, width in
+    pixels), so a mismatch is one line before anything is trained, searched or written.
     """
     from amc_env.checkpoint import model_from_checkpoint
-    from amc_env.models import build_model, build_pretrained
+    from amc_env.models import build_model, build_pretrained, check_input_shape
 
     if ckpt is None:
         ckpt = source_checkpoint(args)
@@ -230,11 +232,13 @@ def resolve_model(
                 f"{kw.get('num_classes')} classes, but the dataset has {in_channels} and "
                 f"{num_classes}; pass --dataset {ckpt['dataset']}"
             )
-        return model_from_checkpoint(ckpt), ckpt["recipe"], ckpt
-    if args.model is None:
+        model, recipe = model_from_checkpoint(ckpt), ckpt["recipe"]
+    elif args.model is None:
         raise UserError("no model given; pass --checkpoint FILE or --model NAME")
-    recipe = {"name": args.model, "kwargs": {"in_channels": in_channels,
-                                             "num_classes": num_classes}}
-    if args.weights is not None:
-        return build_pretrained(args.model, args.weights, in_channels, num_classes), recipe, None
-    return build_model(recipe), recipe, None
+    else:
+        recipe = {"name": args.model, "kwargs": {"in_channels": in_channels,
+                                                 "num_classes": num_classes}}
+        model = build_model(recipe) if args.weights is None else \
+            build_pretrained(args.model, args.weights, in_channels, num_classes)
+    check_input_shape(model, input_shape)
+    return model, recipe, ckpt

@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_strategies(strategies)
     if args.finetune_seeds < 1:
         raise UserError(f"--finetune-seeds must be at least 1, got {args.finetune_seeds}")
+    for flag in ("finetune_epochs", "scratch_epochs"):
+        if (getattr(args, flag) or 0) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be non-negative, "
+                            f"got {getattr(args, flag)}")
     if args.search is not None and not (args.search / "policy.json").is_file():
         raise UserError(f"--search {args.search} holds no policy.json")
     if args.out.exists() and any(args.out.iterdir()):
@@ -61,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source)
     model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
-                                            source)
+                                            source, input_shape=data.spec.input_shape)
     scratch_epochs = args.scratch_epochs or int((ckpt or {}).get("metrics", {}).get("epochs", 1))
     cfg = CompareConfig(
         strategies=strategies, episodes=args.episodes, agent_kwargs=args.agent_kwargs,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,18 +129,52 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    """Refuse to overwrite a finished or running search unless resuming."""
+# What a search writes before its first checkpoint (agents.search): a folder holding only these
+# has nothing to resume from, so --resume starts it again instead of refusing it.
+PRE_CHECKPOINT = ("config.yaml", "episodes.jsonl", "policy.json", "actor.pt", "wandb",
+                  STATE_FILE.parent.name)
+
+
+def _pre_checkpoint_leftovers(out: Path) -> list[Path] | None:
+    """The entries of search folder ``out`` when it holds only what a search writes before its
+    first checkpoint (atomic writes' ``.*.tmp`` files included); ``None`` when it holds anything
+    else, or nothing."""
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if not entries or (out / STATE_FILE).exists():
+        return None
+    known = all(p.name in PRE_CHECKPOINT or (p.name.startswith(".") and p.name.endswith(".tmp"))
+                for p in entries)
+    return entries if known else None
+
+
+def prepare_out(out: Path, resume: bool) -> bool:
+    """Refuse to overwrite a finished or running search unless resuming; returns whether the
+    search resumes from a checkpoint.
+
+    ``resume`` on a folder a search left before its first checkpoint (killed early) removes what
+    it left and starts again from episode 0, saying so on stderr.
+    """
     if resume:
-        if not (out / STATE_FILE).exists():
+        if (out / STATE_FILE).exists():
+            return True
+        leftovers = _pre_checkpoint_leftovers(out)
+        if leftovers is None:
             raise UserError(f"nothing to resume in {out} (no {STATE_FILE}); drop --resume")
-        return
+        for path in leftovers:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        print(f"{PROG}: {out} stopped before its first checkpoint; starting the search again",
+              file=sys.stderr)
+        return False
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; use --resume to continue it or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,11 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source)
     model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
-                                         source)
+                                         source, input_shape=data.spec.input_shape)
     env = ChannelPruningEnv(model, data, env_config(args))
-    prepare_out(args.out, args.resume)
-    if not args.resume:
-        atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))
     cfg = SearchConfig(agent=args.agent, episodes=args.episodes, seed=args.seed,
                        agent_kwargs=args.agent_kwargs, checkpoint_every=args.checkpoint_every,
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
@@ -166,7 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        rescore_images=args.rescore_images)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
-    result = Search(env, cfg, args.out, context).run(resume=args.resume)
+    # Built before anything is written: building the agent for this model's units is what
+    # validates --agent-kwargs (and --rescore-top against the split).
+    search = Search(env, cfg, args.out, context)
+    resume = prepare_out(args.out, args.resume)
+    if not resume:
+        atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))
+    result = search.run(resume=resume)
     if result.best is None:
         print(json.dumps({"out": str(args.out), "best": None,
                           "note": "no episode met the budget"}))

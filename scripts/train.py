@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.checkpoint, args.model, source = args.out, None, prev
     data = cli.load_data(args, source)  # a checkpoint (or the run resumed) keeps its split
     spec = data.spec
-    model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes, source)
+    model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes, source,
+                                         input_shape=spec.input_shape)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
                       slimming_lambda=args.slimming_lambda, workers=args.workers, seed=args.seed)
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state["epoch_times"] = epoch_times
         last_state.update(state)
         save_checkpoint(args.out, model, recipe, spec.name, {"epochs_done": epoch},
-                        train_state=state, split=data.split)
+                        train_state=state, split=data.split, input_shape=spec.input_shape)
         t0[0] = time.perf_counter()
 
     history = fit(model, train_loader, cfg, device, eval_fn=eval_fn, on_epoch_end=checkpoint,
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_config": cfg.to_dict(), "history": history,
     }
     save_checkpoint(args.out, model, recipe, spec.name, metrics, train_state=last_state,
-                    split=data.split)
+                    split=data.split, input_shape=spec.input_shape)
     summary = {k: metrics[k] for k in ("test_acc", "val_acc", "macs", "params", "epochs",
                                        "seconds_per_epoch")}
     summary["latency_ms_b1"] = round(lat.median_ms, 4)

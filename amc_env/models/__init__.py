@@ -10,20 +10,23 @@ so checkpoints and policies can rebuild the architecture without pickling module
 - ``package.module:callable`` returning an ``nn.Module``.
 
 Input channels and class count follow the dataset: the first conv and the last linear layer are
-replaced when they do not match (so ImageNet weights load before the head is swapped).
+resized when they do not match (so ImageNet weights load before the head is swapped), keeping
+their own classes, so a user's layer subclass keeps its ``forward``.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from amc_env import atomic
 from amc_env.errors import UserError
@@ -83,30 +86,106 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
+def _is_lazy(module: nn.Module) -> bool:
+    """Whether ``module`` is a lazy layer that has not seen an input yet (it sizes itself)."""
+    return isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
+
+
+def _resized(old: nn.Module, name: str, sizes: dict[str, int],
+             weight: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
+    """A copy of ``old`` with the size attributes ``sizes`` changed and its ``weight`` replaced by
+    ``weight(old.weight)``.
+
+    The copy keeps ``old``'s class, so a user's subclass keeps its own ``forward`` (dynamic
+    "same" padding, weight standardisation, ...); a deep copy instead of a constructor call works
+    for subclasses whose ``__init__`` takes other arguments.
+    """
+    new = copy.deepcopy(old)
+    if _is_lazy(new):  # sizes itself from the attributes when it first sees an input
+        for attr, value in sizes.items():
+            setattr(new, attr, value)
+        return new
+    if not isinstance(new._parameters.get("weight"), nn.Parameter):
+        # A weight computed from other parameters (weight norm, parametrizations) cannot be
+        # reshaped without knowing how it is computed.
+        raise UserError(f"cannot resize {name!r} ({type(old).__name__}) to the dataset: its "
+                        "weight is computed, not a plain parameter")
+    for attr, value in sizes.items():
+        setattr(new, attr, value)
+    with torch.no_grad():
+        new.weight = nn.Parameter(weight(old.weight).contiguous())
+    return new
+
+
+def _adapt_stem(model: nn.Module, in_channels: int) -> None:
+    """Give the first ``Conv2d`` ``in_channels`` inputs; each new input channel's filters are the
+    mean of the old ones, so a pretrained stem keeps its response to intensity."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs or _is_lazy(convs[0][1]) or convs[0][1].in_channels == in_channels:
+        return
+    name, old = convs[0]
+    if old.groups != 1:
+        raise UserError(f"cannot change the input channels of grouped stem conv {name!r}")
+
+    def weight(w: torch.Tensor) -> torch.Tensor:
+        return w.mean(1, keepdim=True).expand(w.shape[0], in_channels, *w.shape[2:])
+
+    _set_module(model, name, _resized(old, name, {"in_channels": in_channels}, weight))
+
+
+def _adapt_head(model: nn.Module, num_classes: int) -> None:
+    """Give the last ``Linear`` ``num_classes`` outputs, freshly initialised by the layer's own
+    ``reset_parameters``."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1][1].out_features == num_classes:
+        return
+    name, old = linears[-1]
+
+    def weight(w: torch.Tensor) -> torch.Tensor:
+        return w.new_empty(num_classes, w.shape[1])
+
+    new = _resized(old, name, {"out_features": num_classes}, weight)
+    if not _is_lazy(new):
+        if new.bias is not None:
+            new.bias = nn.Parameter(new.bias.new_empty(num_classes))
+        new.reset_parameters()
+    _set_module(model, name, new)
+
+
 def adapt_io(model: nn.Module, in_channels: int, num_classes: int) -> nn.Module:
     """Make ``model`` take ``in_channels`` inputs and give ``num_classes`` outputs.
 
-    Replaces the first ``Conv2d`` (new input channels initialised from the mean of the old filters,
-    so pretrained stems keep their response to intensity) and the last ``Linear`` when their sizes
-    differ; returns the same module.
+    Resizes the first ``Conv2d`` (new input channels initialised from the mean of the old filters)
+    and the last ``Linear`` (re-initialised) when their sizes differ, keeping each layer's own
+    class and ``forward``; returns the same module.
     """
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if convs and convs[0][1].in_channels != in_channels:
-        name, old = convs[0]
-        if old.groups != 1:
-            raise UserError(f"cannot change the input channels of grouped stem conv {name!r}")
-        new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                        old.dilation, 1, old.bias is not None, old.padding_mode)
-        with torch.no_grad():
-            new.weight.copy_(old.weight.mean(1, keepdim=True).expand_as(new.weight))
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        _set_module(model, name, new)
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if linears and linears[-1][1].out_features != num_classes:
-        name, old = linears[-1]
-        _set_module(model, name, nn.Linear(old.in_features, num_classes, old.bias is not None))
+    _adapt_stem(model, in_channels)
+    _adapt_head(model, num_classes)
     return model
+
+
+def check_input_shape(model: nn.Module, shape: Sequence[int]) -> None:
+    """Run ``model`` once on a batch of two zero images of ``shape`` (channels, height, width in
+    pixels); a model that cannot take it is a :class:`UserError` naming the shape and the error.
+
+    The model runs in eval mode without gradients and is left in the mode it had; the global
+    torch RNG is left as it was (a lazy layer may draw its initial weights here).
+    """
+    params = next(model.parameters(), None)
+    device = params.device if params is not None else torch.device("cpu")
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()(torch.zeros(2, *shape, device=device))
+    except Exception as exc:  # whatever the model's own forward raises
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(
+            f"the model cannot take the dataset's {'x'.join(map(str, shape))} inputs "
+            f"({type(exc).__name__}: {detail}); choose a model built for this input size or "
+            "another --dataset"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def _import_callable(spec: str) -> Callable[..., nn.Module]:

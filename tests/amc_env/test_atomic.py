@@ -38,7 +38,8 @@ def test_sigkill_while_writing_keeps_the_old_file(tmp_path, kind: str) -> None:
     target = tmp_path / ("model.pt" if kind == "checkpoint" else "results.json")
     model = build_model(RECIPE)
     if kind == "checkpoint":
-        save_checkpoint(target, model, RECIPE, "synthetic", metrics={"test_acc": 0.5})
+        save_checkpoint(target, model, RECIPE, "synthetic", metrics={"test_acc": 0.5},
+                        input_shape=(1, 16, 16))
     else:
         atomic.write_json(target, {"old": True})
     before = target.read_bytes()

@@ -10,12 +10,13 @@ from amc_env.errors import UserError
 from amc_env.models import build_model
 
 RECIPE = {"name": "resnet20", "kwargs": {"in_channels": 1, "num_classes": 10}}
+SHAPE = (1, 28, 28)
 
 
 def test_round_trip_weights_only(tmp_path) -> None:
     model = build_model(RECIPE).eval()
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, RECIPE, "fashion-mnist", {"test_acc": 0.5})
+    save_checkpoint(path, model, RECIPE, "fashion-mnist", {"test_acc": 0.5}, input_shape=SHAPE)
     raw = torch.load(path, weights_only=True)  # plain types only: no pickled modules
     assert raw["format"] == FORMAT and raw["recipe"] == RECIPE
     assert raw["versions"]["torch"] == torch.__version__
@@ -34,7 +35,7 @@ def test_missing_corrupt_truncated_and_foreign_files(tmp_path) -> None:
     with pytest.raises(UserError, match="corrupt"):
         load_checkpoint(tmp_path / "junk.pt")
     good = tmp_path / "good.pt"
-    save_checkpoint(good, build_model(RECIPE), RECIPE, "fashion-mnist")
+    save_checkpoint(good, build_model(RECIPE), RECIPE, "fashion-mnist", input_shape=SHAPE)
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:1000])
     with pytest.raises(UserError, match="corrupt"):
         load_checkpoint(tmp_path / "cut.pt")
@@ -47,7 +48,7 @@ def test_state_dict_version_metadata_survives(tmp_path) -> None:
     # MNASNet refuses weights whose per-module version metadata is missing.
     recipe = {"name": "mnasnet0_5", "kwargs": {"in_channels": 3, "num_classes": 10}}
     model = build_model(recipe).eval()
-    save_checkpoint(tmp_path / "m.pt", model, recipe, "synthetic")
+    save_checkpoint(tmp_path / "m.pt", model, recipe, "synthetic", input_shape=(3, 32, 32))
     ckpt = load_checkpoint(tmp_path / "m.pt")
     assert ckpt["state_metadata"][""] == {"version": 2}
     rebuilt = model_from_checkpoint(ckpt).eval()

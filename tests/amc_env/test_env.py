@@ -99,7 +99,8 @@ def test_info_at_episode_end_and_record_round_trip(tmp_path) -> None:
     # The record rebuilds the pruned model from the original architecture.
     recipe = {"name": "resnet20", "kwargs": {"in_channels": 3, "num_classes": 4}}
     path = tmp_path / "pruned.pt"
-    save_checkpoint(path, env.pruned_model(), recipe, "synthetic", pruning=info["pruning"])
+    save_checkpoint(path, env.pruned_model(), recipe, "synthetic", pruning=info["pruning"],
+                    input_shape=(3, 16, 16))
     rebuilt = model_from_checkpoint(load_checkpoint(path)).eval()
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():

@@ -181,7 +181,7 @@ def inputs(tmp_path_factory) -> Path:
     good = d / "good.pt"
     model = build_model({"name": "cnn", "kwargs": {"in_channels": 3, "num_classes": 4}})
     save_checkpoint(good, model, {"name": "cnn", "kwargs": {"in_channels": 3, "num_classes": 4}},
-                    "synthetic", {"epochs": 1})
+                    "synthetic", {"epochs": 1}, input_shape=(3, 16, 16))
     raw = good.read_bytes()
     (d / "empty.pt").write_bytes(b"")
     (d / "random.pt").write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8,

@@ -1,0 +1,50 @@
+"""More bad input (issue 14): a model that cannot take the dataset's images, an unknown agent
+setting, negative epoch counts. Each exits 2 with one stderr line and writes nothing; rows as in
+test_bad_input.CASES, run the same way."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scripts import cli
+from tests.scripts.test_bad_input import COMMANDS, case, listing
+
+REJECTS_SHAPE = r"the model cannot take the dataset's 3x16x16 inputs \(RuntimeError: mat1 and mat2"
+
+CASES = [
+    case("train-model-rejects-input-shape", "amc-train", "--model", "tests.custom_layers:fixed",
+         pattern=REJECTS_SHAPE),
+    case("search-model-rejects-input-shape", "amc-search", "--model",
+         "tests.custom_layers:fixed", pattern=REJECTS_SHAPE),
+    case("compare-model-rejects-input-shape", "amc-compare", "--model",
+         "tests.custom_layers:fixed", pattern=REJECTS_SHAPE),
+    case("search-unknown-agent-setting", "amc-search", "--agent", "amc-ddpg",
+         "--agent-kwargs", "{{warmup: 2}}",  # {{ }}: the table's argv go through str.format
+         pattern=r"unknown amc-ddpg setting\(s\) \['warmup'\]"),
+    case("search-unknown-sb3-setting", "amc-search", "--agent", "td3",
+         "--agent-kwargs", "{{gama: 0.9}}",
+         pattern=r"agent 'td3' rejects settings \{'gama': 0.9\}"),
+    case("compare-negative-finetune-epochs", "amc-compare", "--finetune-epochs", "-1",
+         pattern="--finetune-epochs must be non-negative, got -1"),
+    case("compare-negative-scratch-epochs", "amc-compare", "--scratch-epochs", "-2",
+         pattern="--scratch-epochs must be non-negative, got -2"),
+]
+
+
+@pytest.mark.parametrize(("case_id", "prog", "argv", "pattern"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_exit_2_one_line_nothing_written(case_id, prog, argv, pattern, tmp_path, monkeypatch,
+                                         capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # anything written relative to the working dir shows up too
+    args = [a.format(tmp=tmp_path) for a in argv]
+    before = listing(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.run(prog, lambda: COMMANDS[prog].main(args))
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert exc.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
+    assert re.search(pattern, lines[0]), err
+    assert listing(tmp_path) == before
