@@ -50,8 +50,7 @@ def library_versions() -> dict[str, str]:
             "torch_pruning": str(torch_pruning.__version__)}
 
 
-def save_checkpoint(
-    path: Path,
+def checkpoint_dict(
     model: nn.Module,
     recipe: dict[str, Any],
     dataset: str,
@@ -59,16 +58,8 @@ def save_checkpoint(
     pruning: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
     split: dict[str, Any] | None = None,
-    *,
-    input_shape: Sequence[int],
-) -> None:
-    """Atomically write a checkpoint for ``model`` (see the module docstring for the layout).
-
-    ``input_shape`` is one input's (channels, height, width) in pixels. Before writing, the model
-    rebuilt from what is about to be written must give bit-identical outputs on CPU to ``model``
-    (:func:`verify_rebuild`); otherwise nothing is written and a :class:`UserError` names the
-    first module whose output differs.
-    """
+) -> dict[str, Any]:
+    """The checkpoint content for ``model`` (see the module docstring for the layout)."""
     state = model.state_dict()
     obj: dict[str, Any] = {
         "format": FORMAT,
@@ -83,6 +74,29 @@ def save_checkpoint(
     }
     if train_state is not None:
         obj["train_state"] = train_state
+    return obj
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    recipe: dict[str, Any],
+    dataset: str,
+    metrics: dict[str, Any] | None = None,
+    pruning: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
+    *,
+    input_shape: Sequence[int],
+) -> None:
+    """Atomically write a checkpoint for ``model`` (:func:`checkpoint_dict`).
+
+    ``input_shape`` is one input's (channels, height, width) in pixels. Before writing, the model
+    rebuilt from what is about to be written must give bit-identical outputs on CPU to ``model``
+    (:func:`verify_rebuild`); otherwise nothing is written and a :class:`UserError` names the
+    first module whose output differs.
+    """
+    obj = checkpoint_dict(model, recipe, dataset, metrics, pruning, train_state, split)
     try:
         verify_rebuild(obj, model, input_shape)
     except UserError as exc:

@@ -119,36 +119,38 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
             raise UserError(f"--search {cfg.search_dir} was searched by {agent!r}, which is not "
                             "among --strategies")
         reused = reusable_search(cfg.search_dir, agent, env)
+    context = {"recipe": recipe, "criterion": str(env_cfg.criterion)}
+    # Every agent is built (its settings checked) before anything is written.
+    searches = {name: Search(env, SearchConfig(
+        agent=name, episodes=cfg.episodes, seed=cfg.seed,
+        agent_kwargs=cfg.agent_kwargs if name != "random" else {}, wandb_mode=cfg.wandb_mode,
+        wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
+        rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images),
+        out / f"search-{name}", context)
+        for name in cfg.strategies
+        if name in AGENTS and (reused is None or reused.agent.get("name") != name)}
     out.mkdir(parents=True, exist_ok=True)
     original = measure(model, data, device, latency_batches=())
     original["test_images"] = len(data.test)  # type: ignore[arg-type]
     models: dict[str, nn.Module] = {"original": model}
     results: dict[str, Any] = {"original": original, "strategies": {}, "curves": {}}
     first_agent: dict[str, Any] | None = None
-    context = {"recipe": recipe, "criterion": str(env_cfg.criterion)}
     for name in cfg.strategies:
         if name == "scratch":
             continue
         curve, warmup = None, None
         if name in AGENTS:
-            if reused is not None and reused.agent.get("name") == name:
-                policy = reused
-                curve = _curve(cfg.search_dir)
+            if name not in searches:
+                policy = reused  # type: ignore[assignment]
+                curve = _curve(cfg.search_dir)  # type: ignore[arg-type]
             else:
-                folder = out / f"search-{name}"
-                scfg = SearchConfig(agent=name, episodes=cfg.episodes, seed=cfg.seed,
-                                    agent_kwargs=cfg.agent_kwargs if name != "random" else {},
-                                    wandb_mode=cfg.wandb_mode, wandb_project=cfg.wandb_project,
-                                    wandb_group=cfg.group, progress=cfg.progress,
-                                    rescore_top=resolve_top(cfg.rescore_top, env),
-                                    rescore_images=cfg.rescore_images)
-                search = Search(env, scfg, folder, context)
+                search = searches[name]
                 res = search.run()
                 warmup = getattr(search.agent, "warmup", None)
                 if res.policy is None:
                     raise UserError(f"strategy {name}: no episode met the budget")
                 policy = res.policy
-                curve = _curve(folder)
+                curve = _curve(search.out)
             ratios = policy.keep_ratios
         else:
             ratios = HEURISTICS.get(name)(replay_env, seed=cfg.seed)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from amc_env.checkpoint import load_checkpoint, save_checkpoint
+from amc_env.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint, verify_rebuild
 from amc_env.cost import measure_cost
 from amc_env.datasets import make_loader
 from amc_env.errors import UserError
@@ -70,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = data.spec
     model, recipe, _ = cli.resolve_model(args, spec.in_channels, spec.num_classes, source,
                                          input_shape=spec.input_shape)
+    # A model its recipe cannot rebuild is refused now, not after the first epoch's save.
+    try:
+        verify_rebuild(checkpoint_dict(model, recipe, spec.name), model, spec.input_shape)
+    except UserError as exc:
+        raise UserError(f"cannot train {recipe['name']!r}: {exc}") from None
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
                       slimming_lambda=args.slimming_lambda, workers=args.workers, seed=args.seed)

@@ -149,3 +149,12 @@ def test_diverged_finetune_is_reported_not_scored(tmp_path) -> None:
     assert (out / "accuracy_vs_macs.png").stat().st_size > 1000
     runs = {r["name"]: r for r in map(read_offline_run, offline_runs(out))}
     assert "test_acc" not in runs["strategy-uniform"]["summary"]
+
+
+def test_bad_agent_setting_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    argv = [*BASE, "--strategies", "uniform,amc-ddpg", "--agent-kwargs", "{no_such: 1}",
+            "--out", str(tmp_path / "o"), "--wandb-mode", "disabled"]
+    code, err = _run_entry(monkeypatch, capsys, argv)
+    assert code == 2 and len(err) == 1 and "no_such" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -51,3 +51,26 @@ def test_trained_user_model_reloads_identically(tmp_path, monkeypatch,
     loader = torch.utils.data.DataLoader(test, batch_size=512)
     again = evaluate(rebuilt, loader, torch.device("cpu"))
     assert again.acc == ckpt["metrics"]["test_acc"] and again.loss == ckpt["metrics"]["test_loss"]
+
+
+def test_a_model_its_recipe_cannot_rebuild_is_refused_before_training(tmp_path,
+                                                                      monkeypatch) -> None:
+    from amc_env import training
+    from scripts import cli
+
+    real = cli.resolve_model
+
+    def drifted(*args, **kwargs):
+        model, recipe, ckpt = real(*args, **kwargs)
+        model.features[2] = torch.nn.Tanh()  # not what the recipe "cnn" builds
+        return model, recipe, ckpt
+
+    monkeypatch.setattr(cli, "resolve_model", drifted)
+    epochs: list[int] = []
+    monkeypatch.setattr(training, "train_one_epoch",
+                        lambda *a, **k: epochs.append(1))
+    out = tmp_path / "m.pt"
+    with pytest.raises(train.UserError, match="cannot train 'cnn'.*features.2"):
+        train.main(["--model", "cnn", "--dataset", "synthetic", "--epochs", "1",
+                    "--no-progress", "--out", str(out)])
+    assert not epochs and not out.exists()
