@@ -374,8 +374,14 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
                    f"| {after} | {per} | {x['macs_kept']:.3f} | {x['cost_kept']:.3f}{ok} "
                    f"| {ob1 / lat['b1']['median_ms']:.2f}x / "
                    f"{ob64 / lat['b64']['median_ms']:.2f}x |")
+    n, acc = o.get("test_images"), o["test_acc"]
+    test_se = "" if not n else (
+        f" The test split itself has {n} images: one accuracy near {100 * acc:.0f}% carries a "
+        f"binomial standard error of {100 * (acc * (1 - acc) / n) ** 0.5:.2f} points, shared by "
+        "every row (same images), so a gap beyond the seed spread is reproducible on this split, "
+        "not proof that it generalises.")
     out += ["", "After fine-tuning, against the best mean (counts only beyond two standard errors "
-            "over the seeds):", ""]
+            f"over the seeds).{test_se}", ""]
     for name, d in r["differences"].items():
         verdict = "no spread (one seed)" if d["exceeds_spread"] is None else (
             "**exceeds the spread**" if d["exceeds_spread"] else "within the spread")
