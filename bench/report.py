@@ -364,8 +364,8 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|"]
     ob1, ob64 = (o["latency"][b]["median_ms"] for b in ("b1", "b64"))
     for name, x in r["strategies"].items():
-        after = "-" if x["test_acc"] is None else (
-            f"{100 * x['test_acc']:.2f} ± {100 * (x['test_acc_std'] or 0):.2f}%")
+        after = "-" if x["test_acc"] is None else f"{100 * x['test_acc']:.2f}%" + (
+            "" if x["test_acc_std"] is None else f" ± {100 * x['test_acc_std']:.2f}")
         per = ", ".join("div" if a is None else f"{100 * a:.2f}" for a in x["test_acc_seeds"])
         ok = "" if x["budget_ok"] else " **under**"
         lat = x["latency"]
