@@ -33,6 +33,7 @@ from agents import AGENTS
 from agents.rescore import resolve_top
 from agents.search import Search, SearchConfig
 from agents.tracking import Tracker
+from amc_env.cost import measure_cost
 from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
@@ -212,24 +213,26 @@ def _scratch(first_agent: dict[str, Any], agent_row: dict[str, Any], recipe: dic
     each fine-tune seed (the initialisation follows the seed too)."""
     train = TrainConfig(epochs=cfg.scratch_epochs, batch_size=cfg.finetune.batch_size)
     accs: list[float | None] = []
+    diverged: list[str] = []
     model: nn.Module | None = None
     for seed in _seeds(cfg):
         init = scratch_model(recipe, first_agent["record"], seed).to(device)
         rec, trained = _train_seeds(init, data, train, [seed], device, cfg.progress)
         accs += rec["test_acc_seeds"]
+        diverged += [rec["diverged"]] if rec["diverged"] else []
         model = trained if model is None else model
     assert model is not None
     done = [a for a in accs if a is not None]
     mean, std = mean_std(done) if done else (None, None)
-    m = measure(model, data, device, latency_batches=())
+    m = measure_cost(model, data.spec.input_shape)  # test accuracy is already per seed
     return {"strategy": "scratch", "architecture_of": first_agent["name"],
             "keep_ratios": agent_row["keep_ratios"], "val_acc_before_finetune": None,
             "val_acc_heldout": None, "test_acc_before_finetune": None,
             "test_acc": mean, "test_acc_std": std, "test_acc_seeds": accs, "seeds": _seeds(cfg),
-            "macs": m["macs"], "params": m["params"], "macs_kept": agent_row["macs_kept"],
+            "macs": m.macs, "params": m.params, "macs_kept": agent_row["macs_kept"],
             "cost_kept": agent_row["cost_kept"], "budget_ok": agent_row["budget_ok"],
             "epochs": cfg.scratch_epochs,
-            "diverged": None if all(a is not None for a in accs) else "some seeds diverged"}, model
+            "diverged": "; ".join(diverged) or None}, model
 
 
 def differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
