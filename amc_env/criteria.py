@@ -9,8 +9,11 @@ generator, so criteria that need data (SNIP, ThiNet, LASSO) have it. A criterion
 ``reconstruct`` is true has the environment refit the unit's consumer layers by least squares
 after the cut (:mod:`amc_env.reconstruction`).
 
-Registered: ``l1``, ``l2`` (filter norms; Li et al., "Pruning Filters for Efficient ConvNets",
-ICLR 2017), ``slimming`` (BN-gamma magnitude; Liu et al., ICCV 2017), ``snip`` (connection
+Registered: ``l1``, ``l2`` (filter norms of the producing layers only; Li et al., "Pruning Filters
+for Efficient ConvNets", ICLR 2017), ``group-l1``, ``group-l2`` (the whole coupled group: every
+member's filters, BN scales and the consumers' input columns; ``group-l2`` is Torch-Pruning's
+default importance), ``taylor`` (first-order Taylor expansion of the loss over the group; Molchanov
+et al., CVPR 2019), ``slimming`` (BN-gamma magnitude; Liu et al., ICCV 2017), ``snip`` (connection
 sensitivity |g * w| from one mini-batch, summed per channel; Lee et al., ICLR 2019), ``random``,
 ``thinet`` (greedy reconstruction-error selection; Luo et al., ICCV 2017) and ``lasso`` (LASSO
 channel selection; He et al., ICCV 2017); both end with the least-squares refit. Any name takes
@@ -136,6 +139,105 @@ class L2(FilterNorm):
     """L2 norm of filters."""
 
     name, p = "l2", 2
+
+
+class GroupMagnitude(Criterion):
+    """Torch-Pruning's ``GroupMagnitudeImportance`` on the unit's whole group.
+
+    For each channel and each group item with weights: ``sum |w|^p`` over what the channel
+    carries there (a member's output filter, a BatchNorm/LayerNorm scale, a consumer's input
+    column); the items are averaged (``group_reduction="mean"``) and the result divided by its
+    mean over the unit's channels (``normalizer="mean"``), so units of different width and scale
+    compare in a global ranking. With ``p=2`` this is a sum of squares, not a norm; the ranking
+    within a unit is the same either way.
+    """
+
+    p: ClassVar[int]
+
+    def scores(self, ctx: UnitContext) -> Tensor:
+        imp = tp.importance.GroupMagnitudeImportance(
+            p=self.p, group_reduction="mean", normalizer="mean")(ctx.group)
+        if imp is None:
+            raise UserError(f"criterion {self.name!r}: unit {ctx.unit.name!r} has no weights")
+        return imp.detach().double().cpu()
+
+
+@CRITERIA.register("group-l1")
+class GroupL1(GroupMagnitude):
+    """Group L1 magnitude (every member, BN scale and consumer column of the group)."""
+
+    name, p = "group-l1", 1
+
+
+@CRITERIA.register("group-l2")
+class GroupL2(GroupMagnitude):
+    """Group squared-L2 magnitude: Torch-Pruning's default importance
+    (``tp.importance.GroupMagnitudeImportance()``)."""
+
+    name, p = "group-l2", 2
+
+
+@CRITERIA.register("taylor")
+class Taylor(Criterion):
+    """First-order Taylor importance over the group (Molchanov et al., "Importance Estimation
+    for Neural Network Pruning", CVPR 2019, eq. 3-5).
+
+    Removing channel ``c`` zeroes every weight it carries: its filters and biases in each member,
+    its BatchNorm scale and shift, and the consumers' input columns. To first order the loss then
+    changes by ``z_c = sum g * w`` over that set, on one mini-batch; the importance is the mean of
+    ``z_c^2`` over the calibration batches (their squared-then-averaged estimate). Gradients are
+    taken once, on the *original* model in eval mode (BatchNorm statistics unchanged), and cached;
+    units are disjoint, so a channel's weights are the same in every episode until its own cut.
+    """
+
+    name, needs_data = "taylor", True
+
+    def __init__(self, reconstruct: bool = False) -> None:
+        super().__init__(reconstruct)
+        self._gw: dict[int, Tensor] | None = None
+
+    def _products(self, ctx: UnitContext) -> dict[int, Tensor]:
+        """``g * w`` per batch (``[batches, *param.shape]``) by parameter id."""
+        if self._gw is None:
+            if not ctx.calibration:
+                raise UserError("criterion 'taylor' needs calibration data")
+            model = ctx.original
+            was = model.training
+            model.eval()
+            per: dict[int, list[Tensor]] = {}
+            try:
+                for x, y in ctx.calibration:
+                    model.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(x), y).backward()
+                    for p in model.parameters():
+                        if p.grad is not None:
+                            per.setdefault(id(p), []).append((p.grad * p).detach().double().cpu())
+            finally:
+                model.zero_grad(set_to_none=True)
+                model.train(was)
+            self._gw = {k: torch.stack(v) for k, v in per.items()}
+        return self._gw
+
+    def scores(self, ctx: UnitContext) -> Tensor:
+        gw = self._products(ctx)
+        z = torch.zeros(len(next(iter(gw.values()))), ctx.unit.channels, dtype=torch.float64)
+        for item in ctx.original_group:
+            mod = item.dep.target.module
+            idx = torch.as_tensor(item.idxs)
+            out = _is_out(ctx.graph, item)
+            grouped = isinstance(mod, nn.Conv2d | nn.Conv1d) and mod.groups > 1
+            for param in (getattr(mod, "weight", None), getattr(mod, "bias", None)):
+                if not isinstance(param, Tensor) or id(param) not in gw:
+                    continue
+                g = gw[id(param)]
+                if out:
+                    per = g[:, idx].flatten(2).sum(2) if g.dim() > 2 else g[:, idx]
+                elif g.dim() > 2 and not grouped and param is mod.weight:
+                    per = g[:, :, idx].transpose(1, 2).flatten(2).sum(2)
+                else:
+                    continue  # a consumer's bias does not belong to the channel
+                z.index_add_(1, torch.as_tensor(item.root_idxs), per)
+        return (z ** 2).mean(0)
 
 
 @CRITERIA.register("slimming")

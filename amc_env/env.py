@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -311,6 +312,21 @@ class ChannelPruningEnv(gym.Env):
             _, _, done, _, info = self.step(np.array([ratios[u.name]], dtype=np.float32))
         assert done
         return info
+
+    def with_criterion(self, spec: str | Criterion) -> ChannelPruningEnv:
+        """This env choosing channels with another criterion: the same model, units, cost
+        model, wall and budget (a latency budget is not measured again, so strategies played on
+        either spend the same), data and settings. For criteria without calibration rows."""
+        crit = make_criterion(spec)
+        if (crit.reconstruct or crit.uses_consumers) and self.calibrator is None:
+            raise UserError(f"criterion {crit.spec!r} needs calibration rows; build an env "
+                            "with it instead")
+        other = copy.copy(self)
+        other.cfg = dataclasses.replace(self.cfg, criterion=crit)
+        other.criterion = crit
+        other._rng = torch.Generator().manual_seed(0)
+        other._surgeon, other._chosen, other._actions, other._timings = None, [], [], {}
+        return other
 
     # ----------------------------------------------------------------------------- internals
 

@@ -122,6 +122,10 @@ class ActionWall:
         costs = self.cost(rows)
         return {t: float(costs[i + 1] - costs[0]) for i, t in enumerate(raisable)}
 
+    def fits(self, counts: Sequence[int]) -> bool:
+        """Whether channel counts (one per unit) meet the budget."""
+        return bool(self.cost(np.asarray([counts], dtype=np.float64))[0] <= self.budget + 1e-6)
+
     def within_one_step(self, counts: Sequence[int]) -> bool:
         """Whether ``counts`` meets the budget and leaves less of it unused than the largest
         single rounding step any unit could still take (what the filling wall guarantees)."""

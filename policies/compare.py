@@ -14,7 +14,9 @@ within one rounding step of the budget (``budget_ok``), and the report flags a r
 
 Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., and ``random``, random search
 with the same episode budget as the agents), the heuristics ``uniform``, ``sensitivity`` and
-``global``, and ``scratch``.
+``global``, Torch-Pruning's own pruning ``tp-uniform`` and ``tp-global`` (policies.peers: its
+default importance chooses their channels whatever ``--criterion`` says, because that is what a
+Torch-Pruning user gets), and ``scratch``. Each row records the criterion that chose its channels.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from amc_env.training import TrainConfig
 from policies.artifact import Policy, fingerprint
 from policies.finetune import finetune_or_diverged, interleaved_latency, measure, scratch_model
 from policies.heuristics import HEURISTICS
+from policies.peers import PEER_CRITERION, PEER_STRATEGIES
 from policies.stats import difference, mean_std
 
-HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global")
+HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global", *PEER_STRATEGIES)
 
 
 def strategy_names() -> list[str]:
@@ -113,6 +116,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     check_strategies(cfg.strategies)
     env = ChannelPruningEnv(model, data, env_cfg)
     replay_env = ChannelPruningEnv(model, data, env_cfg, fill_budget=False)
+    peer_env = replay_env.with_criterion(PEER_CRITERION)
     reused: Policy | None = None
     if cfg.search_dir is not None:
         agent = Policy.load(cfg.search_dir / "policy.json").agent.get("name")
@@ -154,8 +158,10 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                 curve = _curve(search.out)
             ratios = policy.keep_ratios
         else:
-            ratios = HEURISTICS.get(name)(replay_env, seed=cfg.seed)
-        row, record, models[name] = _evaluate(name, ratios, replay_env, data, cfg, device)
+            ratios = HEURISTICS.get(name)(peer_env if name in PEER_STRATEGIES else replay_env,
+                                          seed=cfg.seed)
+        row, record, models[name] = _evaluate(
+            name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, data, cfg, device)
         if name in AGENTS:
             row.update(found_at_episode=policy.agent.get("found_at_episode"),
                        warmup_episodes=warmup)
@@ -258,7 +264,7 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
     counts = [info["kept_channels"][u.name] for u in env.units]
     full_cost = env.budget_abs / env.cfg.budget
     row: dict[str, Any] = {
-        "strategy": name, "keep_ratios": info["keep_ratios"],
+        "strategy": name, "criterion": env.criterion.spec, "keep_ratios": info["keep_ratios"],
         "val_acc_before_finetune": info["accuracy"],
         "val_acc_heldout": accuracy(pruned, heldout) if heldout else None,
         "heldout_images": sum(len(y) for _, y in heldout),
@@ -290,7 +296,7 @@ def _policy_file(out: Path, name: str, env: ChannelPruningEnv, context: dict[str
                  row: dict[str, Any], cfg: CompareConfig) -> None:
     Policy(model=context["recipe"], fingerprint=fingerprint(env.units),
            input_shape=list(env.data_spec.input_shape), dataset=env.data_spec.name,
-           target=env.cfg.target, budget=env.cfg.budget, criterion=context["criterion"],
+           target=env.cfg.target, budget=env.cfg.budget, criterion=row["criterion"],
            round_to=env.cfg.round_to, lbound=env.cfg.lbound, keep_ratios=row["keep_ratios"],
            metrics={"val_accuracy": row["val_acc_before_finetune"],
                     "val_accuracy_heldout": row["val_acc_heldout"], "macs": row["macs"],

@@ -16,7 +16,9 @@ preference until no rounding step fits, and every strategy ends within one step 
 - ``sensitivity``: per-unit sensitivity analysis with an accuracy-drop threshold (Li et al. 2017);
   completed by the largest accuracy recovered per unit of cost;
 - ``global``: one importance threshold across all units (Network Slimming, Liu et al. 2017);
-  completed by the highest-scoring channel not yet kept.
+  completed by the highest-scoring channel not yet kept;
+- ``tp-uniform``, ``tp-global``: Torch-Pruning's own pruner with its default importance
+  (:mod:`policies.peers`; play them on an env with criterion ``group-l2``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 from amc_env.env import ChannelPruningEnv
 from amc_env.registry import Registry
 from amc_env.wall import ActionWall, round_channels
+from policies.peers import tp_global, tp_uniform
 
 Heuristic = Callable[..., dict[str, float]]
 HEURISTICS: Registry[Heuristic] = Registry("strategy")
@@ -42,7 +45,7 @@ def counts_for(env: ChannelPruningEnv, ratio: float) -> list[int]:
 
 def within_budget(env: ChannelPruningEnv, counts: list[int]) -> bool:
     """Whether channel counts meet the env's budget under its cost (or latency) model."""
-    return bool(env.wall.cost(np.array([counts], dtype=np.float64))[0] <= env.budget_abs + 1e-6)
+    return env.wall.fits(counts)
 
 
 @HEURISTICS.register("uniform")
@@ -181,6 +184,10 @@ def global_threshold(env: ChannelPruningEnv, **_: Any) -> dict[str, float]:
         return float(ranked[t][c[t]]) if c[t] < len(ranked[t]) else -np.inf
 
     return _counts_policy(env, env.wall.complete(counts_at(values[lo]), next_best_score))
+
+
+HEURISTICS.register("tp-uniform")(tp_uniform)
+HEURISTICS.register("tp-global")(tp_global)
 
 
 def heuristic_policy(name: str, env: ChannelPruningEnv, seed: int = 0,

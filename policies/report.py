@@ -17,6 +17,7 @@ import numpy as np
 from amc_env import atomic
 from amc_env.checkpoint import library_versions
 from policies.compare import HEURISTIC_STRATEGIES
+from policies.peers import PEER_STRATEGIES
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -102,15 +103,17 @@ def _row(name: str, r: dict[str, Any], original: dict[str, Any]) -> list[str]:
     budget = "-" if r.get("cost_kept") is None else f"{r['cost_kept']:.3f}" + (
         "" if r.get("budget_ok") else " **not within one step**")
     after = _pct(r["test_acc"], r.get("test_acc_std"), len(r.get("test_acc_seeds") or []))
-    return [name, _pct(r["val_acc_before_finetune"]), _pct(r.get("val_acc_heldout")),
+    return [name, r.get("criterion") or "-", _pct(r["val_acc_before_finetune"]),
+            _pct(r.get("val_acc_heldout")),
             _pct(r["test_acc_before_finetune"]), after, f"{r['macs'] / original['macs']:.3f}",
             budget, f"{r['params'] / 1e3:.1f}", _ms(lat["b1"]), _ms(lat["b64"]),
             f"{ol['b1']['median_ms'] / lat['b1']['median_ms']:.2f}x",
             f"{ol['b64']['median_ms'] / lat['b64']['median_ms']:.2f}x"]
 
 
-HEADER = ["strategy", "val acc (search images)", "val acc (held-out)", "test acc before FT",
-          "test acc after FT (mean ± std)", "MACs kept", "budget kept", "params (k)",
+HEADER = ["strategy", "criterion", "val acc (search images)", "val acc (held-out)",
+          "test acc before FT", "test acc after FT (mean ± std)", "MACs kept", "budget kept",
+          "params (k)",
           "latency b1 ms (IQR)", "latency b64 ms (IQR)", "speed-up b1", "speed-up b64"]
 
 
@@ -160,12 +163,14 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
     lines = [
         "# Pruning strategies compared", "",
         f"Budget: {cfg['target']} {cfg['budget']} (fraction of the original kept); criterion "
-        f"{cfg['criterion']}; " + (
+        f"{cfg['criterion']}" + ("" if not set(results["strategies"]) & set(PEER_STRATEGIES) else
+                                 " (tp-* rows: Torch-Pruning's default importance, group-l2)")
+        + "; " + (
             f"fine-tune: {cfg['finetune_epochs']} epoch(s), same recipe for every strategy, "
             f"seeds {cfg['seed']}..{cfg['seed'] + seeds - 1}." if cfg["finetune_epochs"]
             else "no fine-tuning (test accuracy after FT = before)."),
         "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
-        "| " + " | ".join(["original", "-", "-", _pct(o["test_acc"]), _pct(o["test_acc"]),
+        "| " + " | ".join(["original", "-", "-", "-", _pct(o["test_acc"]), _pct(o["test_acc"]),
                            "1.000", "1.000", f"{o['params'] / 1e3:.1f}",
                            _ms(o["latency"]["b1"]), _ms(o["latency"]["b64"]), "1.00x",
                            "1.00x"]) + " |",

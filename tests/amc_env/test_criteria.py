@@ -86,7 +86,8 @@ def test_random_is_seeded() -> None:
 
 
 def test_registry_and_custom_object() -> None:
-    assert CRITERIA.names() == ["l1", "l2", "slimming", "snip", "random", "thinet", "lasso"]
+    assert CRITERIA.names() == ["l1", "l2", "group-l1", "group-l2", "taylor", "slimming", "snip",
+                                "random", "thinet", "lasso"]
 
     class LastChannels(Criterion):
         name = "last"
@@ -98,7 +99,7 @@ def test_registry_and_custom_object() -> None:
     assert make_criterion(crit) is crit
     assert crit.select(context(net()), 3) == [1, 2, 3]
     with pytest.raises(UserError, match="unknown criterion"):
-        make_criterion("taylor")
+        make_criterion("obd")
 
 
 @pytest.mark.parametrize("name", CRITERIA.names())

@@ -14,7 +14,7 @@ BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--reca
         "1", "--recalib-batch-size", "16", "--no-progress", "--latency-time", "0.01",
         "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}", "--episodes", "3",
         "--finetune-epochs", "1", "--scratch-epochs", "1"]
-ALL = "amc-ddpg,random,uniform,sensitivity,global,scratch"
+ALL = "amc-ddpg,random,uniform,sensitivity,global,tp-uniform,tp-global,scratch"
 
 
 def test_compare_writes_report_results_and_one_wandb_group(tmp_path) -> None:
@@ -27,7 +27,10 @@ def test_compare_writes_report_results_and_one_wandb_group(tmp_path) -> None:
         assert 0 <= row["test_acc"] <= 1 and row["macs"] <= 0.5 * results["original"]["macs"]
         assert row["latency"]["b1"]["median_ms"] > 0 and row["latency"]["b64"]["batch_size"] == 64
         if name != "scratch":
-            assert (out / f"policy-{name}.json").is_file()
+            # Torch-Pruning's strategies choose channels by its default importance.
+            crit = "group-l2" if name.startswith("tp-") else "l1"
+            assert row["criterion"] == crit
+            assert json.loads((out / f"policy-{name}.json").read_text())["criterion"] == crit
     assert set(results["curves"]) == {"amc-ddpg", "random"}
     report = (out / "report.md").read_text()
     for png in ("accuracy_vs_macs.png", "keep_ratios.png", "search_curves.png"):
