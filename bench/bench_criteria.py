@@ -1,11 +1,17 @@
-"""Channel-selection criteria at one policy: validation accuracy before any fine-tuning and
-time per episode, for the same uniform keep ratios (the largest one meeting the budget).
+"""Channel-selection criteria at fixed per-unit channel counts: validation accuracy before any
+fine-tuning and time per episode, every criterion keeping the same number of channels in every
+unit, so only *which* channels differ.
 
     python -m bench.bench_criteria --checkpoint runs/base_resnet20.pt --budget 0.5 --round-to 1
 
-Each criterion runs ``--repeats`` episodes on the same environment settings (1000 validation
-images, BN recalibration on 512 training images); the reconstruction-based ones sample
-``--calib-images`` x ``--calib-points`` rows per consumer layer. Writes
+Two count sets by default, both fixed before any criterion runs: ``uniform`` (the largest single
+keep ratio meeting the budget, completed through the wall) and ``tp-global`` (the widths
+Torch-Pruning's global pruner chooses with its default importance; policies.peers). Each criterion
+runs ``--repeats`` episodes per count set on the same environment settings (1000 validation images
+scored, BN recalibration on 512 training images), and the last episode's model is also scored on
+``--heldout`` further validation images, which halves the binomial error of the comparison. The
+reconstruction-based criteria sample ``--calib-images`` x ``--calib-points`` rows per consumer
+layer; ``random`` is the floor every criterion should clear. Writes
 ``bench/results/criteria_<model>.json``.
 """
 
@@ -21,23 +27,31 @@ import torch
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.evaluation import accuracy
 from bench.common import write_result
-from policies.heuristics import uniform
+from policies.heuristics import heuristic_policy
+from policies.peers import PEER_CRITERION
 
-CRITERIA = ("l1", "l1+reconstruct", "thinet", "lasso")
+CRITERIA = ("random", "l1", "l2", "group-l1", "group-l2", "taylor", "snip", "slimming",
+            "l1+reconstruct", "group-l2+reconstruct", "thinet", "lasso")
+COUNT_SETS = ("uniform", "tp-global")
 
 
 def main() -> None:
-    """Measure every criterion and write the result file."""
+    """Measure every criterion at every count set and write the result file."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--criteria", default=",".join(CRITERIA))
+    p.add_argument("--counts", default=",".join(COUNT_SETS),
+                   help="count sets: heuristic strategy names (uniform, tp-global, ...)")
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--val-size", type=int, default=EnvConfig.val_size)
+    p.add_argument("--heldout", type=int, default=4000,
+                   help="further validation images scored once per criterion and count set")
     p.add_argument("--calib-images", type=int, default=EnvConfig.calib_images)
     p.add_argument("--calib-points", type=int, default=EnvConfig.calib_points)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,32 +61,38 @@ def main() -> None:
     base = EnvConfig(budget=args.budget, round_to=args.round_to, val_size=args.val_size,
                      calib_images=args.calib_images, calib_points=args.calib_points,
                      fill_budget=False)
+    # The counts come first, from an env whose criterion is Torch-Pruning's importance (what
+    # tp-global plays with); uniform's counts do not depend on the criterion.
+    counts_env = ChannelPruningEnv(model, data, base, criterion=PEER_CRITERION)
+    count_sets = {name: heuristic_policy(name, counts_env) for name in args.counts.split(",")}
+    heldout = counts_env.heldout_batches(args.heldout)
     rows = []
-    ratios: dict[str, float] = {}
     for name in args.criteria.split(","):
         t0 = time.perf_counter()
         env = ChannelPruningEnv(model, data, base, criterion=name)
         setup = time.perf_counter() - t0
-        ratios = ratios or uniform(env)
-        times, infos = [], []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            infos.append(env.play(ratios))
-            times.append(time.perf_counter() - t0)
-        info = infos[-1]
-        rows.append({
-            "criterion": name, "val_acc": info["accuracy"],
-            "val_acc_repeats": [i["accuracy"] for i in infos],
-            "macs_kept": info["macs"] / info["original_macs"],
-            "episode_s": statistics.median(times), "setup_s": setup,
-            "criterion_s": statistics.median(i["timings"]["criterion"] for i in infos),
-        })
-        print(rows[-1])
+        for counts, ratios in count_sets.items():
+            times, infos = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                infos.append(env.play(ratios))
+                times.append(time.perf_counter() - t0)
+            info = infos[-1]
+            rows.append({
+                "criterion": name, "counts": counts, "val_acc": info["accuracy"],
+                "val_acc_repeats": [i["accuracy"] for i in infos],
+                "val_acc_heldout": accuracy(env.pruned_model(), heldout),
+                "macs_kept": info["macs"] / info["original_macs"],
+                "episode_s": statistics.median(times), "setup_s": setup,
+                "criterion_s": statistics.median(i["timings"]["criterion"] for i in infos),
+            })
+            print(rows[-1], flush=True)
     result = {"checkpoint": str(args.checkpoint), "model": ckpt["recipe"]["name"],
               "dataset": ckpt["dataset"], "budget": args.budget, "round_to": args.round_to,
-              "val_size": args.val_size, "calib_images": args.calib_images,
-              "calib_points": args.calib_points, "keep_ratios": ratios,
-              "original_val_acc": ckpt["metrics"].get("val_acc"), "rows": rows}
+              "val_size": args.val_size, "heldout_images": sum(len(y) for _, y in heldout),
+              "calib_images": args.calib_images, "calib_points": args.calib_points,
+              "count_sets": count_sets, "original_val_acc": ckpt["metrics"].get("val_acc"),
+              "rows": rows}
     name = "criteria_" + result["model"]
     print(f"wrote {write_result(name, result)}")
 

@@ -137,19 +137,43 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
     for key, r in results.items():
         if not key.startswith("criteria_"):
             continue
-        out += [f"## Channel-selection criteria ({r['model']}, {r['dataset']}, uniform keep ratios "
-                f"at {100 * r['budget']:.0f}% MACs, round-to {r['round_to']}, before any "
-                "fine-tuning)", "",
-                f"Same keep ratios for every criterion; {r['val_size']} validation images after "
-                f"BN recalibration; reconstruction samples {r['calib_images']} images x "
-                f"{r['calib_points']} positions per consumer layer. Unpruned validation "
-                f"accuracy: {_pct(r.get('original_val_acc'))}.", "",
-                "| criterion | val acc | MACs kept | episode s | of which criterion + refit s |",
-                "|---|---|---|---|---|"]
-        out += [f"| {x['criterion']} | {_pct(x['val_acc'])} | {x['macs_kept']:.3f} "
-                f"| {x['episode_s']:.2f} | {x['criterion_s']:.2f} |" for x in r["rows"]]
+        sets = list(r.get("count_sets") or ["uniform"])
+        out += [f"## Channel-selection criteria at fixed channel counts ({r['model']}, "
+                f"{r['dataset']}, {100 * r['budget']:.0f}% MACs, round-to {r['round_to']}, "
+                "before any fine-tuning)", "",
+                "Every criterion keeps the same number of channels in every unit (count sets: "
+                f"{', '.join(sets)}), so only which channels go differs. Accuracy on the "
+                f"{r['val_size']} search validation images and on {r.get('heldout_images', 0)} "
+                "further held-out ones (binomial standard error about "
+                f"{_se_points(r)} points there), after BN recalibration; "
+                f"reconstruction samples {r['calib_images']} images x {r['calib_points']} "
+                f"positions per consumer layer. Unpruned validation accuracy: "
+                f"{_pct(r.get('original_val_acc'))}.", "",
+                "| criterion | " + " | ".join(f"{c}: val acc (held-out)" for c in sets)
+                + " | episode s | of which criterion + refit s |",
+                "|---|" + "---|" * (len(sets) + 2)]
+        by: dict[str, dict[str, Any]] = {}
+        for x in r["rows"]:
+            by.setdefault(x["criterion"], {})[x.get("counts", "uniform")] = x
+        for crit, cells in by.items():
+            first = next(iter(cells.values()))
+            accs = [f"{_pct(cells[c]['val_acc'])} ({_pct(cells[c].get('val_acc_heldout'))})"
+                    if c in cells else "-" for c in sets]
+            out.append(f"| {crit} | " + " | ".join(accs)
+                       + f" | {first['episode_s']:.2f} | {first['criterion_s']:.2f} |")
         out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
+
+
+def _se_points(r: dict[str, Any]) -> str:
+    """Binomial standard error, in accuracy points, of the median held-out accuracy of a
+    criteria result on its held-out images."""
+    accs = [x["val_acc_heldout"] for x in r["rows"] if x.get("val_acc_heldout") is not None]
+    n = r.get("heldout_images")
+    if not accs or not n:
+        return "-"
+    p = statistics.median(accs)
+    return f"{100 * (p * (1 - p) / n) ** 0.5:.1f}"
 
 
 def _latency(results: dict[str, dict[str, Any]]) -> list[str]:

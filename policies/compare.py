@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from agents import AGENTS
 from agents.rescore import resolve_top
@@ -79,6 +81,10 @@ class CompareConfig:
     seed: int = 0
     finetune_seeds: int = 1
     """Fine-tune (and scratch-train) every strategy with seeds ``seed .. seed + N - 1``."""
+    finetune_images: int = 0
+    """Fine-tune on this many training images, one subset drawn with ``seed`` and shared by
+    every strategy and fine-tune seed (a short fine-tune, as NetAdapt's per-proposal one);
+    0: the whole training split. ``scratch`` always trains on the whole split."""
     rescore_top: int | None = None
     """Searched strategies: re-score this many best policies on held-out images (agents.rescore;
     ``None``: its default where the split has such images)."""
@@ -134,6 +140,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         out / f"search-{name}", context)
         for name in cfg.strategies
         if name in AGENTS and (reused is None or reused.agent.get("name") != name)}
+    ft_data = finetune_subset(data, cfg.finetune_images, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     original = measure(model, data, device, latency_batches=())
     original["test_images"] = len(data.test)  # type: ignore[arg-type]
@@ -161,7 +168,8 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
             ratios = HEURISTICS.get(name)(peer_env if name in PEER_STRATEGIES else replay_env,
                                           seed=cfg.seed)
         row, record, models[name] = _evaluate(
-            name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, data, cfg, device)
+            name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, ft_data, cfg,
+            device)
         if name in AGENTS:
             row.update(found_at_episode=policy.agent.get("found_at_episode"),
                        warmup_episodes=warmup)
@@ -182,6 +190,18 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     results["differences"] = differences(results)
     _track(results, cfg, env_cfg, out)
     return results
+
+
+def finetune_subset(data: DataSplits, images: int, seed: int) -> DataSplits:
+    """``data`` with its (augmented) training split cut to ``images`` seeded images (all of
+    them for 0); :class:`UserError` for more than the split holds."""
+    n = len(data.train)  # type: ignore[arg-type]
+    if images < 0 or images > n:
+        raise UserError(f"--finetune-images must be in [0, {n}] for this split, got {images}")
+    if not images or images == n:
+        return data
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:images]
+    return dataclasses.replace(data, train=Subset(data.train, pick.tolist()))
 
 
 def _seeds(cfg: CompareConfig) -> list[int]:

@@ -166,7 +166,9 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
         f"{cfg['criterion']}" + ("" if not set(results["strategies"]) & set(PEER_STRATEGIES) else
                                  " (tp-* rows: Torch-Pruning's default importance, group-l2)")
         + "; " + (
-            f"fine-tune: {cfg['finetune_epochs']} epoch(s), same recipe for every strategy, "
+            f"fine-tune: {cfg['finetune_epochs']} epoch(s)"
+            + (f" on {cfg['finetune_images']} training images" if cfg.get("finetune_images")
+               else "") + ", same recipe for every strategy, "
             f"seeds {cfg['seed']}..{cfg['seed'] + seeds - 1}." if cfg["finetune_epochs"]
             else "no fine-tuning (test accuracy after FT = before)."),
         "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),

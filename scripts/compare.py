@@ -25,7 +25,8 @@ def build_parser() -> cli.Parser:
     p = cli.make_parser(PROG, "Compare pruning strategies at one budget.")
     cli.add_model_source(p)
     add_env_args(p)
-    p.add_argument("--strategies", default="amc-ddpg,random,uniform,sensitivity,global",
+    p.add_argument("--strategies",
+                   default="amc-ddpg,random,uniform,sensitivity,global,tp-uniform,tp-global",
                    help=f"comma-separated; from {', '.join(strategy_names())}")
     p.add_argument("--episodes", type=int, default=300, help="episodes per searched strategy")
     p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={})
@@ -35,6 +36,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--finetune-seeds", type=int, default=1,
                    help="fine-tune every strategy with this many seeds (--seed, --seed+1, ...) "
                         "and report mean and standard deviation (default 1)")
+    p.add_argument("--finetune-images", type=int, default=0,
+                   help="fine-tune on this many training images (one seeded subset shared by "
+                        "every strategy; 0 = the whole split, the default)")
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--scratch-epochs", type=int, default=None,
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                              batch_size=args.batch_size, seed=args.seed),
         scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
-        finetune_seeds=args.finetune_seeds, rescore_top=args.rescore_top,
+        finetune_seeds=args.finetune_seeds, finetune_images=args.finetune_images,
+        rescore_top=args.rescore_top,
         rescore_images=args.rescore_images,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
@@ -83,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["config"] = {"target": args.target, "budget": args.budget,
                          "criterion": env_cfg.criterion, "seed": args.seed,
                          "finetune_epochs": args.finetune_epochs,
-                         "finetune_seeds": args.finetune_seeds, "strategies": strategies,
+                         "finetune_seeds": args.finetune_seeds,
+                         "finetune_images": args.finetune_images or len(data.train),
+                         "strategies": strategies,
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])

@@ -131,7 +131,7 @@ def test_wandb_offline_run_holds_logged_keys(tmp_path) -> None:
 
 BAD = [
     (["--agent", "dqn"], "unknown agent 'dqn'; valid names"),
-    (["--criterion", "taylor"], "unknown criterion 'taylor'; valid names: l1"),
+    (["--criterion", "obd"], "unknown criterion 'obd'; valid names: l1"),
     (["--reward", "top5"], "unknown reward 'top5'; valid names: acc"),
     (["--budget", "0.01"], "infeasible"),
     (["--budget", "-0.5"], "--budget must be a fraction in (0, 1]"),

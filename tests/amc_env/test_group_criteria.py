@@ -9,7 +9,7 @@ from torch import nn
 
 from amc_env.criteria import make_criterion
 from tests.amc_env.helpers import make_env
-from tests.amc_env.test_criteria import EXAMPLE, context
+from tests.amc_env.test_criteria import context
 
 
 class Stage(nn.Module):

@@ -161,3 +161,25 @@ def test_bad_agent_setting_is_refused_before_anything_is_written(tmp_path, monke
     code, err = _run_entry(monkeypatch, capsys, argv)
     assert code == 2 and len(err) == 1 and "no_such" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_short_finetune_uses_one_seeded_subset(tmp_path, monkeypatch, capsys) -> None:
+    from policies.compare import finetune_subset
+    from tests.amc_env.helpers import synthetic
+
+    data = synthetic()
+    a, b, c = (finetune_subset(data, 40, s) for s in (0, 0, 1))
+    assert len(a.train) == 40 and a.train.indices == b.train.indices != c.train.indices
+    assert finetune_subset(data, 0, 0) is data
+    out = tmp_path / "short"
+    assert compare.main([*BASE, "--strategies", "uniform", "--finetune-images", "40",
+                         "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["finetune_images"] == 40
+    assert "1 epoch(s) on 40 training images" in (out / "report.md").read_text()
+    code, err = _run_entry(monkeypatch, capsys, [*BASE, "--strategies", "uniform",
+                                                  "--finetune-images", "100000", "--out",
+                                                  str(tmp_path / "o"), "--wandb-mode",
+                                                  "disabled"])
+    assert code == 2 and len(err) == 1 and "--finetune-images must be in [0, " in err[0]
+    assert not (tmp_path / "o").exists()

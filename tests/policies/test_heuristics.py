@@ -88,7 +88,8 @@ def test_global_slimming_prunes_exactly_the_globally_smallest_gammas() -> None:
 
 
 def test_registry_names() -> None:
-    assert HEURISTICS.names() == ["uniform", "random", "sensitivity", "global"]
+    assert HEURISTICS.names() == ["uniform", "random", "sensitivity", "global", "tp-uniform",
+                                  "tp-global"]
 
 
 def test_sensitivity_probes_prune_one_unit_alone() -> None:
