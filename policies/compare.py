@@ -12,8 +12,8 @@ Every strategy spends the same budget: agents through the filling action wall, h
 completed through it (policies.heuristics); each row records the cost it kept and whether it is
 within one rounding step of the budget (``budget_ok``), and the report flags a row that is not.
 
-Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., and ``random``, random search
-with the same episode budget as the agents), the heuristics ``uniform``, ``sensitivity`` and
+Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., the black-box ``tpe`` and
+``cmaes``, and ``random``, random search, all with the same episode budget), the heuristics ``uniform``, ``sensitivity`` and
 ``global``, Torch-Pruning's own pruning ``tp-uniform`` and ``tp-global`` (policies.peers: its
 default importance chooses their channels whatever ``--criterion`` says, because that is what a
 Torch-Pruning user gets), and ``scratch``. Each row records the criterion that chose its channels.
@@ -76,6 +76,9 @@ class CompareConfig:
     strategies: list[str]
     episodes: int = 300
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Agent settings: ``{agent name: settings}`` for each agent (e.g. ``{amc-ddpg:
+    {warmup_episodes: 50}, tpe: {n_startup_trials: 20}}``), or one flat mapping for every
+    searched strategy but ``random`` (see :func:`settings_for`)."""
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     scratch_epochs: int = 10
     seed: int = 0
@@ -96,6 +99,17 @@ class CompareConfig:
     group: str = "compare"
     latency_time_s: float = 0.5
     progress: bool = True
+
+
+def settings_for(agent_kwargs: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The settings ``agent`` gets: its own entry when every key of ``agent_kwargs`` names an
+    agent, else the flat mapping (which ``random``, taking none, never gets)."""
+    if agent_kwargs and all(k in AGENTS for k in agent_kwargs):
+        value = agent_kwargs.get(agent, {})
+        if not isinstance(value, dict):
+            raise UserError(f"--agent-kwargs for {agent!r} must be a mapping, got {value!r}")
+        return value
+    return {} if agent == "random" else agent_kwargs
 
 
 def reusable_search(search_dir: Path, agent: str, env: ChannelPruningEnv) -> Policy:
@@ -134,7 +148,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     # Every agent is built (its settings checked) before anything is written.
     searches = {name: Search(env, SearchConfig(
         agent=name, episodes=cfg.episodes, seed=cfg.seed,
-        agent_kwargs=cfg.agent_kwargs if name != "random" else {}, wandb_mode=cfg.wandb_mode,
+        agent_kwargs=settings_for(cfg.agent_kwargs, name), wandb_mode=cfg.wandb_mode,
         wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
         rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images),
         out / f"search-{name}", context)

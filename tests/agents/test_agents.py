@@ -89,7 +89,8 @@ def test_moving_average_baseline_is_subtracted() -> None:
 
 @pytest.mark.parametrize("name", AGENTS.names())
 def test_every_agent_learns_and_resumes_exactly(name: str) -> None:
-    kw = {"random": {}, "ppo": {"episodes_per_rollout": 1}}.get(
+    kw = {"random": {}, "ppo": {"episodes_per_rollout": 1}, "tpe": {"n_startup_trials": 1},
+          "cmaes": {}}.get(
         name, {"warmup_episodes": 1, "batch_size": 4})
     agent = make_agent(name, SPEC, 3, kw)
     play(agent, 2)

@@ -105,7 +105,8 @@ def test_kill_and_resume_gives_the_same_episodes(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("agent", AGENTS.names())
 def test_each_agent_runs_two_episodes(tmp_path, agent: str) -> None:
-    kw = {"random": "{}", "ppo": "{episodes_per_rollout: 1}"}.get(
+    kw = {"random": "{}", "ppo": "{episodes_per_rollout: 1}", "tpe": "{n_startup_trials: 1}",
+          "cmaes": "{}"}.get(
         agent, "{warmup_episodes: 1, batch_size: 2}")
     out = tmp_path / agent
     assert search.main([*BASE, "--agent", agent, "--agent-kwargs", kw, "--episodes", "2",

@@ -183,3 +183,23 @@ def test_short_finetune_uses_one_seeded_subset(tmp_path, monkeypatch, capsys) ->
                                                   "disabled"])
     assert code == 2 and len(err) == 1 and "--finetune-images must be in [0, " in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_black_box_strategies_with_per_agent_settings(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "bb"
+    argv = [a for a in BASE if a not in ("--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}")]
+    per_agent = "{amc-ddpg: {warmup_episodes: 2, batch_size: 4}, tpe: {n_startup_trials: 2}}"
+    assert compare.main([*argv, "--agent-kwargs", per_agent, "--finetune-epochs", "0",
+                         "--strategies", "amc-ddpg,tpe,cmaes,uniform", "--out", str(out),
+                         "--wandb-mode", "disabled"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results["strategies"]
+    assert rows["amc-ddpg"]["warmup_episodes"] == 2 and rows["tpe"]["warmup_episodes"] == 2
+    assert rows["cmaes"]["warmup_episodes"] == 1
+    assert set(results["curves"]) == {"amc-ddpg", "tpe", "cmaes"}
+    assert all(r["budget_ok"] for r in rows.values())
+    # A flat DDPG setting handed to TPE is refused before anything is written.
+    code, err = _run_entry(monkeypatch, capsys, [*BASE, "--strategies", "amc-ddpg,tpe",
+                                                  "--out", str(tmp_path / "o")])
+    assert code == 2 and len(err) == 1 and "agent 'tpe' rejects settings" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,76 @@
+"""Optuna's TPE and CMA-ES as search strategies: the same space, wall, budget and artifacts as the
+RL agents, a model that is actually used, and a resume after a crash that ends where an
+uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents import search as search_module
+from agents.base import make_agent
+from amc_env.errors import UserError
+from policies.artifact import Policy
+from scripts import search
+from tests.agents.test_agents import SPEC
+from tests.agents.test_search import BASE, rows
+
+
+@pytest.mark.parametrize(("agent", "kwargs"), [("tpe", "{n_startup_trials: 2}"),
+                                               ("cmaes", "{popsize: 4}")])
+def test_crash_and_resume_gives_the_same_episodes_and_artifacts(tmp_path, monkeypatch,
+                                                                 agent: str, kwargs: str) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    argv = [*BASE, "--agent", agent, "--agent-kwargs", kwargs, "--episodes", "7"]
+    assert search.main([*argv, "--out", str(full)]) == 0
+    for name in ("policy.json", "episodes.jsonl", "checkpoint/state.pt"):
+        assert (full / name).is_file()
+    policy = Policy.load(full / "policy.json")
+    assert policy.agent["name"] == agent and policy.metrics["macs_ratio"] <= 0.5 + 1e-9
+    real = search_module.Search._episode
+
+    def crash_at_episode_5(self, episode):
+        if episode == 5:
+            raise KeyboardInterrupt  # killed mid-episode
+        return real(self, episode)
+
+    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_5)
+    with pytest.raises(KeyboardInterrupt):
+        search.main([*argv, "--out", str(cut)])
+    assert len(rows(cut)) == 5
+    monkeypatch.setattr(search_module.Search, "_episode", real)
+    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
+    assert rows(cut) == rows(full)
+    assert json.loads((cut / "policy.json").read_text()) == \
+        json.loads((full / "policy.json").read_text())
+    # Different requests every episode (a sampler, not a constant), inside the action bounds.
+    actions = [tuple(r["actions"]) for r in rows(full)]
+    assert len(set(actions)) == len(actions)
+
+
+def play(agent, rewards) -> list[list[float]]:
+    asked = []
+    for ep, reward_of in enumerate(rewards):
+        ratios = [agent.act(np.zeros(12, np.float32), ep) for _ in range(SPEC.steps_per_episode)]
+        asked.append(ratios)
+        agent.end_episode(ep, reward_of(ratios))
+    return asked
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
+def test_sampler_moves_towards_higher_reward(name: str) -> None:
+    """With a reward that grows with the first unit's ratio, the late trials ask for more of it
+    than the early (random) ones: the sampler's model is in use."""
+    agent = make_agent(name, SPEC, 0, {"n_startup_trials": 5} if name == "tpe" else
+                       {"popsize": 6})
+    asked = play(agent, [lambda r: r[0]] * 60)
+    early = np.mean([a[0] for a in asked[:10]])
+    late = np.mean([a[0] for a in asked[-10:]])
+    assert late > early + 0.15, (early, late)
+
+
+def test_bad_sampler_setting_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="agent 'tpe' rejects settings"):
+        make_agent("tpe", SPEC, 0, {"warmup_episodes": 3})
