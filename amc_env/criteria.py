@@ -88,6 +88,8 @@ class Criterion(ABC):
     needs_data: ClassVar[bool] = False
     uses_consumers: ClassVar[bool] = False
     """Whether ``select`` reads consumer calibration rows (ThiNet, LASSO)."""
+    deterministic: ClassVar[bool] = True
+    """Whether the same channel counts always give the same channels (not ``random``)."""
 
     def __init__(self, reconstruct: bool = False) -> None:
         self.reconstruct = reconstruct
@@ -313,7 +315,7 @@ class Snip(Criterion):
 class RandomCriterion(Criterion):
     """Uniformly random channels (seeded by the environment)."""
 
-    name = "random"
+    name, deterministic = "random", False
 
     def scores(self, ctx: UnitContext) -> Tensor:
         return torch.rand(ctx.unit.channels, generator=ctx.rng, dtype=torch.float64)

@@ -81,6 +81,10 @@ class EnvConfig:
     """Seconds each CPU latency measurement runs for at least."""
     data_seed: int = 0
     """Seeds which training images form the recalibration batches."""
+    cache: bool = True
+    """Serve a repeated policy's accuracy, MACs and params from a cache keyed by the kept
+    channel counts instead of recalibrating and evaluating again (where that is exact: a
+    deterministic criterion without reconstruction; see ``ChannelPruningEnv.cacheable``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings carried into ``info`` (e.g. run names)."""
 
@@ -181,6 +185,8 @@ class ChannelPruningEnv(gym.Env):
                                            np.float32)
         self._rng = torch.Generator().manual_seed(0)
         self._surgeon: Surgeon | None = None
+        self._cache: dict[tuple[int, ...], dict[str, Any]] = {}
+        self._stale_bn = False
         self._chosen: list[int] = []
         self._actions: list[float] = []
         self._timings: dict[str, float] = {}
@@ -244,6 +250,7 @@ class ChannelPruningEnv(gym.Env):
             self.action_space.seed(seed)
         t0 = time.perf_counter()
         self._surgeon = Surgeon(self.model, self.example)
+        self._stale_bn = False
         self._chosen, self._actions = [], []
         self._timings = {"surgery": time.perf_counter() - t0, "criterion": 0.0,
                          "recalibration": 0.0, "evaluation": 0.0}
@@ -326,6 +333,7 @@ class ChannelPruningEnv(gym.Env):
         other.criterion = crit
         other._rng = torch.Generator().manual_seed(0)
         other._surgeon, other._chosen, other._actions, other._timings = None, [], [], {}
+        other._cache, other._stale_bn = {}, False  # episodes scored with another criterion
         return other
 
     # ----------------------------------------------------------------------------- internals
@@ -356,10 +364,23 @@ class ChannelPruningEnv(gym.Env):
         dyn = np.clip([reduced, rest, prev], 0.0, 1.0)
         return np.concatenate([self._static[t], dyn]).astype(np.float32)
 
-    def _finish(self) -> dict[str, Any]:
-        s = self._surgeon
-        assert s is not None
-        model = s.model
+    @property
+    def cacheable(self) -> bool:
+        """Whether an episode's outcome is a function of its kept channel counts alone, so the
+        cache is exact: the criterion is deterministic and nothing is refitted (the consumer
+        sampling of ThiNet, LASSO and ``+reconstruct`` draws from a generator shared across
+        episodes)."""
+        c = self.criterion
+        return self.cfg.cache and c.deterministic and not c.reconstruct and not c.uses_consumers
+
+    def _measure_final(self, model: nn.Module) -> dict[str, Any]:
+        """Accuracy, MACs and params of the finished episode's model (recalibrated first), or
+        the cached figures of the same counts, in which case recalibration waits for
+        :meth:`pruned_model`."""
+        key = tuple(self._chosen)
+        if self.cacheable and key in self._cache:
+            self._stale_bn = self.cfg.recalibrate
+            return {**self._cache[key], "cached": True}
         t0 = time.perf_counter()
         if self.cfg.recalibrate:
             recalibrate_bn(model, self.calib_batches)
@@ -369,10 +390,18 @@ class ChannelPruningEnv(gym.Env):
         self._timings["recalibration"] += t1 - t0
         self._timings["evaluation"] += t2 - t1
         shape = self.data_spec.input_shape
+        out = {"accuracy": acc, "macs": count_macs(model, shape), "params": count_params(model)}
+        if self.cacheable:
+            self._cache[key] = out
+        return {**out, "cached": False}
+
+    def _finish(self) -> dict[str, Any]:
+        s = self._surgeon
+        assert s is not None
+        model = s.model
+        shape = self.data_spec.input_shape
         info: dict[str, Any] = {
-            "accuracy": acc,
-            "macs": count_macs(model, shape),
-            "params": count_params(model),
+            **self._measure_final(model),
             "predicted_macs": self.cost.macs(self._chosen),
             "predicted_params": self.cost.params(self._chosen),
             "original_macs": self.cost.original["flops"],
@@ -398,7 +427,11 @@ class ChannelPruningEnv(gym.Env):
         return info
 
     def pruned_model(self) -> nn.Module:
-        """The current episode's (partially) pruned model."""
+        """The current episode's (partially) pruned model (BN recalibrated as the episode's
+        score assumed, also when the score came from the cache)."""
         if self._surgeon is None:
             raise RuntimeError("call reset() first")
+        if self._stale_bn:
+            recalibrate_bn(self._surgeon.model, self.calib_batches)
+            self._stale_bn = False
         return self._surgeon.model

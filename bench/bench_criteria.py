@@ -60,7 +60,7 @@ def main() -> None:
     data = load_checkpoint_data(ckpt, download=False)
     base = EnvConfig(budget=args.budget, round_to=args.round_to, val_size=args.val_size,
                      calib_images=args.calib_images, calib_points=args.calib_points,
-                     fill_budget=False)
+                     fill_budget=False, cache=False)  # time real episodes
     # The counts come first, from an env whose criterion is Torch-Pruning's importance (what
     # tp-global plays with); uniform's counts do not depend on the criterion.
     counts_env = ChannelPruningEnv(model, data, base, criterion=PEER_CRITERION)

@@ -50,7 +50,8 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
     data = load_checkpoint_data(ckpt, download=False)
-    cfg = EnvConfig(budget=args.budget, criterion=args.criterion, val_size=args.val_size)
+    cfg = EnvConfig(budget=args.budget, criterion=args.criterion, val_size=args.val_size,
+                    cache=False)  # the cost of every episode, not of a lookup
     env = ChannelPruningEnv(model, data, cfg)
     rng = np.random.default_rng(0)
     actions = [rng.uniform(cfg.lbound, 1.0, env.n_units).tolist() for _ in range(args.episodes)]

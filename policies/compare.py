@@ -13,10 +13,11 @@ completed through it (policies.heuristics); each row records the cost it kept an
 within one rounding step of the budget (``budget_ok``), and the report flags a row that is not.
 
 Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., the black-box ``tpe`` and
-``cmaes``, and ``random``, random search, all with the same episode budget), the heuristics ``uniform``, ``sensitivity`` and
-``global``, Torch-Pruning's own pruning ``tp-uniform`` and ``tp-global`` (policies.peers: its
-default importance chooses their channels whatever ``--criterion`` says, because that is what a
-Torch-Pruning user gets), and ``scratch``. Each row records the criterion that chose its channels.
+``cmaes``, and ``random``, random search, all with the same episode budget), the heuristics
+``uniform``, ``sensitivity`` and ``global``, Torch-Pruning's own pruning ``tp-uniform`` and
+``tp-global`` (policies.peers: its default importance chooses their channels whatever
+``--criterion`` says, because that is what a Torch-Pruning user gets), and ``scratch``. Each row
+records the criterion that chose its channels.
 """
 
 from __future__ import annotations

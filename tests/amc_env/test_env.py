@@ -174,3 +174,30 @@ def test_reward_only_at_last_step(reward: str) -> None:
     rewards = [env.step([0.6])[1] for _ in range(env.n_units)]
     assert rewards[:-1] == [0.0] * (env.n_units - 1)
     assert rewards[-1] != 0.0
+
+
+def test_a_cached_episode_returns_exactly_what_a_fresh_one_would() -> None:
+    from tests.amc_env.helpers import make_env, run_episode
+
+    cached = make_env("resnet20", budget=0.5)
+    fresh = make_env("resnet20", budget=0.5, cache=False)
+    assert cached.cacheable and not fresh.cacheable
+    policy = [0.9, 0.5, 0.3, 0.7, 0.5, 0.5, 0.6, 0.4, 0.5, 0.5, 0.5, 0.5]
+    first = run_episode(cached, policy)
+    other = run_episode(cached, [0.5] * cached.n_units)  # evaluates (and recalibrates) another
+    again = run_episode(cached, policy, seed=5)
+    ref = run_episode(fresh, policy, seed=5)
+    assert not first["cached"] and not other["cached"] and again["cached"]
+    assert again["timings"]["evaluation"] == 0 and again["timings"]["recalibration"] == 0
+    for key in ("accuracy", "reward", "macs", "params", "kept_channels", "pruning"):
+        assert again[key] == ref[key] == first[key], key
+    # The model handed out after a cache hit is recalibrated like a freshly scored one.
+    x = torch.randn(4, 3, 16, 16)
+    a, b = cached.pruned_model().eval(), fresh.pruned_model().eval()
+    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers(), strict=True):
+        assert torch.equal(ba, bb), name
+    assert torch.equal(a(x), b(x))
+    # Criteria whose channels depend on more than the counts are never served from the cache.
+    assert not make_env("resnet20", criterion="random").cacheable
+    assert not make_env("resnet20", criterion="l1+reconstruct").cacheable
+    assert cached.with_criterion("group-l2")._cache == {}
