@@ -360,7 +360,10 @@ class ChannelPruningEnv(gym.Env):
         now, least = self.cost.batch(self._measure, rows)
         reduced = (self._orig_measure - now) / self._orig_measure
         rest = (now - least) / self._orig_measure
-        prev = self._actions[t - 1] if t > 0 and len(self._actions) >= t else 1.0
+        # The previous unit's keep ratio as applied after the wall, as in AMC's code and as the
+        # replay buffer stores it (the request would tell the agent something that did not happen).
+        prev = self._chosen[t - 1] / self.units[t - 1].channels if 0 < t <= len(self._chosen) \
+            else 1.0
         dyn = np.clip([reduced, rest, prev], 0.0, 1.0)
         return np.concatenate([self._static[t], dyn]).astype(np.float32)
 

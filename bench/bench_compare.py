@@ -23,7 +23,7 @@ from amc_env.checkpoint import load_checkpoint
 from bench.common import write_result
 from scripts import compare
 
-KEEP = ("val_acc_before_finetune", "val_acc_heldout", "heldout_images",
+KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_images",
         "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",
         "macs", "params", "macs_kept", "cost_kept", "budget_ok", "latency", "diverged",
         "found_at_episode", "warmup_episodes")
@@ -36,7 +36,8 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--target", default="flops")
     p.add_argument("--budget", type=float, default=0.5)
-    p.add_argument("--strategies", default="amc-ddpg,random,uniform,sensitivity,global")
+    p.add_argument("--strategies",
+                   default="amc-ddpg,random,tpe,uniform,sensitivity,global,tp-uniform,tp-global")
     p.add_argument("--episodes", type=int, default=150)
     p.add_argument("--finetune-seeds", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=1)

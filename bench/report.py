@@ -381,11 +381,13 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
     out = [f"Every strategy completed through the same wall (budget kept: the target's cost, "
            "flagged if more than one rounding step under); the checkpoint's own validation split; "
            f"searched winners re-scored on held-out validation images; {c['finetune_epochs']} "
-           f"fine-tune epoch(s) with {c.get('finetune_seeds', 1)} seed(s) (mean ± std). "
+           f"fine-tune epoch(s) on {c.get('finetune_images') or 'all'} training images with "
+           f"{c.get('finetune_seeds', 1)} seed(s) (mean ± std). "
            f"Unpruned test accuracy {_pct(r['base_test_acc'])}.", "",
-           "| strategy | val acc (search images) | val acc (held-out) | test acc before FT "
-           "| test acc after FT | per seed | MACs kept | budget kept | CPU speed-up b1 / b64 |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| strategy | criterion | val acc (search images) | val acc (held-out) "
+           "| test acc before FT | test acc after FT | per seed | MACs kept | budget kept "
+           "| CPU speed-up b1 / b64 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     ob1, ob64 = (o["latency"][b]["median_ms"] for b in ("b1", "b64"))
     for name, x in r["strategies"].items():
         after = "-" if x["test_acc"] is None else f"{100 * x['test_acc']:.2f}%" + (
@@ -393,7 +395,8 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
         per = ", ".join("div" if a is None else f"{100 * a:.2f}" for a in x["test_acc_seeds"])
         ok = "" if x["budget_ok"] else " **under**"
         lat = x["latency"]
-        out.append(f"| {name} | {_pct(x['val_acc_before_finetune'])} "
+        out.append(f"| {name} | {x.get('criterion') or '-'} "
+                   f"| {_pct(x['val_acc_before_finetune'])} "
                    f"| {_pct(x['val_acc_heldout'])} | {_pct(x['test_acc_before_finetune'])} "
                    f"| {after} | {per} | {x['macs_kept']:.3f} | {x['cost_kept']:.3f}{ok} "
                    f"| {ob1 / lat['b1']['median_ms']:.2f}x / "

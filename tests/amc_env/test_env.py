@@ -201,3 +201,16 @@ def test_a_cached_episode_returns_exactly_what_a_fresh_one_would() -> None:
     assert not make_env("resnet20", criterion="random").cacheable
     assert not make_env("resnet20", criterion="l1+reconstruct").cacheable
     assert cached.with_criterion("group-l2")._cache == {}
+
+
+def test_state_carries_the_applied_previous_ratio_not_the_request() -> None:
+    from tests.amc_env.helpers import make_env
+
+    env = make_env("resnet20", budget=0.3, recalibrate=False)
+    env.reset(seed=0)
+    applied = []
+    for _ in range(env.n_units - 1):
+        obs, _, _, _, info = env.step([1.0])  # the wall cuts full requests down at 30% MACs
+        applied.append(info["applied"])
+        assert obs[-1] == pytest.approx(info["applied"])
+    assert min(applied) < 1.0
