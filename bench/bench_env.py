@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--val-size", type=int, default=EnvConfig.val_size)
-    p.add_argument("--criterion", default="l1")
+    p.add_argument("--criterion", default=EnvConfig.criterion)
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

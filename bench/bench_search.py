@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=300)
     p.add_argument("--budget", type=float, default=0.5)
-    p.add_argument("--criterion", default="l1")
+    p.add_argument("--criterion", default=EnvConfig.criterion)
     p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--eval-size", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)

@@ -161,7 +161,31 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
                     if c in cells else "-" for c in sets]
             out.append(f"| {crit} | " + " | ".join(accs)
                        + f" | {first['episode_s']:.2f} | {first['criterion_s']:.2f} |")
+        out += ["", *_criteria_findings(by, sets)]
         out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _criteria_findings(by: dict[str, dict[str, Any]], sets: list[str]) -> list[str]:
+    """Per count set: the best criterion on held-out images with and without a refit, and any
+    criterion that does not beat ``random``."""
+    refits = ("+reconstruct", "thinet", "lasso")
+    out = []
+    for c in sets:
+        acc = {k: v[c]["val_acc_heldout"] for k, v in by.items()
+               if c in v and v[c].get("val_acc_heldout") is not None}
+        if not acc:
+            continue
+        plain = {k: a for k, a in acc.items() if not any(f in k for f in refits)}
+        refit = {k: a for k, a in acc.items() if any(f in k for f in refits)}
+        parts = [f"best without a refit **{k}** ({_pct(a)})" for k, a in
+                 [max(plain.items(), key=lambda kv: kv[1])] if plain]
+        parts += [f"best with one **{k}** ({_pct(a)})" for k, a in
+                  [max(refit.items(), key=lambda kv: kv[1])] if refit]
+        if "random" in acc:
+            below = [k for k, a in plain.items() if k != "random" and a <= acc["random"]]
+            parts.append("at or below `random`: " + (", ".join(below) if below else "none"))
+        out.append(f"- {c} counts (held-out): " + "; ".join(parts) + ".")
     return out
 
 

@@ -26,7 +26,7 @@ def build_parser() -> cli.Parser:
     cli.add_model_source(p)
     add_env_args(p)
     p.add_argument("--strategies",
-                   default="amc-ddpg,random,uniform,sensitivity,global,tp-uniform,tp-global",
+                   default="amc-ddpg,random,sensitivity,tp-uniform,tp-global",
                    help=f"comma-separated; from {', '.join(strategy_names())}")
     p.add_argument("--episodes", type=int, default=300, help="episodes per searched strategy")
     p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={})

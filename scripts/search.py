@@ -32,7 +32,8 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=d.target, help=f"{', '.join(TARGETS)} (default flops)")
     p.add_argument("--budget", type=float, default=d.budget,
                    help="fraction of the original target cost to keep (default 0.5)")
-    p.add_argument("--criterion", default="l1", help=f"{', '.join(CRITERIA.names())}")
+    p.add_argument("--criterion", default=d.criterion,
+                   help=f"{', '.join(CRITERIA.names())} (default {d.criterion})")
     p.add_argument("--reconstruct", action="store_true",
                    help="refit each cut unit's consumer layers by least squares (AMC's step; "
                         "thinet and lasso always do)")

@@ -10,8 +10,9 @@ import pytest
 from agents.tracking import offline_runs, read_offline_run
 from scripts import compare, search
 
-BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--recalib-batches",
-        "1", "--recalib-batch-size", "16", "--no-progress", "--latency-time", "0.01",
+BASE = ["--model", "cnn", "--dataset", "synthetic", "--criterion", "l1", "--eval-size", "32",
+        "--recalib-batches", "1", "--recalib-batch-size", "16", "--no-progress", "--latency-time",
+        "0.01",
         "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}", "--episodes", "3",
         "--finetune-epochs", "1", "--scratch-epochs", "1"]
 ALL = "amc-ddpg,random,uniform,sensitivity,global,tp-uniform,tp-global,scratch"
