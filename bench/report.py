@@ -166,6 +166,15 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _same_policies(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Groups of two or more strategies that chose the same keep ratios."""
+    groups: dict[str, list[str]] = {}
+    for name, x in rows.items():
+        if x.get("keep_ratios"):
+            groups.setdefault(json.dumps(x["keep_ratios"], sort_keys=True), []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _criteria_findings(by: dict[str, dict[str, Any]], sets: list[str]) -> list[str]:
     """Per count set: the best criterion on held-out images with and without a refit, and any
     criterion that does not beat ``random``."""
@@ -425,6 +434,10 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
                    f"| {after} | {per} | {x['macs_kept']:.3f} | {x['cost_kept']:.3f}{ok} "
                    f"| {ob1 / lat['b1']['median_ms']:.2f}x / "
                    f"{ob64 / lat['b64']['median_ms']:.2f}x |")
+    same = _same_policies(r["strategies"])
+    if same:
+        out += ["", "Identical policies (so identical rows up to fine-tune noise): "
+                + "; ".join(" = ".join(g) for g in same) + "."]
     n, acc = o.get("test_images"), o["test_acc"]
     test_se = "" if not n else (
         f" The test split itself has {n} images: one accuracy near {100 * acc:.0f}% carries a "
