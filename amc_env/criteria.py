@@ -81,6 +81,30 @@ def _is_out(graph: tp.DependencyGraph, item: tp._helpers.GroupItem) -> bool:
     return graph.is_out_channel_pruning_fn(item.dep.handler)
 
 
+def _grad_weight_products(ctx: UnitContext, name: str,
+                          batches: list[tuple[Tensor, Tensor]]) -> dict[int, list[Tensor]]:
+    """``dL/dw * w`` of every parameter of the *original* model, one tensor per batch, by
+    parameter id: cross-entropy backward in eval mode (BatchNorm statistics unchanged); the model's
+    mode is restored and its gradients cleared afterwards."""
+    if not batches:
+        raise UserError(f"criterion {name!r} needs calibration data")
+    model = ctx.original
+    was = model.training
+    model.eval()
+    per: dict[int, list[Tensor]] = {}
+    try:
+        for x, y in batches:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            for p in model.parameters():
+                if p.grad is not None:
+                    per.setdefault(id(p), []).append((p.grad * p).detach())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+    return per
+
+
 class Criterion(ABC):
     """Chooses the channels a unit keeps."""
 
@@ -201,23 +225,8 @@ class Taylor(Criterion):
     def _products(self, ctx: UnitContext) -> dict[int, Tensor]:
         """``g * w`` per batch (``[batches, *param.shape]``) by parameter id."""
         if self._gw is None:
-            if not ctx.calibration:
-                raise UserError("criterion 'taylor' needs calibration data")
-            model = ctx.original
-            was = model.training
-            model.eval()
-            per: dict[int, list[Tensor]] = {}
-            try:
-                for x, y in ctx.calibration:
-                    model.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(x), y).backward()
-                    for p in model.parameters():
-                        if p.grad is not None:
-                            per.setdefault(id(p), []).append((p.grad * p).detach().double().cpu())
-            finally:
-                model.zero_grad(set_to_none=True)
-                model.train(was)
-            self._gw = {k: torch.stack(v) for k, v in per.items()}
+            per = _grad_weight_products(ctx, "taylor", ctx.calibration)
+            self._gw = {k: torch.stack([t.double().cpu() for t in v]) for k, v in per.items()}
         return self._gw
 
     def scores(self, ctx: UnitContext) -> Tensor:
@@ -278,18 +287,8 @@ class Snip(Criterion):
 
     def _sensitivities(self, ctx: UnitContext) -> dict[int, Tensor]:
         if self._sens is None:
-            if not ctx.calibration:
-                raise UserError("criterion 'snip' needs calibration data")
-            model = ctx.original
-            x, y = ctx.calibration[0]
-            was = model.training
-            model.eval()
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            model.train(was)
-            self._sens = {id(p): (p.grad * p).detach().abs() for p in model.parameters()
-                          if p.grad is not None}
-            model.zero_grad(set_to_none=True)
+            per = _grad_weight_products(ctx, "snip", ctx.calibration[:1])
+            self._sens = {k: v[0].abs() for k, v in per.items()}
         return self._sens
 
     def scores(self, ctx: UnitContext) -> Tensor:
