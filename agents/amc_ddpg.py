@@ -9,7 +9,11 @@ SB3's TD3 with one critic, no target-policy smoothing and ``policy_delay=1`` *is
 - tau 0.01, gamma 1 (the episode is short and the reward comes at its end), batch 64;
 - a replay buffer sized in episodes;
 - warm-up episodes of uniform random actions, then truncated-normal exploration around the
-  actor's output, sigma 0.5 decayed x0.95 per episode (:mod:`agents.noise`);
+  actor's output, sigma 0.5 decayed per episode (:mod:`agents.noise`). AMC decays x0.95, sized
+  to its 400-800-episode searches: after a 100-episode warm-up sigma is below 0.003 from episode
+  ~220 on, so the last third of a 300-episode search replays one policy. Here the decay is sized
+  to the search instead (``sigma_final`` at the last episode; ``{sigma_decay: 0.95}`` restores
+  AMC's);
 - the episode's final reward given to every transition of the episode;
 - a moving-average reward baseline subtracted from the rewards in the critic target
   (:class:`BaselineReplayBuffer`).
@@ -55,8 +59,11 @@ class AMCDDPGConfig:
     """Episodes of uniformly random keep ratios before learning starts."""
     sigma0: float = 0.5
     """Initial standard deviation of the truncated-normal exploration (keep-ratio units)."""
-    sigma_decay: float = 0.95
-    """Sigma multiplier per episode after the warm-up."""
+    sigma_decay: float | None = None
+    """Sigma multiplier per episode after the warm-up (None: the one that reaches
+    ``sigma_final`` at the search's last episode; AMC: 0.95)."""
+    sigma_final: float = 0.05
+    """Exploration sigma of the last episode when ``sigma_decay`` is None."""
     moving_alpha: float = 0.5
     """Update rate of the moving-average reward baseline."""
     updates_per_episode: int | None = None
@@ -119,12 +126,23 @@ def amc_config(overrides: dict[str, Any]) -> AMCDDPGConfig:
     return cfg
 
 
+def sigma_decay(cfg: AMCDDPGConfig, episodes: int) -> float:
+    """The per-episode sigma multiplier: ``cfg.sigma_decay``, or the one that takes sigma from
+    ``sigma0`` to ``sigma_final`` over the episodes after the warm-up."""
+    if cfg.sigma_decay is not None:
+        return cfg.sigma_decay
+    if not 0 < cfg.sigma_final <= cfg.sigma0:
+        raise UserError(f"sigma_final must be in (0, sigma0={cfg.sigma0}], got {cfg.sigma_final}")
+    return (cfg.sigma_final / cfg.sigma0) ** (1 / max(1, episodes - cfg.warmup_episodes - 1))
+
+
 @AGENTS.register("amc-ddpg")
 def make_amc_ddpg(spec: AgentSpec, seed: int, overrides: dict[str, Any]) -> Agent:
     """AMC's DDPG agent (see the module docstring)."""
     cfg = amc_config(overrides)
     torch.manual_seed(seed)
     algo = AMCDDPG(SpacesEnv(spec), cfg, cfg.buffer_episodes * spec.steps_per_episode, seed)
-    noise = TruncatedNormalNoise(cfg.sigma0, cfg.sigma_decay, spec.low, spec.high, seed + 1)
+    noise = TruncatedNormalNoise(cfg.sigma0, sigma_decay(cfg, spec.episodes), spec.low, spec.high,
+                                 seed + 1)
     return OffPolicyAgent("amc-ddpg", algo, spec, seed, overrides, cfg.warmup_episodes, noise,
                           broadcast_reward=True, updates_per_episode=cfg.updates_per_episode)

@@ -41,9 +41,21 @@ class AgentSpec:
 
 
 class Agent(ABC):
-    """Chooses keep ratios, learns from finished episodes."""
+    """Chooses keep ratios, learns from finished episodes.
+
+    ``seeds`` (set by :meth:`seed_with`): keep-ratio lists, one per unit, that the search plays
+    as its first episodes instead of the agent's own choices (e.g. heuristics' policies); the
+    agent still sees their transitions and rewards, so it learns from them.
+    """
 
     name: str = "agent"
+    seeds: tuple[tuple[float, ...], ...] = ()
+
+    def seed_with(self, policies: list[list[float]]) -> None:
+        """Play ``policies`` (one keep ratio per unit, in unit order) as the first episodes.
+        Called before the first episode and again, with the same policies, before a resume."""
+        lo, hi = self.spec.low, self.spec.high  # type: ignore[attr-defined]
+        self.seeds = tuple(tuple(min(hi, max(lo, float(r))) for r in p) for p in policies)
 
     @abstractmethod
     def act(self, obs: np.ndarray, episode: int) -> float:

@@ -64,6 +64,16 @@ class OptunaAgent(Agent):
                 sampler = optuna.samplers.CmaEsSampler(seed=self.seed, **self.settings)
         return optuna.create_study(direction="maximize", sampler=sampler)
 
+    def seed_with(self, policies: list[list[float]]) -> None:
+        """Enqueue ``policies`` as the study's first trials: the sampler proposes them, is told
+        their rewards and builds its model on them like on its own trials."""
+        super().seed_with(policies)
+        self._enqueue()
+
+    def _enqueue(self) -> None:
+        for seed in self.seeds:
+            self.study.enqueue_trial({self._key(t): r for t, r in enumerate(seed)})
+
     def _ask(self) -> optuna.Trial:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -90,6 +100,7 @@ class OptunaAgent(Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seed = int(state["seed"])
         self.study, self.history, self._trial = self._new_study(), [], None
+        self._enqueue()
         for params, reward in json.loads(state["history"]):
             trial = self._ask()
             proposed = [float(trial.params[self._key(t)]) for t in range(len(self.dists))]

@@ -40,6 +40,7 @@ from amc_env import atomic
 from amc_env.env import ChannelPruningEnv
 from amc_env.errors import UserError
 from policies.artifact import Policy, fingerprint
+from policies.heuristics import heuristic_policy
 
 STATE_FILE = Path("checkpoint") / "state.pt"
 
@@ -71,6 +72,10 @@ class SearchConfig:
     images and declare the best of those (0: the best episode as scored during the search)."""
     rescore_images: int | None = None
     """Held-out images for re-scoring (default: every validation image the episodes never saw)."""
+    seed_policies: tuple[str, ...] = ()
+    """Heuristics (policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose policies
+    are the search's first episodes (:meth:`agents.base.Agent.seed_with`); they count against
+    the episode budget."""
 
 
 @dataclass
@@ -94,7 +99,7 @@ def meets_budget(info: dict[str, Any]) -> bool:
     return info[key] <= info["budget"] * info[orig] + 1e-9
 
 
-def episode_row(episode: int, info: dict[str, Any], stats: dict[str, float],
+def episode_row(episode: int, info: dict[str, Any], stats: dict[str, Any],
                 seconds: float) -> dict[str, Any]:
     """The ``episodes.jsonl`` line for one finished episode (plain JSON types)."""
     row = {
@@ -138,6 +143,12 @@ class Search:
         self.context = policy_context
         spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes)
         self.agent: Agent = make_agent(cfg.agent, spec, cfg.seed, cfg.agent_kwargs)
+        if len(cfg.seed_policies) > cfg.episodes:
+            raise UserError(f"{len(cfg.seed_policies)} seed policies do not fit in "
+                            f"{cfg.episodes} episodes")
+        if cfg.seed_policies:
+            self.agent.seed_with([[pol[u.name] for u in env.units] for pol in
+                                  (heuristic_policy(n, env) for n in cfg.seed_policies)])
         if cfg.rescore_top > 0 and env.heldout_size < 1:
             raise UserError("--rescore-top needs validation images beyond --eval-size; lower "
                             "--eval-size or pass --rescore-top 0")
@@ -169,7 +180,8 @@ class Search:
             criterion=c.get("criterion", env.criterion.spec), round_to=env.cfg.round_to,
             lbound=env.cfg.lbound, keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
             agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
-                   "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs},
+                   "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs,
+                   "seed_policies": list(self.cfg.seed_policies)},
             actor=actor, channels={u.name: u.channels for u in env.units},
         )
 
@@ -277,18 +289,26 @@ class Search:
         atomic.write_json(self.out / "rescore.json", records)
         return records
 
-    def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, float]]:
+    def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, Any]]:
         env, agent = self.env, self.agent
         obs, _ = env.reset(seed=self.episode_seed(episode))
         done, info = False, {}
+        seeded = agent.seeds[episode] if episode < len(agent.seeds) else None
+        t = 0
         while not done:
             action = agent.act(obs, episode)
+            if seeded is not None:  # the agent still acts, so its generators stay in step
+                action = seeded[t]
+            t += 1
             next_obs, reward, done, _, info = env.step(np.array([action], dtype=np.float32))
             if done and not math.isfinite(reward):
                 reward = self._stand_in_reward(episode, info)
             agent.observe(obs, info["applied"], reward, next_obs, done)
             obs = next_obs
-        return info, agent.end_episode(episode, float(reward))
+        stats: dict[str, Any] = dict(agent.end_episode(episode, float(reward)))
+        if seeded is not None:
+            stats["seed_policy"] = self.cfg.seed_policies[episode]
+        return info, stats
 
     def _stand_in_reward(self, episode: int, info: dict[str, Any]) -> float:
         """What the agent learns from an episode whose accuracy or reward came out NaN/inf (a

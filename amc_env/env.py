@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,14 @@ from amc_env.costmodel import CostModel
 from amc_env.criteria import Criterion, UnitContext, make_criterion
 from amc_env.datasets import DataSplits
 from amc_env.errors import UserError
-from amc_env.evaluation import accuracy, recalibrate_bn, take_batches
+from amc_env.evaluation import (
+    accuracy,
+    channels_last,
+    fold_plan,
+    inference_copy,
+    recalibrate_bn,
+    take_batches,
+)
 from amc_env.latency import measure_latency
 from amc_env.latency_model import LatencyModel, calibrate_latency
 from amc_env.reconstruction import Calibrator
@@ -83,6 +91,11 @@ class EnvConfig:
     """Seconds each CPU latency measurement runs for at least."""
     data_seed: int = 0
     """Seeds which training images form the recalibration batches."""
+    fast_scoring: bool = True
+    """Score episodes on an inference copy (BN folded into convolutions, channels-last layout;
+    :func:`amc_env.evaluation.inference_copy`): the same network up to float rounding, checked
+    on the original model when the env is built (falls back to plain scoring where the copy
+    fails or disagrees)."""
     cache: bool = True
     """Serve a repeated policy's accuracy, MACs and params from a cache keyed by the kept
     channel counts instead of recalibrating and evaluating again (where that is exact: a
@@ -121,7 +134,8 @@ class ChannelPruningEnv(gym.Env):
     ``accuracy``, ``macs``, ``params`` (recounted on the pruned model) and their predictions,
     ``keep_ratios`` and ``kept_channels`` by unit name, ``pruning`` (the replayable record),
     ``latency_ms``/``predicted_latency_ms``/``budget_latency_ms`` for latency targets, and
-    ``timings`` (seconds spent in surgery, criterion, recalibration and evaluation). Every step's
+    ``timings`` (seconds spent in surgery, criterion, recalibration, evaluation and recounting
+    MACs and parameters on the pruned model). Every step's
     ``info["applied"]`` is the keep ratio actually applied to the unit just cut.
     """
 
@@ -168,6 +182,10 @@ class ChannelPruningEnv(gym.Env):
         self.val_batches = take_batches(data.val, cfg.val_size, cfg.eval_batch, cfg.device)
         if not self.val_batches:
             raise UserError("the validation split is empty; raise --val-size")
+        self._fold_plan = fold_plan(self.model) if cfg.fast_scoring else []
+        self.fast_scoring = cfg.fast_scoring and self._fast_scoring_agrees()
+        self._scored_batches = channels_last(self.val_batches) if self.fast_scoring \
+            else self.val_batches
         self._heldout = data.val
         self.calib_batches = take_batches(data.train_plain,
                                           cfg.recalib_batches * cfg.recalib_batch_size,
@@ -223,6 +241,20 @@ class ChannelPruningEnv(gym.Env):
                 "--lbound"
             )
 
+    @torch.no_grad()
+    def _fast_scoring_agrees(self) -> bool:
+        """Whether the inference copy of the original model runs on the validation input and
+        gives its logits up to float rounding (1e-4 of the largest logit)."""
+        x = self.val_batches[0][0]
+        try:
+            fast = inference_copy(self.model, self._fold_plan)(channels_last([(x, x)])[0][0])
+        except Exception as e:
+            warnings.warn(f"fast scoring off ({type(e).__name__}: {e})", stacklevel=3)
+            return False
+        ref = self.model(x)
+        scale = max(1.0, ref.abs().max().item())
+        return bool(torch.allclose(fast, ref, rtol=0.0, atol=1e-4 * scale))
+
     def _static_features(self) -> np.ndarray:
         unit_macs = self.cost.unit_macs()
         rows = [[u.index, u.channels, u.in_channels, u.height, u.width, u.stride, u.kernel,
@@ -255,7 +287,7 @@ class ChannelPruningEnv(gym.Env):
         self._stale_bn = False
         self._chosen, self._actions = [], []
         self._timings = {"surgery": time.perf_counter() - t0, "criterion": 0.0,
-                         "recalibration": 0.0, "evaluation": 0.0}
+                         "recalibration": 0.0, "evaluation": 0.0, "recount": 0.0}
         return self._obs(0), {"unit": self.units[0].name}
 
     def step(
@@ -390,12 +422,14 @@ class ChannelPruningEnv(gym.Env):
         if self.cfg.recalibrate:
             recalibrate_bn(model, self.calib_batches)
         t1 = time.perf_counter()
-        acc = accuracy(model, self.val_batches)
+        acc = accuracy(inference_copy(model, self._fold_plan) if self.fast_scoring else model,
+                       self._scored_batches)
         t2 = time.perf_counter()
         self._timings["recalibration"] += t1 - t0
         self._timings["evaluation"] += t2 - t1
         shape = self.data_spec.input_shape
         out = {"accuracy": acc, "macs": count_macs(model, shape), "params": count_params(model)}
+        self._timings["recount"] += time.perf_counter() - t2
         if self.cacheable and math.isfinite(acc):  # a broken evaluation is never served again
             self._cache[key] = out
         return {**out, "cached": False}

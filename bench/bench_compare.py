@@ -26,7 +26,7 @@ from scripts import compare
 KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_images",
         "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",
         "macs", "params", "macs_kept", "cost_kept", "budget_ok", "latency", "diverged",
-        "found_at_episode", "warmup_episodes", "keep_ratios")
+        "found_at_episode", "warmup_episodes", "seed_policy", "keep_ratios")
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Environment throughput: one episode's wall time split into surgery, criterion, BN
 recalibration and evaluation, and the ratio episode time / one evaluation pass on the same
-validation subset. Also the reward signal with and without BN recalibration for uniform 0.5.
+validation subset, for each speed lever (``LEVERS``) on the same policies. Also the reward signal
+with and without BN recalibration for uniform 0.5.
 
-    python -m bench.bench_env --checkpoint runs/base_resnet20.pt --episodes 20
+    python -m bench.bench_env --checkpoint runs/s5/resnet20_e3.pt --episodes 20
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def run_env(env: ChannelPruningEnv, actions: list[list[float]]) -> list[dict]:
     return infos
 
 
+LEVERS = {"plain": {"fast_scoring": False}, "fast-scoring": {"fast_scoring": True}}
+"""Env variants timed on the same policies, interleaved episode by episode so that the shared
+machine's drift hits every variant alike. The cache is measured by a whole search
+(bench_search), since only repeated policies hit it."""
+
+
+def summarize(infos: list[dict]) -> dict:
+    """Median episode time and its parts (seconds)."""
+    return {"median_episode_s": statistics.median(i["episode_s"] for i in infos),
+            "median_parts_s": {k: statistics.median(i["timings"][k] for i in infos)
+                               for k in infos[0]["timings"]}}
+
+
 def main() -> None:
     """Measure and write bench/results/env_<model>.json."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -44,6 +58,7 @@ def main() -> None:
     p.add_argument("--val-size", type=int, default=EnvConfig.val_size)
     p.add_argument("--criterion", default=EnvConfig.criterion)
     p.add_argument("--budget", type=float, default=0.5)
+    p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -51,29 +66,44 @@ def main() -> None:
     model = model_from_checkpoint(ckpt)
     data = load_checkpoint_data(ckpt, download=False)
     cfg = EnvConfig(budget=args.budget, criterion=args.criterion, val_size=args.val_size,
-                    cache=False)  # the cost of every episode, not of a lookup
-    env = ChannelPruningEnv(model, data, cfg)
+                    round_to=args.round_to, cache=False)  # every episode's cost, not a lookup
+    envs = {name: ChannelPruningEnv(model, data, cfg, **kw) for name, kw in LEVERS.items()}
+    env = envs["fast-scoring"]
+    assert env.fast_scoring, "the inference copy disagreed with the model"
     rng = np.random.default_rng(0)
     actions = [rng.uniform(cfg.lbound, 1.0, env.n_units).tolist() for _ in range(args.episodes)]
-    infos = run_env(env, actions)
+    runs: dict[str, list[dict]] = {name: [] for name in envs}
+    for acts in actions:
+        for name, e in envs.items():
+            runs[name].append(run_env(e, [acts])[0])
+    # Same policies, same kept channels: the variants may differ only by float rounding.
+    acc_diff = max(abs(a["accuracy"] - b["accuracy"])
+                   for a, b in zip(runs["plain"], runs["fast-scoring"], strict=True))
     evals = []
     for _ in range(5):
         t0 = time.perf_counter()
         accuracy(env.model, env.val_batches)
         evals.append(time.perf_counter() - t0)
     eval_pass = statistics.median(evals)
-    parts = {k: statistics.median(i["timings"][k] for i in infos) for k in infos[0]["timings"]}
-    episode = statistics.median(i["episode_s"] for i in infos)
+    levers = {name: summarize(infos) for name, infos in runs.items()}
+    base = levers["plain"]["median_episode_s"]
+    for row in levers.values():
+        row["speedup_vs_plain"] = base / row["median_episode_s"]
+        row["episodes_per_minute"] = 60 / row["median_episode_s"]
+    parts, episode = levers["fast-scoring"]["median_parts_s"], \
+        levers["fast-scoring"]["median_episode_s"]
     uniform = {}
     for recal in (True, False):
         e = ChannelPruningEnv(model, data, cfg, recalibrate=recal)
         uniform["with" if recal else "without"] = run_env(e, [[0.5] * e.n_units])[0]["accuracy"]
-    accs = [i["accuracy"] for i in infos]
+    accs = [i["accuracy"] for i in runs["fast-scoring"]]
     result = {
         "checkpoint": str(args.checkpoint), "model": ckpt["recipe"]["name"],
         "dataset": ckpt["dataset"], "episodes": args.episodes, "units": env.n_units,
         "val_size": args.val_size, "recalib_images": cfg.recalib_batches * cfg.recalib_batch_size,
-        "criterion": args.criterion, "budget": args.budget,
+        "criterion": args.criterion, "budget": args.budget, "round_to": args.round_to,
+        "threads": args.threads, "levers": levers,
+        "max_accuracy_diff_plain_vs_fast": acc_diff,
         "median_episode_s": episode, "median_parts_s": parts, "eval_pass_s": eval_pass,
         "ratio_episode_to_eval": episode / eval_pass,
         "ratio_overhead_to_eval": (parts["surgery"] + parts["criterion"]) / eval_pass,

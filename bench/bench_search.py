@@ -1,8 +1,9 @@
 """Search quality and throughput: one agent (or the uniform heuristic) on a trained checkpoint at
-a MACs budget; best validation accuracy before fine-tuning, its MACs, wall time, episodes/min.
+a MACs budget; best validation accuracy before fine-tuning (as the search scored it, and its top
+policies re-scored on held-out validation images), its MACs, wall time, episodes/min.
 
-    python -m bench.bench_search --checkpoint runs/base_resnet20.pt --agent amc-ddpg --seed 0 \
-        --episodes 300 --budget 0.5 --round-to 1
+    python -m bench.bench_search --checkpoint runs/s5/resnet20_e3.pt --agent amc-ddpg --seed 0 \
+        --episodes 300 --budget 0.5 --threads 2 [--seed-policies uniform,tp-global]
 
 Writes ``bench/results/search_<agent>_s<seed>.json``; the search folder goes to ``--work``.
 """
@@ -15,27 +16,40 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
+from agents import AGENTS
 from agents.search import Search, SearchConfig
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.evaluation import accuracy
 from bench.common import write_result
-from policies.heuristics import uniform
+from policies.heuristics import heuristic_policy
 
 
 def main() -> None:
     """Run one (agent, seed) and record it."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--agent", required=True, help="a registered agent, or 'uniform'")
+    p.add_argument("--agent", required=True, help="a registered agent or heuristic")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=300)
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--criterion", default=EnvConfig.criterion)
-    p.add_argument("--round-to", type=int, default=1)
+    p.add_argument("--round-to", type=int, default=EnvConfig.round_to)
     p.add_argument("--eval-size", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plain-scoring", action="store_true",
+                   help="score the pruned model as is (the speed lever off)")
+    p.add_argument("--no-cache", action="store_true", help="evaluate repeated policies again")
+    p.add_argument("--tag", default="", help="appended to the result's name")
+    p.add_argument("--agent-kwargs", type=yaml.safe_load, default={},
+                   help="agent settings as a YAML mapping")
+    p.add_argument("--seed-policies", default="",
+                   help="comma-separated heuristics played as the first episodes")
+    p.add_argument("--rescore-top", type=int, default=5,
+                   help="re-score the K best distinct policies on held-out validation images")
     p.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -43,25 +57,33 @@ def main() -> None:
     model = model_from_checkpoint(ckpt)
     data = load_checkpoint_data(ckpt, download=False)
     cfg = EnvConfig(budget=args.budget, criterion=args.criterion, round_to=args.round_to,
-                    val_size=args.eval_size)
+                    val_size=args.eval_size, fast_scoring=not args.plain_scoring,
+                    cache=not args.no_cache)
+    seeds = tuple(n for n in args.seed_policies.split(",") if n)
     common = {"checkpoint": str(args.checkpoint), "model": ckpt["recipe"]["name"],
               "dataset": ckpt["dataset"], "budget": args.budget, "criterion": args.criterion,
               "round_to": args.round_to, "eval_size": args.eval_size, "threads": args.threads,
-              "seed": args.seed, "agent": args.agent}
+              "seed": args.seed, "agent": args.agent, "fast_scoring": cfg.fast_scoring,
+              "cache": cfg.cache, "agent_kwargs": args.agent_kwargs,
+              "seed_policies": seeds, "rescore_top": args.rescore_top}
     t0 = time.perf_counter()
-    if args.agent == "uniform":
+    if args.agent not in AGENTS:  # a heuristic: one policy, played as amc-compare plays it
         env = ChannelPruningEnv(model, data, cfg, fill_budget=False)
-        info = env.play(uniform(env))
+        info = env.play(heuristic_policy(args.agent, env, seed=args.seed))
+        heldout = accuracy(env.pruned_model(), env.heldout_batches())
         result = {**common, "episodes": 1, "best_val_acc": info["accuracy"],
+                  "max_search_val_acc": info["accuracy"], "rescored_val_acc": heldout,
+                  "rescore_images": env.heldout_size,
                   "best_macs_ratio": info["macs"] / info["original_macs"],
                   "keep_ratios": info["keep_ratios"], "seconds": time.perf_counter() - t0}
-        print(write_result(f"search_uniform_{common['model']}", result))
+        print(write_result(f"search_{args.agent}_{common['model']}{args.tag}", result))
         return
     env = ChannelPruningEnv(model, data, cfg)
-    out = args.work / f"{args.agent}_s{args.seed}"
+    out = args.work / f"{args.agent}_s{args.seed}{args.tag}"
     shutil.rmtree(out, ignore_errors=True)
     scfg = SearchConfig(agent=args.agent, episodes=args.episodes, seed=args.seed,
-                        wandb_mode="disabled", progress=False, checkpoint_every=10)
+                        agent_kwargs=args.agent_kwargs, wandb_mode="disabled", progress=False,
+                        checkpoint_every=10, rescore_top=args.rescore_top, seed_policies=seeds)
     res = Search(env, scfg, out, {"recipe": ckpt["recipe"], "criterion": args.criterion}).run()
     rows = res.episodes
     best_curve = [r["best_reward"] for r in rows]
@@ -69,13 +91,19 @@ def main() -> None:
         **common, "episodes": len(rows), "seconds": res.seconds,
         "episodes_per_minute": 60 * len(rows) / res.seconds,
         "best_val_acc": res.best["accuracy"], "best_macs_ratio": res.best["macs_ratio"],
+        "max_search_val_acc": max(r["accuracy"] for r in rows
+                                  if r["meets_budget"] and r["finite"]),
         "best_episode": res.best["episode"], "keep_ratios": res.best["keep_ratios"],
+        "best_seed_policy": res.best.get("seed_policy"),
+        "rescored_val_acc": res.rescored[0]["rescored_accuracy"] if res.rescored else None,
+        "rescore_images": res.rescored[0]["images"] if res.rescored else None,
         "best_reward_at": {str(n): best_curve[n - 1] for n in (50, 100, 150, 200, 250, 300)
                            if n <= len(rows)},
         "mean_reward_last_50": sum(r["reward"] for r in rows[-50:]) / min(50, len(rows)),
+        "episodes_served_from_cache": len(rows) - len(env._cache) if env.cacheable else 0,
         "search_folder": str(out),
     }
-    print(write_result(f"search_{args.agent}_{common['model']}_s{args.seed}", result))
+    print(write_result(f"search_{args.agent}_{common['model']}_s{args.seed}{args.tag}", result))
 
 
 if __name__ == "__main__":

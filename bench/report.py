@@ -77,41 +77,113 @@ def _env(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{100 * u['with']:.1f}% validation accuracy with BN recalibration and "
                 f"{100 * u['without']:.1f}% without; {r['episodes']} random policies spanned "
                 f"{100 * a['min']:.1f}-{100 * a['max']:.1f}% (median {100 * a['median']:.1f}%) "
-                "with it.", "",
-                f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+                "with it.", ""]
+        if "levers" in r:
+            out += _levers(r)
+        out += [f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    out += _search_speed(results)
     return out
+
+
+def _levers(r: dict[str, Any]) -> list[str]:
+    out = [f"Speed levers on the same {r['episodes']} random policies, interleaved episode by "
+           f"episode ({r['model']}, round-to {r['round_to']}, {r['threads']} threads; the cache "
+           "only acts on repeated policies, so it is measured by the whole search below):", "",
+           "| variant | episode s | recalibration s | evaluation s | recount s "
+           "| speed-up vs plain | episodes / min |", "|---|---|---|---|---|---|---|"]
+    for name, v in r["levers"].items():
+        p = v["median_parts_s"]
+        out.append(f"| {name} | {v['median_episode_s']:.2f} | {p['recalibration']:.3f} "
+                   f"| {p['evaluation']:.3f} | {p.get('recount', 0):.3f} "
+                   f"| {v['speedup_vs_plain']:.2f}x | {v['episodes_per_minute']:.1f} |")
+    out += ["", f"Largest validation-accuracy difference between the variants on the same "
+            f"policies: {100 * r['max_accuracy_diff_plain_vs_fast']:.2f} points.", ""]
+    return out
+
+
+def _search_speed(results: dict[str, dict[str, Any]]) -> list[str]:
+    fast = {k.removesuffix("_levers"): r for k, r in results.items()
+            if k.startswith("search_") and k.endswith("_levers")}
+    out = []
+    for stem, a in fast.items():
+        b = results.get(stem + "_plain")
+        if b is None:
+            continue
+        same = a["keep_ratios"] == b["keep_ratios"] and a["best_episode"] == b["best_episode"]
+        out += [f"Whole search, {a['agent']} seed {a['seed']}, {a['episodes']} episodes "
+                f"({a['model']}, round-to {a['round_to']}, {a['threads']} threads, "
+                f"{a['eval_size']} validation images): **{a['seconds'] / 60:.1f} min with the "
+                f"levers** ({a['episodes_served_from_cache']} episodes served from the cache) vs "
+                f"{b['seconds'] / 60:.1f} min without ({b['seconds'] / a['seconds']:.2f}x); "
+                f"same best policy: {'yes' if same else 'NO'} (episode {a['best_episode']} vs "
+                f"{b['best_episode']}, search val acc {100 * a['best_val_acc']:.1f} vs "
+                f"{100 * b['best_val_acc']:.1f}).", "",
+                f"Commands: `{a['command']}`; `{b['command']}`  ", f"Machine: {_machine(a)}", ""]
+    return out
+
+
+def _strategy_label(r: dict[str, Any]) -> str:
+    """A search result's strategy: agent, its settings, seeds and switched-off levers."""
+    label = r["agent"]
+    if r.get("agent_kwargs"):
+        label += " " + ", ".join(f"{k}={v}" for k, v in r["agent_kwargs"].items())
+    if r.get("seed_policies"):
+        label += f" seeded ({'+'.join(r['seed_policies'])})"
+    if r.get("fast_scoring") is False or r.get("cache") is False:
+        label += " [plain scoring, no cache]"
+    return label
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = f"{100 * statistics.mean(values):.2f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else mean
 
 
 def _search(results: dict[str, dict[str, Any]]) -> list[str]:
     rows = [r for k, r in results.items() if k.startswith("search_")]
-    if not rows:
-        return []
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        by[r["agent"]].append(r)
-    first = rows[0]
-    out = [f"## Search quality ({first['model']}, {first['dataset']}, {100 * first['budget']:.0f}% "
-           f"MACs, criterion {first['criterion']}, round-to {first['round_to']}, "
-           f"{first['eval_size']} validation images, before fine-tuning)", "",
-           "| strategy | seeds | episodes | best val acc (mean) | per seed | MACs kept "
-           "| search time (min) | episodes/min |", "|---|---|---|---|---|---|---|---|"]
-    for agent, rs in sorted(by.items(), key=lambda kv: -statistics.mean(
-            r["best_val_acc"] for r in kv[1])):
-        accs = [r["best_val_acc"] for r in rs]
-        per = ", ".join(f"{100 * a:.1f}" for a in accs)
-        epm = [r["episodes_per_minute"] for r in rs if "episodes_per_minute" in r]
-        out.append(f"| {agent} | {len(rs)} | {rs[0]['episodes']} "
-                   f"| {100 * statistics.mean(accs):.2f}% | {per} "
-                   f"| {statistics.mean(r['best_macs_ratio'] for r in rs):.3f} "
-                   f"| {statistics.mean(r['seconds'] for r in rs) / 60:.1f} "
-                   f"| {statistics.mean(epm):.1f} |" if epm else
-                   f"| {agent} | {len(rs)} | {rs[0]['episodes']} "
-                   f"| {100 * statistics.mean(accs):.2f}% | {per} "
-                   f"| {statistics.mean(r['best_macs_ratio'] for r in rs):.3f} | - | - |")
-    out.append("")
-    out.append("Commands:")
-    out += [f"- `{r['command']}`" for r in rows]
-    out += ["", f"Machine: {_machine(first)}", ""]
+        groups[(r["checkpoint"], r["criterion"], r["budget"], r["round_to"], r["eval_size"],
+                r["threads"])].append(r)
+    out: list[str] = []
+    for (ckpt, crit, budget, round_to, eval_size, threads), rs in groups.items():
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rs:
+            by[_strategy_label(r)].append(r)
+        first = rs[0]
+        out += [f"## Search quality ({first['model']} `{ckpt}`, {first['dataset']}, "
+                f"{100 * budget:.0f}% MACs, criterion {crit}, round-to {round_to}, "
+                f"{eval_size} validation images, {threads} threads, before fine-tuning)", "",
+                "Search val acc: the declared winner as the search scored it (selected on those "
+                "images, so biased upwards); held-out: the same policy on validation images no "
+                "episode scored (after re-scoring the top 5 distinct policies there; heuristics: "
+                "their one policy). Mean ± std over seeds.", "",
+                "| strategy | seeds | episodes | search val acc | held-out val acc | per seed "
+                "(held-out) | MACs kept | winner found at | search time (min) | cache hits |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+
+        def key(kv: tuple[str, list[dict[str, Any]]]) -> float:
+            return -statistics.mean(r.get("rescored_val_acc") or r["best_val_acc"]
+                                    for r in kv[1])
+
+        for label, g in sorted(by.items(), key=key):
+            held = [r["rescored_val_acc"] for r in g if r.get("rescored_val_acc") is not None]
+            found = ", ".join(
+                f"{r['best_episode']}" + (f" ({r['best_seed_policy']})"
+                                          if r.get("best_seed_policy") else "")
+                for r in g if "best_episode" in r) or "-"
+            hits = [r.get("episodes_served_from_cache") for r in g]
+            out.append(
+                f"| {label} | {len(g)} | {g[0]['episodes']} "
+                f"| {_mean_std([r['best_val_acc'] for r in g])} "
+                f"| {_mean_std(held) if held else '-'} "
+                f"| {', '.join(f'{100 * a:.1f}' for a in held) or '-'} "
+                f"| {statistics.mean(r['best_macs_ratio'] for r in g):.3f} | {found} "
+                f"| {statistics.mean(r['seconds'] for r in g) / 60:.1f} "
+                f"| {', '.join(str(h) for h in hits) if any(hits) else '-'} |")
+        out += ["", "Commands:"]
+        out += [f"- `{r['command']}`" for r in rs]
+        out += ["", f"Machine: {_machine(first)}", ""]
     return out
 
 
@@ -496,6 +568,75 @@ def _seeds(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Compare results of one checkpoint and criterion at two or more budgets: a table of test
+    accuracy before and after fine-tuning per strategy and budget, and a plot per model."""
+    groups: dict[tuple[str, str, str], dict[float, dict[str, Any]]] = defaultdict(dict)
+    for k, r in results.items():
+        if k.startswith("compare_") and r.get("config", {}).get("target") == "flops":
+            groups[(r["checkpoint"], str(r["config"]["criterion"]),
+                    str(r["config"].get("finetune_images")))][r["config"]["budget"]] = r
+    out: list[str] = []
+    for (ckpt, crit, ft_images), rungs in groups.items():
+        if len(rungs) < 2:
+            continue
+        budgets = sorted(rungs, reverse=True)
+        model = Path(ckpt).stem
+        names = [n for n in rungs[budgets[0]]["strategies"]
+                 if all(n in rungs[b]["strategies"] for b in budgets)]
+        out += [f"## Difficulty ladder (`{ckpt}`, criterion {crit}, MACs budgets "
+                f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
+                "Test accuracy before fine-tuning / after (mean ± std over the fine-tune seeds; "
+                f"{ft_images} fine-tune images). **Bold**: best mean after fine-tuning at that "
+                "budget; a difference counts only beyond the seed spread (see each budget's "
+                "compare table).", "",
+                "| strategy | " + " | ".join(f"{100 * b:.0f}% MACs" for b in budgets) + " |",
+                "|---|" + "---|" * len(budgets)]
+        best = {b: max(names, key=lambda n, b=b: rungs[b]["strategies"][n]["test_acc"] or 0)
+                for b in budgets}
+        for n in names:
+            cells = []
+            for b in budgets:
+                x = rungs[b]["strategies"][n]
+                after = f"{100 * x['test_acc']:.2f} ± {100 * (x['test_acc_std'] or 0):.2f}"
+                after = f"**{after}**" if best[b] == n else after
+                cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}")
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+        plot = _ladder_plot(model, crit, budgets, names, rungs)
+        out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
+    return out
+
+
+def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
+                 rungs: dict[float, dict[str, Any]]) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for i, n in enumerate(names):
+        rows = [rungs[b]["strategies"][n] for b in budgets]
+        x = [100 * b for b in budgets]
+        style = {"marker": "os^vD<>p*"[i % 9], "label": n}
+        axes[0].plot(x, [100 * r["test_acc_before_finetune"] for r in rows], **style)
+        axes[1].errorbar(x, [100 * r["test_acc"] for r in rows],
+                         yerr=[100 * (r["test_acc_std"] or 0) for r in rows], capsize=3, **style)
+    for ax, title in zip(axes, ("before fine-tuning", "after fine-tuning (mean ± std)"),
+                         strict=True):
+        ax.set_xlabel("MACs kept (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{model}, {crit}: {title}")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    path = ROOT / "bench" / "plots" / f"ladder_{model}_{crit}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def render() -> str:
     """The whole BENCHMARKS.md text."""
     results = _load()
@@ -503,7 +644,8 @@ def render() -> str:
              "Generated by `python -m bench.report` from `bench/results/*.json`; every figure "
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
-    for section in (_training, _env, _criteria, _search, _compare, _policies, _seeds, _latency,
+    for section in (_training, _env, _criteria, _search, _compare, _ladder, _policies, _seeds,
+                    _latency,
                     _latency_target,
                     _correlation, _sweep, _reliability, _demo):
         lines += section(results)

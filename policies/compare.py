@@ -94,6 +94,8 @@ class CompareConfig:
     ``None``: its default where the split has such images)."""
     rescore_images: int | None = None
     """Held-out validation images for re-scoring and for every row's held-out accuracy."""
+    seed_policies: tuple[str, ...] = ()
+    """Heuristics whose policies every searched strategy plays first (SearchConfig)."""
     search_dir: Path | None = None
     wandb_mode: str = "offline"
     wandb_project: str = "amc"
@@ -151,7 +153,8 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         agent=name, episodes=cfg.episodes, seed=cfg.seed,
         agent_kwargs=settings_for(cfg.agent_kwargs, name), wandb_mode=cfg.wandb_mode,
         wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
-        rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images),
+        rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images,
+        seed_policies=cfg.seed_policies),
         out / f"search-{name}", context)
         for name in cfg.strategies
         if name in AGENTS and (reused is None or reused.agent.get("name") != name)}
@@ -186,8 +189,11 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
             name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, ft_data, cfg,
             device)
         if name in AGENTS:
-            row.update(found_at_episode=policy.agent.get("found_at_episode"),
-                       warmup_episodes=warmup)
+            found, seeds = policy.agent.get("found_at_episode"), \
+                policy.agent.get("seed_policies") or []
+            row.update(found_at_episode=found, warmup_episodes=warmup,
+                       seed_policy=seeds[found] if found is not None and found < len(seeds)
+                       else None)
         results["strategies"][name] = row
         if curve is not None:
             results["curves"][name] = curve

@@ -140,7 +140,10 @@ def before_finetune_lead(results: dict[str, Any]) -> list[str]:
     out = [f"Before fine-tuning ({n_test} test images), {agent} is ahead of: "
            f"{', '.join(ahead) or 'none'}."]
     found, warmup = rows[agent].get("found_at_episode"), rows[agent].get("warmup_episodes")
-    if found is not None and warmup and found < warmup:
+    if rows[agent].get("seed_policy"):
+        out.append(f"{agent}'s winner is episode {found}, the {rows[agent]['seed_policy']} "
+                   "policy it was seeded with: the search found nothing better.")
+    elif found is not None and warmup and found < warmup:
         out.append(f"{agent}'s winner is episode {found}, inside its {warmup} warm-up episodes "
                    "of uniformly random keep ratios: the learned actor found nothing better than "
                    "random sampling.")

@@ -15,7 +15,7 @@ from amc_env.training import TrainConfig
 from policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
 from policies.report import write_report
 from scripts import cli
-from scripts.search import add_env_args, check_common, env_config
+from scripts.search import add_env_args, add_seed_policies_arg, check_common, env_config
 
 PROG = "amc-compare"
 
@@ -30,6 +30,7 @@ def build_parser() -> cli.Parser:
                    help=f"comma-separated; from {', '.join(strategy_names())}")
     p.add_argument("--episodes", type=int, default=300, help="episodes per searched strategy")
     p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={})
+    add_seed_policies_arg(p)
     p.add_argument("--search", type=Path, default=None,
                    help="reuse this finished search folder instead of searching again")
     p.add_argument("--finetune-epochs", type=int, default=1)
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
         finetune_seeds=args.finetune_seeds, finetune_images=args.finetune_images,
         rescore_top=args.rescore_top,
-        rescore_images=args.rescore_images,
+        rescore_images=args.rescore_images, seed_policies=args.seed_policies,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)
@@ -91,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "finetune_seeds": args.finetune_seeds,
                          "finetune_images": args.finetune_images or len(data.train),
                          "strategies": strategies,
-                         "episodes": args.episodes, "scratch_epochs": scratch_epochs}
+                         "episodes": args.episodes, "scratch_epochs": scratch_epochs,
+                         "seed_policies": list(args.seed_policies)}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])
     results["command"] = command

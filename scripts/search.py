@@ -21,6 +21,7 @@ from amc_env.criteria import CRITERIA, RECONSTRUCT, criterion_name
 from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
 from amc_env.rewards import REWARDS
+from policies.heuristics import HEURISTICS
 from scripts import cli
 
 PROG = "amc-search"
@@ -51,6 +52,11 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                    help="training batches for BN recalibration")
     p.add_argument("--recalib-batch-size", type=int, default=d.recalib_batch_size)
     p.add_argument("--no-recalibrate", action="store_true", help="skip BN recalibration")
+    p.add_argument("--plain-scoring", action="store_true",
+                   help="score episodes on the pruned model as is, not on its BN-folded "
+                        "channels-last copy (same network up to float rounding, slower)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="evaluate every episode, also a repeat of an earlier policy")
     p.add_argument("--no-fill", action="store_true",
                    help="one-sided action wall (AMC's): the agent may under-use the budget")
     p.add_argument("--include", action="append", default=[],
@@ -77,7 +83,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      recalib_batch_size=args.recalib_batch_size, fill_budget=not args.no_fill,
                      include=tuple(args.include), exclude=tuple(args.exclude),
                      device=args.device, latency_batch=args.latency_batch, data_seed=args.seed,
-                     calib_images=args.calib_images, calib_points=args.calib_points)
+                     calib_images=args.calib_images, calib_points=args.calib_points,
+                     fast_scoring=not args.plain_scoring, cache=not args.no_cache)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:
@@ -103,6 +110,24 @@ def check_common(args: argparse.Namespace) -> None:
     cli.check_output(args.out, folder=True)
 
 
+def add_seed_policies_arg(p: argparse.ArgumentParser) -> None:
+    """``--seed-policies`` (shared with amc-compare)."""
+    p.add_argument("--seed-policies", type=seed_policies_arg, default=(),
+                   help="comma-separated heuristics (e.g. uniform,tp-global) whose policies "
+                        "are the search's first episodes, within --episodes")
+
+
+def seed_policies_arg(text: str) -> tuple[str, ...]:
+    """Parse ``--seed-policies``: registered heuristic names, no repeats."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in HEURISTICS]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"unknown or repeated heuristic(s) {unknown or list(names)}; valid: "
+            f"{', '.join(HEURISTICS.names())}")
+    return names
+
+
 def build_parser() -> cli.Parser:
     """Flags of ``amc-search``."""
     p = cli.make_parser(PROG, "Search per-unit keep ratios with an RL agent under a budget.")
@@ -113,6 +138,7 @@ def build_parser() -> cli.Parser:
                    help="agent hyper-parameters as a YAML/JSON mapping, "
                         "e.g. '{warmup_episodes: 20}'")
     p.add_argument("--episodes", type=int, default=300)
+    add_seed_policies_arg(p)
     p.add_argument("--checkpoint-every", type=int, default=1, help="episodes between checkpoints")
     p.add_argument("--out", type=Path, help="output folder, e.g. runs/search")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
@@ -126,7 +152,8 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
     for k, v in vars(args).items():
         if k in ("config", "resume"):
             continue
-        out[k.replace("_", "-")] = str(v) if isinstance(v, Path) else v
+        out[k.replace("_", "-")] = str(v) if isinstance(v, Path) else \
+            ",".join(v) if isinstance(v, tuple) else v
     return out
 
 
@@ -197,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
                        progress=not args.no_progress,
                        rescore_top=resolve_top(args.rescore_top, env),
-                       rescore_images=args.rescore_images)
+                       rescore_images=args.rescore_images, seed_policies=args.seed_policies)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     # Built before anything is written: building the agent for this model's units is what

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -50,11 +53,19 @@ def test_truncated_normal_stays_in_bounds_and_decays() -> None:
 
 
 def test_amc_ddpg_sigma_schedule_and_learning_rates() -> None:
-    agent = make_agent("amc-ddpg", SPEC, 0, {"warmup_episodes": 3, "batch_size": 8})
+    agent = make_agent("amc-ddpg", SPEC, 0, {"warmup_episodes": 3, "batch_size": 8,
+                                             "sigma_decay": 0.95})
     stats = play(agent, 7)
-    # Warm-up episodes use sigma0; afterwards sigma0 * 0.95^(episode - warmup).
+    # Warm-up episodes use sigma0; afterwards sigma0 * 0.95^(episode - warmup) (AMC's decay).
     assert [s["sigma"] for s in stats] == pytest.approx(
         [0.5, 0.5, 0.5, 0.5, 0.5 * 0.95, 0.5 * 0.95**2, 0.5 * 0.95**3])
+    # By default the decay is sized to the search: sigma_final at the last episode.
+    spec = dataclasses.replace(SPEC, episodes=13)
+    sized = play(make_agent("amc-ddpg", spec, 0, {"warmup_episodes": 3, "batch_size": 8,
+                                                  "sigma_final": 0.1}), 13)
+    assert [s["sigma"] for s in sized[:4]] == [0.5] * 4
+    assert sized[-1]["sigma"] == pytest.approx(0.1)
+    assert all(a["sigma"] > b["sigma"] for a, b in itertools.pairwise(sized[3:]))
     algo = agent.algo
     assert algo._n_updates > 0
     assert [g["lr"] for g in algo.actor.optimizer.param_groups] == [1e-4]

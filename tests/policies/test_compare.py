@@ -95,6 +95,20 @@ def test_finetune_seeds_give_mean_std_and_equal_budgets(tmp_path) -> None:
     assert "± " in report and "(n=2)" in report and "not within one step" not in report
 
 
+def test_a_winner_that_is_its_seed_policy_is_named(tmp_path) -> None:
+    out = tmp_path / "seeded"
+    argv = [a for a in BASE if a not in ("--episodes", "3")]
+    assert compare.main([*argv, "--episodes", "1", "--seed-policies", "uniform",
+                         "--strategies", "amc-ddpg,uniform", "--finetune-epochs", "0",
+                         "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    row, uni = results["strategies"]["amc-ddpg"], results["strategies"]["uniform"]
+    assert row["found_at_episode"] == 0 and row["seed_policy"] == "uniform"
+    assert row["keep_ratios"] == pytest.approx(uni["keep_ratios"])
+    assert results["config"]["seed_policies"] == ["uniform"]
+    assert "the uniform policy it was seeded with" in (out / "report.md").read_text()
+
+
 def test_wandb_failure_falls_back_and_keeps_the_report(tmp_path, monkeypatch, capsys) -> None:
     import wandb
 
