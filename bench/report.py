@@ -14,6 +14,7 @@ from typing import Any
 from amc_env import atomic
 from bench.common import RESULTS, display_program
 from policies.report import before_finetune_lead
+from policies.stats import difference
 from scripts import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +158,9 @@ def _search(results: dict[str, dict[str, Any]]) -> list[str]:
                 "Search val acc: the declared winner as the search scored it (selected on those "
                 "images, so biased upwards); held-out: the same policy on validation images no "
                 "episode scored (after re-scoring the top 5 distinct policies there; heuristics: "
-                "their one policy). Mean ± std over seeds.", "",
+                "their one policy). Mean ± std over seeds. Search time is wall time on a shared "
+                "machine, including any slow-down by other jobs; the speed claims are in the "
+                "throughput section.", "",
                 "| strategy | seeds | episodes | search val acc | held-out val acc | per seed "
                 "(held-out) | MACs kept | winner found at | search time (min) | cache hits |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
@@ -177,13 +180,40 @@ def _search(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {label} | {len(g)} | {g[0]['episodes']} "
                 f"| {_mean_std([r['best_val_acc'] for r in g])} "
                 f"| {_mean_std(held) if held else '-'} "
-                f"| {', '.join(f'{100 * a:.1f}' for a in held) or '-'} "
+                f"| {', '.join(f'{100 * a:.2f}' for a in held) or '-'} "
                 f"| {statistics.mean(r['best_macs_ratio'] for r in g):.3f} | {found} "
                 f"| {statistics.mean(r['seconds'] for r in g) / 60:.1f} "
                 f"| {', '.join(str(h) for h in hits) if any(hits) else '-'} |")
-        out += ["", "Commands:"]
+        out += ["", *_search_findings(by), "", "Commands:"]
         out += [f"- `{r['command']}`" for r in rs]
         out += ["", f"Machine: {_machine(first)}", ""]
+    return out
+
+
+def _search_findings(by: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each searched strategy (two or more seeds) against every other row on held-out accuracy:
+    ahead/behind only beyond two standard errors of the difference (policies.stats); a
+    heuristic is one deterministic policy, so only the search's own spread counts."""
+    held = {k: [r["rescored_val_acc"] for r in g if r.get("rescored_val_acc") is not None]
+            for k, g in by.items()}
+    out = []
+    for a, va in held.items():
+        if len(va) < 2:
+            continue
+        ahead, tied, behind = [], [], []
+        for b, vb in held.items():
+            if b == a or not vb or (len(vb) < 2 and "episodes_served_from_cache" in by[b][0]):
+                continue  # a search with one seed: no spread to judge
+            d = difference(va, vb if len(vb) > 1 else vb * 2)  # heuristic: no spread of its own
+            text = f"{b} ({100 * d['delta']:+.2f}, 2 SE {100 * (d['two_se'] or 0):.2f})"
+            (tied if not d["exceeds_spread"] else ahead if d["delta"] > 0 else behind).append(
+                text)
+        out.append(f"- {a} ({len(va)} seeds), held-out: ahead of {', '.join(ahead) or 'none'}; "
+                   f"within the seed spread of {', '.join(tied) or 'none'}; behind "
+                   f"{', '.join(behind) or 'none'}.")
+    if out:
+        out.insert(0, "Differences in points (held-out), counted only beyond two standard errors "
+                      "over the search seeds:")
     return out
 
 

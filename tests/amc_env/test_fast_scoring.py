@@ -101,7 +101,7 @@ def test_same_seed_search_same_best_policy_with_and_without_speed_levers(tmp_pat
     base = ["--model", "resnet20", "--dataset", "synthetic", "--eval-size", "64",
             "--recalib-batches", "1", "--recalib-batch-size", "16", "--no-progress",
             "--wandb-mode", "disabled", "--agent", "amc-ddpg", "--agent-kwargs",
-            "{warmup_episodes: 4, batch_size: 4}", "--episodes", "10", "--seed", "3"]
+            "{warmup_episodes: 3, batch_size: 4}", "--episodes", "7", "--seed", "3"]
     runs = {}
     for name, flags in {"levers": [], "plain": ["--plain-scoring", "--no-cache"]}.items():
         assert search.main([*base, *flags, "--out", str(tmp_path / name)]) == 0
