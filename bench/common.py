@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def machine() -> dict[str, Any]:
 
 def command_line() -> str:
     """How this benchmark was started, as a user would type it (``python -m bench.x ...``)."""
-    return " ".join([display_program(sys.argv[0]), *sys.argv[1:]])
+    return " ".join([display_program(sys.argv[0]), shlex.join(sys.argv[1:])])
 
 
 def display_program(argv0: str) -> str:
