@@ -184,8 +184,8 @@ class ChannelPruningEnv(gym.Env):
             raise UserError("the validation split is empty; raise --val-size")
         self._fold_plan = fold_plan(self.model) if cfg.fast_scoring else []
         self.fast_scoring = cfg.fast_scoring and self._fast_scoring_agrees()
-        self._scored_batches = channels_last(self.val_batches) if self.fast_scoring \
-            else self.val_batches
+        self._scored_batches = [(channels_last(x), y) for x, y in self.val_batches] \
+            if self.fast_scoring else self.val_batches
         self._heldout = data.val
         self.calib_batches = take_batches(data.train_plain,
                                           cfg.recalib_batches * cfg.recalib_batch_size,
@@ -247,7 +247,7 @@ class ChannelPruningEnv(gym.Env):
         gives its logits up to float rounding (1e-4 of the largest logit)."""
         x = self.val_batches[0][0]
         try:
-            fast = inference_copy(self.model, self._fold_plan)(channels_last([(x, x)])[0][0])
+            fast = inference_copy(self.model, self._fold_plan)(channels_last(x))
         except Exception as e:
             warnings.warn(f"fast scoring off ({type(e).__name__}: {e})", stacklevel=3)
             return False
