@@ -11,6 +11,11 @@ must accept (input channels, image size, class count).
 Registered names: ``fashion-mnist`` (default; offline from Debian's ``dataset-fashion-mnist``),
 ``cifar10``, ``cifar100`` (torchvision; download when online), ``imagefolder:PATH`` (ImageNet-style
 ``PATH/train`` and ``PATH/val`` folders) and ``synthetic`` (deterministic, for tests).
+
+Every dataset takes an ``image_size`` (pixels, square; images are resized to it) and an
+``augment`` mode (:data:`AUGMENTS`) for its training split; both default per dataset (its own
+size, and no flips where a flip could change the class) and are recorded with the split, since a
+model trained on one input size is scored on that size by every later command.
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ class DataSplits:
     """The split's record (:func:`split_record`), written into checkpoints."""
 
 
+AUGMENTS = ("none", "crop", "standard", "imagenet")
+"""Training-split augmentation modes: ``none``; ``crop`` (random crop after zero padding of about
+1/8 of the side, no flip: digits, text); ``standard`` (``crop`` + horizontal flip: the CIFAR
+recipe of He et al. 2016); ``imagenet`` (RandomResizedCrop + flip, Szegedy et al. 2015)."""
+
+MAX_VAL_SIZE = 5000
+"""Default validation split: a tenth of the training split, at most this many images."""
+
 DatasetFactory = Callable[..., DataSplits]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")
 
@@ -93,31 +106,52 @@ def held_out_split(
     return sorted(perm[val_size:]), sorted(perm[:val_size])
 
 
+def default_val_size(name: str, n: int) -> int:
+    """The default validation split of a ``n``-image training split: a tenth, at most
+    :data:`MAX_VAL_SIZE`; :class:`UserError` naming the size when ``n`` is too small for one."""
+    size = min(MAX_VAL_SIZE, n // 10)
+    if size < 1:
+        raise UserError(f"{name} has {n} training images, too few to hold out a validation split "
+                        "by default (a tenth of them); add images or pass --val-size N")
+    return size
+
+
 def _splits(
     spec: DataSpec,
     train_aug: Dataset,
     train_plain: Dataset,
     test: Dataset,
-    val_size: int,
+    val_size: int | None,
     seed: int,
+    augment: str,
 ) -> DataSplits:
-    tr, va = held_out_split(len(train_plain), val_size, seed)
+    n = len(train_plain)  # type: ignore[arg-type]
+    if val_size is None:
+        val_size = default_val_size(spec.name, n)
+    tr, va = held_out_split(n, val_size, seed)
     return DataSplits(
         spec=spec,
         train=Subset(train_aug, tr),
         train_plain=Subset(train_plain, tr),
         val=Subset(train_plain, va),
         test=test,
-        split=split_record(spec.name, seed, val_size, len(train_plain)),
+        split=split_record(spec.name, seed, val_size, n, spec.image_size, augment),
     )
 
 
-def split_record(dataset: str, seed: int, val_size: int, train_size: int) -> dict[str, Any]:
+def split_record(dataset: str, seed: int, val_size: int, train_size: int,
+                 image_size: int | None = None, augment: str | None = None) -> dict[str, Any]:
     """The plain-typed record of a validation split: which dataset, the seed of the permutation,
     how many images are held out, and how many the full training split has (a dataset that
-    changed size would permute differently, so the record would no longer describe it)."""
-    return {"dataset": dataset, "seed": int(seed), "val_size": int(val_size),
-            "train_size": int(train_size)}
+    changed size would permute differently, so the record would no longer describe it); plus the
+    input the model saw: ``image_size`` (pixels) and the training ``augment`` mode."""
+    out: dict[str, Any] = {"dataset": dataset, "seed": int(seed), "val_size": int(val_size),
+                           "train_size": int(train_size)}
+    if image_size is not None:
+        out["image_size"] = int(image_size)
+    if augment is not None:
+        out["augment"] = augment
+    return out
 
 
 DEFAULT_SPLIT_SEED = 0
@@ -171,6 +205,58 @@ def check_split(data: DataSplits, record: dict[str, Any] | None) -> None:
             "cannot be rebuilt; retrain on the dataset as it is now")
 
 
+def resolve_input(
+    record: dict[str, Any] | None,
+    dataset: str,
+    image_size: int | None,
+    augment: str | None,
+    source: str = "the checkpoint",
+) -> tuple[int | None, str | None]:
+    """(image size, augment mode) for ``dataset`` given the checkpoint's split ``record``
+    (``None``: the dataset's default).
+
+    A checkpoint trained on ``dataset`` fixes the image size: every later command feeds the model
+    the inputs it was trained on, and a different explicit ``image_size`` is a
+    :class:`UserError`. Its augmentation is the default for later fine-tunes; an explicit
+    ``augment`` wins (it never touches validation or test images).
+    """
+    if augment is not None and augment not in AUGMENTS:
+        raise UserError(f"unknown --augment {augment!r}; valid: {', '.join(AUGMENTS)}")
+    if image_size is not None and image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
+    if record is None or record.get("dataset") != dataset:
+        return image_size, augment
+    kept = record.get("image_size")
+    if kept is not None and image_size is not None and image_size != kept:
+        raise UserError(f"{source} was trained on {kept}x{kept} inputs; --image-size "
+                        f"{image_size} would score a model on inputs it never saw: drop "
+                        "--image-size")
+    return (kept if image_size is None else image_size), augment or record.get("augment")
+
+
+def _pipelines(
+    base: list, size: int, augment: str, norm: T.Normalize, pad: int
+) -> tuple[T.Compose, T.Compose]:
+    """(training, plain) transforms: ``base`` brings an image to ``size`` pixels square, then the
+    ``augment`` mode (:data:`AUGMENTS`) applies to the training pipeline only."""
+    if augment not in AUGMENTS:
+        raise UserError(f"unknown --augment {augment!r}; valid: {', '.join(AUGMENTS)}")
+    plain = T.Compose([*base, T.ToTensor(), norm])
+    if augment == "none":
+        return plain, plain
+    if augment == "imagenet":
+        return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
+                          norm]), plain
+    flip = [T.RandomHorizontalFlip()] if augment == "standard" else []
+    return T.Compose([*base, T.RandomCrop(size, padding=pad), *flip, T.ToTensor(), norm]), plain
+
+
+def _square(native: int, size: int, native_pad: int) -> tuple[list, int]:
+    """Sizing transforms and crop padding for a dataset of ``native``-pixel square images shown
+    at ``size`` pixels (padding scaled with the size)."""
+    return ([] if size == native else [T.Resize(size)]), max(1, round(native_pad * size / native))
+
+
 def _remove_empty(folders: list[Path]) -> None:
     """Remove the folders a failed download created, deepest first, if they are still empty."""
     for p in folders:
@@ -214,14 +300,17 @@ def prepare_fashion_mnist(root: Path, download: bool) -> None:
 
 @DATASETS.register("fashion-mnist")
 def fashion_mnist(
-    root: Path, val_size: int = 5000, seed: int = 0, download: bool = True
+    root: Path, val_size: int | None = None, seed: int = 0, download: bool = True,
+    image_size: int | None = None, augment: str | None = None,
 ) -> DataSplits:
-    """Fashion-MNIST (Xiao et al. 2017): 1x28x28, 10 classes, 60000 train / 10000 test."""
+    """Fashion-MNIST (Xiao et al. 2017): 1x28x28, 10 classes, 60000 train / 10000 test.
+    Default augmentation ``standard`` (crop padding 2 pixels at 28, flip: garments keep their
+    class under a mirror)."""
     prepare_fashion_mnist(root, download)
-    norm = T.Normalize((0.2860,), (0.3530,))
-    aug = T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-    plain = T.Compose([T.ToTensor(), norm])
-    spec = DataSpec("fashion-mnist", 1, 28, 10)
+    size, augment = image_size or 28, augment or "standard"
+    base, pad = _square(28, size, 2)
+    aug, plain = _pipelines(base, size, augment, T.Normalize((0.2860,), (0.3530,)), pad)
+    spec = DataSpec("fashion-mnist", 1, size, 10)
     return _splits(
         spec,
         tvd.FashionMNIST(str(root), train=True, transform=aug),
@@ -229,6 +318,7 @@ def fashion_mnist(
         tvd.FashionMNIST(str(root), train=False, transform=plain),
         val_size,
         seed,
+        augment,
     )
 
 
@@ -236,11 +326,12 @@ def _cifar(
     cls: type, name: str, classes: int, mean: tuple, std: tuple
 ) -> DatasetFactory:
     def factory(
-        root: Path, val_size: int = 5000, seed: int = 0, download: bool = True
+        root: Path, val_size: int | None = None, seed: int = 0, download: bool = True,
+        image_size: int | None = None, augment: str | None = None,
     ) -> DataSplits:
-        norm = T.Normalize(mean, std)
-        aug = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-        plain = T.Compose([T.ToTensor(), norm])
+        size, augment = image_size or 32, augment or "standard"
+        base, pad = _square(32, size, 4)
+        aug, plain = _pipelines(base, size, augment, T.Normalize(mean, std), pad)
         made = [] if Path(root).exists() else [Path(root)]
         try:
             train_aug = cls(str(root), train=True, transform=aug, download=download)
@@ -253,9 +344,11 @@ def _cifar(
                 f"({type(exc).__name__}); run once with network access or copy torchvision's "
                 f"extracted {name} folder into {root}"
             ) from None
-        return _splits(DataSpec(name, 3, 32, classes), train_aug, train_plain, test, val_size, seed)
+        return _splits(DataSpec(name, 3, size, classes), train_aug, train_plain, test, val_size,
+                       seed, augment)
 
-    factory.__doc__ = f"{name} (Krizhevsky 2009) through torchvision: 3x32x32, {classes} classes."
+    factory.__doc__ = (f"{name} (Krizhevsky 2009) through torchvision: 3x32x32, {classes} "
+                       "classes; default augmentation ``standard`` (crop padding 4, flip).")
     return factory
 
 
@@ -267,22 +360,38 @@ DATASETS.register("cifar100")(
 )
 
 
+IMAGEFOLDER_MAX_SIZE = 224
+"""Largest default image size of ``imagefolder:PATH`` (ImageNet's), in pixels."""
+
+
 def imagefolder(
-    path: Path, val_size: int = 5000, seed: int = 0, image_size: int = 224
+    path: Path, val_size: int | None = None, seed: int = 0, image_size: int | None = None,
+    augment: str | None = None,
 ) -> DataSplits:
     """ImageNet-style folders: ``path/train/CLASS/*.jpg`` and ``path/val/CLASS/*.jpg``.
 
     ``path/val`` is the test split; the validation split is held out from ``path/train``.
+    Default image size: the first training image's shorter side, at most
+    :data:`IMAGEFOLDER_MAX_SIZE` (a folder of 8x8 digits stays 8x8, photos become 224x224).
+    Default augmentation: ``imagenet`` from 128 pixels up (photos), else ``crop`` (no flip: a
+    folder of small images may hold digits or text). With ``imagenet``, evaluation resizes to
+    256/224 of the size and centre-crops (ImageNet's protocol); otherwise it resizes the shorter
+    side to the size and centre-crops.
     """
     for sub in ("train", "val"):
         if not (path / sub).is_dir():
             raise UserError(f"imagefolder: {path / sub} is not a folder (expected train/ and val/)")
-    norm = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    resize = int(image_size * 256 / 224)
-    aug = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-    plain = T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), norm])
+    probe = tvd.ImageFolder(str(path / "train"))
+    if not probe.samples:
+        raise UserError(f"imagefolder: {path / 'train'} holds no images")
+    size = image_size or min(IMAGEFOLDER_MAX_SIZE, min(probe.loader(probe.samples[0][0]).size))
+    augment = augment or ("imagenet" if size >= 128 else "crop")
+    resize = int(size * 256 / 224) if augment == "imagenet" else size
+    aug, plain = _pipelines([T.Resize(resize), T.CenterCrop(size)], size, augment,
+                            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                            max(1, size // 8))
     train_aug = tvd.ImageFolder(str(path / "train"), transform=aug)
-    spec = DataSpec(f"imagefolder:{path}", 3, image_size, len(train_aug.classes))
+    spec = DataSpec(f"imagefolder:{path}", 3, size, len(train_aug.classes))
     return _splits(
         spec,
         train_aug,
@@ -290,23 +399,29 @@ def imagefolder(
         tvd.ImageFolder(str(path / "val"), transform=plain),
         val_size,
         seed,
+        augment,
     )
 
 
 @DATASETS.register("synthetic")
 def synthetic(
     root: Path | None = None,
-    val_size: int = 128,
+    val_size: int | None = 128,
     seed: int = 0,
     download: bool = False,
     in_channels: int = 3,
-    image_size: int = 16,
+    image_size: int | None = 16,
     num_classes: int = 4,
     train_size: int = 512,
     test_size: int = 256,
+    augment: str | None = None,
 ) -> DataSplits:
     """Deterministic learnable stand-in for tests: each class is a fixed random template plus
-    Gaussian noise (std 0.5), so a tiny CNN separates the classes in a few steps."""
+    Gaussian noise (std 0.5), so a tiny CNN separates the classes in a few steps. Generated at
+    ``image_size`` pixels; tensors, so augmentation ``none`` only."""
+    if augment not in (None, "none"):
+        raise UserError(f"synthetic data take no augmentation; got --augment {augment}")
+    image_size = image_size or 16
     g = torch.Generator().manual_seed(1234)
     templates = torch.randn(num_classes, in_channels, image_size, image_size, generator=g)
 
@@ -317,7 +432,7 @@ def synthetic(
 
     train = make(train_size)
     spec = DataSpec("synthetic", in_channels, image_size, num_classes)
-    return _splits(spec, train, train, make(test_size), val_size, seed)
+    return _splits(spec, train, train, make(test_size), val_size, seed, "none")
 
 
 def load_dataset(
@@ -326,17 +441,22 @@ def load_dataset(
     val_size: int | None = None,
     seed: int = DEFAULT_SPLIT_SEED,
     download: bool = True,
+    image_size: int | None = None,
+    augment: str | None = None,
 ) -> DataSplits:
     """Build the splits for ``name`` (a registered name or ``imagefolder:PATH``).
 
-    ``val_size`` is the number of training images held out for rewards (dataset default if None);
-    ``seed`` (the *split* seed, not a command's ``--seed``) fixes which ones. Unknown names raise
-    :class:`UserError` listing the valid names. For a checkpoint's data use
+    ``val_size`` is the number of training images held out for rewards (dataset default if None:
+    :func:`default_val_size`); ``seed`` (the *split* seed, not a command's ``--seed``) fixes
+    which ones; ``image_size`` (pixels) and ``augment`` (:data:`AUGMENTS`) default per dataset.
+    Unknown names raise :class:`UserError` listing the valid names. For a checkpoint's data use
     :func:`load_checkpoint_data`.
     """
     kwargs: dict = {"seed": seed}
-    if val_size is not None:
-        kwargs["val_size"] = val_size
+    for key, value in (("val_size", val_size), ("image_size", image_size),
+                       ("augment", augment)):
+        if value is not None:
+            kwargs[key] = value
     if name.startswith("imagefolder:"):
         return imagefolder(Path(name.split(":", 1)[1]), **kwargs)
     if name not in DATASETS:
@@ -353,15 +473,20 @@ def load_checkpoint_data(
     val_size: int | None = None,
     split_seed: int | None = None,
     download: bool = True,
+    image_size: int | None = None,
+    augment: str | None = None,
 ) -> DataSplits:
-    """The splits of dataset ``name`` (default: the checkpoint's) with the validation split the
-    checkpoint ``ckpt`` was trained with (see :func:`resolve_split`; ``None``: no checkpoint)."""
+    """The splits of dataset ``name`` (default: the checkpoint's) with the validation split and
+    input size the checkpoint ``ckpt`` was trained with (see :func:`resolve_split` and
+    :func:`resolve_input`; ``None``: no checkpoint)."""
     name = name or (ckpt["dataset"] if ckpt else "fashion-mnist")
     record = None
     if ckpt is not None:
         record = ckpt.get("split") or {"dataset": ckpt["dataset"], "recorded": False}
+    image_size, augment = resolve_input(record, name, image_size, augment)
     seed, size = resolve_split(record, name, val_size, split_seed)
-    data = load_dataset(name, root, size, seed=seed, download=download)
+    data = load_dataset(name, root, size, seed=seed, download=download, image_size=image_size,
+                        augment=augment)
     check_split(data, record)
     return data
 

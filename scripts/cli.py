@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import yaml
 
-from amc_env.datasets import DataSplits, load_checkpoint_data
+from amc_env.datasets import AUGMENTS, DataSplits, load_checkpoint_data
 from amc_env.errors import UserError
 from amc_env.training import Diverged
 
@@ -49,7 +49,8 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-root``, ``--val-size``."""
+    """``--dataset``, ``--data-root``, ``--val-size``, ``--split-seed``, ``--image-size``,
+    ``--augment``."""
     p.add_argument("--dataset", default=None,
                    help="fashion-mnist, cifar10, cifar100, imagefolder:PATH, synthetic "
                         "(default: the --checkpoint's dataset, else fashion-mnist)")
@@ -62,6 +63,14 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
                    help="seed of the held-out validation split (default 0); a --checkpoint "
                         "records its own, so this is only for --model or old checkpoints. "
                         "--seed never moves the split")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input side in pixels, images resized to it (default: the dataset's own "
+                        "size; photo folders at most 224); a --checkpoint's size wins and a "
+                        "different value is refused")
+    p.add_argument("--augment", default=None, choices=AUGMENTS,
+                   help="training augmentation: none, crop (pad + random crop), standard (crop "
+                        "+ flip), imagenet (random resized crop + flip); default: per dataset "
+                        "(a --checkpoint's own), no flip for small image folders")
 
 
 def source_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -88,7 +97,8 @@ def load_data(args: argparse.Namespace, ckpt: dict[str, Any] | None,
     """The dataset the flags name, with the validation split the checkpoint ``ckpt`` was
     trained with (:func:`amc_env.datasets.load_checkpoint_data`)."""
     return load_checkpoint_data(ckpt, dataset_name(args, ckpt, fallback), args.data_root,
-                                args.val_size, args.split_seed)
+                                args.val_size, args.split_seed, image_size=args.image_size,
+                                augment=args.augment)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

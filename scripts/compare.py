@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "finetune_epochs": args.finetune_epochs,
                          "finetune_seeds": args.finetune_seeds,
                          "finetune_images": args.finetune_images or len(data.train),
-                         "strategies": strategies,
+                         "strategies": strategies, "image_size": data.spec.image_size,
+                         "augment": data.split.get("augment"),
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs,
                          "seed_policies": list(args.seed_policies)}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None

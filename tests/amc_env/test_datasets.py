@@ -90,16 +90,96 @@ def test_cifar_code_path_on_synthetic_stand_in(tmp_path, monkeypatch, cls) -> No
     assert x.shape == (3, 32, 32)
 
 
+def _folder(root: Path, classes: int, per_class: int, size: tuple[int, int],
+            val_per_class: int = 2) -> Path:
+    """An ImageNet-style folder of ``size`` (width, height) PNGs."""
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", size, (i * 7 % 256, 10 * c, 200)).save(
+                    root / split / f"c{c}" / f"{i}.png")
+    return root
+
+
 def test_imagefolder(tmp_path: Path) -> None:
-    for split in ("train", "val"):
-        for c in ("cat", "dog"):
-            (tmp_path / split / c).mkdir(parents=True)
-            for i in range(4):
-                img = Image.new("RGB", (40, 30), (i * 40, 10, 200))
-                img.save(tmp_path / split / c / f"{i}.png")
+    _folder(tmp_path, 2, 4, (40, 30), val_per_class=4)
+    # Default size: the images' own shorter side (30 < 224), no-flip augmentation for small ones.
     data = D.load_dataset(f"imagefolder:{tmp_path}", val_size=2)
-    assert data.spec.num_classes == 2 and data.spec.input_shape == (3, 224, 224)
+    assert data.spec.num_classes == 2 and data.spec.input_shape == (3, 30, 30)
     assert len(data.train) == 6 and len(data.val) == 2 and len(data.test) == 8
-    assert data.val[0][0].shape == (3, 224, 224)
+    assert data.val[0][0].shape == (3, 30, 30) and data.train[0][0].shape == (3, 30, 30)
+    assert data.split["image_size"] == 30 and data.split["augment"] == "crop"
+    # Photo-sized inputs get ImageNet's recipe by default.
+    big = D.load_dataset(f"imagefolder:{tmp_path}", val_size=2, image_size=160)
+    assert big.val[0][0].shape == (3, 160, 160) and big.split["augment"] == "imagenet"
     with pytest.raises(UserError, match="expected train/ and val/"):
         D.load_dataset(f"imagefolder:{tmp_path / 'train'}")
+
+
+def _kinds(dataset) -> list[str]:
+    """The transform class names of a Subset over a torchvision dataset."""
+    return [type(t).__name__ for t in dataset.dataset.transform.transforms]
+
+
+@pytest.mark.parametrize(("augment", "expected"), [
+    ("none", ["Resize", "CenterCrop", "ToTensor", "Normalize"]),
+    ("crop", ["Resize", "CenterCrop", "RandomCrop", "ToTensor", "Normalize"]),
+    ("standard", ["Resize", "CenterCrop", "RandomCrop", "RandomHorizontalFlip", "ToTensor",
+                  "Normalize"]),
+    ("imagenet", ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]),
+])
+def test_augment_modes_touch_the_training_split_only(tmp_path, augment, expected) -> None:
+    _folder(tmp_path, 2, 10, (12, 12))
+    data = D.load_dataset(f"imagefolder:{tmp_path}", augment=augment)
+    assert _kinds(data.train) == expected
+    assert _kinds(data.val) == _kinds(data.train_plain) == \
+        ["Resize", "CenterCrop", "ToTensor", "Normalize"]
+    assert data.split["augment"] == augment
+    if augment == "none":  # then training images are exactly the plain ones
+        assert torch.equal(data.train[0][0], data.train_plain[0][0])
+
+
+def test_default_validation_split_scales_with_the_dataset(tmp_path) -> None:
+    assert D.default_val_size("x", 60000) == 5000 and D.default_val_size("x", 1800) == 180
+    _folder(tmp_path / "small", 3, 20, (8, 8))
+    data = D.load_dataset(f"imagefolder:{tmp_path / 'small'}")
+    assert len(data.val) == 6 and len(data.train) == 54 and data.spec.image_size == 8
+    _folder(tmp_path / "tiny", 2, 3, (8, 8))
+    with pytest.raises(UserError, match="has 6 training images, too few"):
+        D.load_dataset(f"imagefolder:{tmp_path / 'tiny'}")
+
+
+def test_image_size_resizes_square_datasets() -> None:
+    data = D.load_dataset("synthetic", image_size=20)
+    assert data.spec.input_shape == (3, 20, 20) and data.train[0][0].shape == (3, 20, 20)
+    assert data.split["image_size"] == 20 and data.split["augment"] == "none"
+    with pytest.raises(UserError, match="no augmentation"):
+        D.load_dataset("synthetic", augment="standard")
+
+
+@needs_debian
+def test_fashion_mnist_at_another_size_keeps_its_recipe(tmp_path) -> None:
+    data = D.load_dataset("fashion-mnist", tmp_path, download=False, image_size=32)
+    assert data.val[0][0].shape == (1, 32, 32) and data.spec.input_shape == (1, 32, 32)
+    assert len(data.val) == 5000 and data.split["augment"] == "standard"
+    assert _kinds(data.train) == ["Resize", "RandomCrop", "RandomHorizontalFlip", "ToTensor",
+                                  "Normalize"]
+    assert data.train.dataset.transform.transforms[1].padding == 2  # 2 px at 28, scaled
+
+
+def test_input_belongs_to_the_checkpoint() -> None:
+    record = D.split_record("synthetic", 0, 128, 512, image_size=20, augment="none")
+    assert D.resolve_input(record, "synthetic", None, None) == (20, "none")
+    assert D.resolve_input(record, "synthetic", 20, None) == (20, "none")
+    with pytest.raises(UserError, match="trained on 20x20 inputs; --image-size 16"):
+        D.resolve_input(record, "synthetic", 16, None)
+    # A fine-tune may choose its own augmentation; another dataset ignores the record.
+    assert D.resolve_input(record, "synthetic", None, "crop") == (20, "crop")
+    assert D.resolve_input(record, "cifar10", 16, None) == (16, None)
+    old = D.split_record("synthetic", 0, 128, 512)  # written before sizes were recorded
+    assert D.resolve_input(old, "synthetic", None, None) == (None, None)
+    with pytest.raises(UserError, match="unknown --augment 'flip'"):
+        D.resolve_input(None, "synthetic", None, "flip")
+    with pytest.raises(UserError, match="--image-size must be a positive"):
+        D.resolve_input(None, "synthetic", 0, None)

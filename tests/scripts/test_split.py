@@ -44,7 +44,8 @@ def trained(tmp_path_factory) -> tuple:
 def test_train_records_its_split(trained) -> None:
     path, seen = trained
     split = load_checkpoint(path)["split"]
-    assert split == {"dataset": "synthetic", "seed": 0, "val_size": 128, "train_size": 512}
+    assert split == {"dataset": "synthetic", "seed": 0, "val_size": 128, "train_size": 512,
+                     "image_size": 16, "augment": "none"}
     _, val = D.held_out_split(512, 128, 0)
     assert len(seen) == 512 - 128 and not seen & set(val)
 
