@@ -5,16 +5,32 @@ the winner's score is a maximum over noisy estimates and so optimistic (and the 
 top few is partly noise). The top ``K`` distinct eligible policies are therefore replayed and
 scored again on validation images no episode saw (the rest of the checkpoint's held-out split);
 the best on those is the search's result, and its unbiased score is what reports show.
+
+A pruned network is kept after fine-tuning, and the accuracy right after pruning need not rank
+policies the way fine-tuned accuracy does. With :class:`ShortFinetune` each re-scored policy is
+first fine-tuned briefly (one pass over the same seeded training images for every candidate,
+NetAdapt's short-term fine-tune, Yang et al., ECCV 2018) and the winner is the best on the
+held-out images after it; both figures are recorded.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from amc_env.datasets import make_loader
 from amc_env.env import ChannelPruningEnv
+from amc_env.errors import UserError
 from amc_env.evaluation import accuracy
+from amc_env.training import Diverged, TrainConfig, fit
 
 DEFAULT_TOP = 5
 
@@ -44,20 +60,76 @@ def top_distinct(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     return picked
 
 
+@dataclass(frozen=True)
+class ShortFinetune:
+    """A short fine-tune of each re-scored policy: one pass of SGD (cosine from ``lr``) over
+    ``images`` training images drawn with ``seed``, the same images for every candidate."""
+
+    images: int
+    """Training images in the pass (>= 1)."""
+    lr: float = 0.01
+    """Peak learning rate (the fine-tune recipe of amc-compare and amc-apply)."""
+    batch_size: int = 128
+    """Images per SGD step."""
+    seed: int = 0
+    """Picks the images and seeds their order and augmentation."""
+
+    def check(self, train: Dataset) -> None:
+        """:class:`UserError` unless ``images`` is in [1, size of ``train``]."""
+        n = len(train)  # type: ignore[arg-type]
+        if not 1 <= self.images <= n:
+            raise UserError(f"--rescore-finetune must be in [1, {n}] training images for this "
+                            f"split, got {self.images}")
+
+    def run(self, model: nn.Module, train: Dataset, device: str) -> nn.Module | None:
+        """A fine-tuned copy of ``model`` (``model`` is untouched); ``None`` if it diverged."""
+        pick = torch.randperm(len(train),  # type: ignore[arg-type]
+                              generator=torch.Generator().manual_seed(self.seed))[:self.images]
+        loader = make_loader(Subset(train, pick.tolist()), self.batch_size, shuffle=True,
+                             seed=self.seed)
+        tuned = copy.deepcopy(model)
+        cfg = TrainConfig(epochs=1, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+        with torch.random.fork_rng(devices=[]):  # the search's own RNG stream stays in step
+            try:
+                fit(tuned, loader, cfg, device, progress=False)
+            except Diverged:
+                return None
+        return tuned.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type view for ``rescore.json`` and policy artifacts."""
+        return asdict(self)
+
+
 def rescore(env: ChannelPruningEnv, rows: list[dict[str, Any]], images: int | None,
-            episode_seed: Callable[[int], int]) -> list[dict[str, Any]]:
+            episode_seed: Callable[[int], int],
+            short: ShortFinetune | None = None) -> list[dict[str, Any]]:
     """Replay each row's policy (same criterion seed as its episode, BN recalibrated the same
     way) and score it on up to ``images`` held-out validation images; returns, best first, one
     record per row with ``episode``, ``search_accuracy``, ``rescored_accuracy`` (fractions),
-    ``rescored_reward`` and ``images``."""
+    ``rescored_reward`` and ``images``.
+
+    With ``short`` each policy's pruned model is also fine-tuned (:class:`ShortFinetune`, on
+    ``env.train_split``) and scored on the same held-out images: ``finetuned_accuracy`` and
+    ``finetuned_reward`` (NaN for a diverged fine-tune, ranked last) decide the order.
+    """
     batches = env.heldout_batches(images)
     n = sum(len(y) for _, y in batches)
     out = []
     for r in rows:
         info = env.play(r["keep_ratios"], seed=episode_seed(r["episode"]))
         acc = accuracy(env.pruned_model(), batches)
-        out.append({"episode": r["episode"], "search_reward": r["reward"],
-                    "search_accuracy": r["accuracy"], "rescored_accuracy": acc,
-                    "rescored_reward": float(env.reward_fn({**info, "accuracy": acc})),
-                    "images": n, "keep_ratios": r["keep_ratios"]})
-    return sorted(out, key=lambda o: (-o["rescored_reward"], o["episode"]))
+        rec = {"episode": r["episode"], "search_reward": r["reward"],
+               "search_accuracy": r["accuracy"], "rescored_accuracy": acc,
+               "rescored_reward": float(env.reward_fn({**info, "accuracy": acc})),
+               "images": n, "keep_ratios": r["keep_ratios"]}
+        if short is not None:
+            tuned = short.run(env.pruned_model(), env.train_split, env.cfg.device)
+            ft = math.nan if tuned is None else accuracy(tuned, batches)
+            rec.update(finetuned_accuracy=ft, finetune=short.to_dict(),
+                       finetuned_reward=math.nan if tuned is None else
+                       float(env.reward_fn({**info, "accuracy": ft})))
+        out.append(rec)
+    key = "rescored_reward" if short is None else "finetuned_reward"
+    return sorted(out, key=lambda o: (-o[key] if math.isfinite(o[key]) else math.inf,
+                                      o["episode"]))

@@ -7,7 +7,8 @@ Output folder::
     actor.pt           the agent's actor at the time of the best policy (if it has one)
     episodes.jsonl     one JSON line per finished episode
     rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
-                       held-out validation images (agents.rescore); the best of them is policy.json
+                       held-out validation images (agents.rescore), after a short fine-tune with
+                       ``rescore_finetune``; the best of them is policy.json
     checkpoint/state.pt  agent (networks, optimisers, replay buffer, noise), RNG states, episode
                          count, best so far: ``--resume`` continues with nothing lost and the same
                          result as an uninterrupted run with the same seed
@@ -33,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.base import Agent, AgentSpec, make_agent
-from agents.rescore import rescore, top_distinct
+from agents.rescore import ShortFinetune, rescore, top_distinct
 from agents.rng import global_rng_state, set_global_rng_state
 from agents.tracking import Tracker
 from amc_env import atomic
@@ -72,6 +73,9 @@ class SearchConfig:
     images and declare the best of those (0: the best episode as scored during the search)."""
     rescore_images: int | None = None
     """Held-out images for re-scoring (default: every validation image the episodes never saw)."""
+    rescore_finetune: ShortFinetune | None = None
+    """Fine-tune each re-scored policy briefly before its held-out score and rank by the score
+    after it (agents.rescore; NetAdapt's short-term fine-tune)."""
     seed_policies: tuple[str, ...] = ()
     """Heuristics (policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose policies
     are the search's first episodes (:meth:`agents.base.Agent.seed_with`); they count against
@@ -152,6 +156,11 @@ class Search:
         if cfg.rescore_top > 0 and env.heldout_size < 1:
             raise UserError("--rescore-top needs validation images beyond --eval-size; lower "
                             "--eval-size or pass --rescore-top 0")
+        if cfg.rescore_finetune is not None:
+            if cfg.rescore_top < 1:
+                raise UserError("--rescore-finetune fine-tunes the re-scored policies; it needs "
+                                "--rescore-top K > 0 and held-out validation images")
+            cfg.rescore_finetune.check(env.train_split)
 
     # -------------------------------------------------------------------- artifacts
 
@@ -169,6 +178,9 @@ class Search:
             metrics.update(rescored_val_accuracy=rescored["rescored_accuracy"],
                            rescored_reward=rescored["rescored_reward"],
                            rescore_images=rescored["images"])
+            if "finetuned_accuracy" in rescored:
+                metrics.update(finetuned_val_accuracy=rescored["finetuned_accuracy"],
+                               rescore_finetune=rescored["finetune"])
         if "latency_ms" in row:
             metrics["latency"] = {"median_ms": row["latency_ms"], "device": env.cfg.device,
                                   "batch_size": env.cfg.latency_batch,
@@ -268,7 +280,9 @@ class Search:
                 policy = self.make_policy(best, policy.actor if policy else None, rescored[0])
                 policy.save(self.out / "policy.json")
                 tracker.summary({"rescored_accuracy": rescored[0]["rescored_accuracy"],
-                                 "rescore_images": rescored[0]["images"]})
+                                 "rescore_images": rescored[0]["images"],
+                                 **({"finetuned_accuracy": rescored[0]["finetuned_accuracy"]}
+                                    if "finetuned_accuracy" in rescored[0] else {})})
         finally:
             if best is not None:
                 tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
@@ -285,7 +299,7 @@ class Search:
         if self.cfg.rescore_top < 1:
             return None
         records = rescore(self.env, top_distinct(rows, self.cfg.rescore_top),
-                          self.cfg.rescore_images, self.episode_seed)
+                          self.cfg.rescore_images, self.episode_seed, self.cfg.rescore_finetune)
         atomic.write_json(self.out / "rescore.json", records)
         return records
 

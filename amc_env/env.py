@@ -187,6 +187,8 @@ class ChannelPruningEnv(gym.Env):
         self._scored_batches = [(channels_last(x), y) for x, y in self.val_batches] \
             if self.fast_scoring else self.val_batches
         self._heldout = data.val
+        self.train_split = data.train
+        """The (augmented) training split: for fine-tunes of candidate policies."""
         self.calib_batches = take_batches(data.train_plain,
                                           cfg.recalib_batches * cfg.recalib_batch_size,
                                           cfg.recalib_batch_size, cfg.device, seed=cfg.data_seed)

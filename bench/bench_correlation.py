@@ -10,17 +10,25 @@ top alone spans a narrow accuracy range; the spread set shows whether the signal
 at all). Each policy is replayed twice on the search's validation subset, without and with BN
 recalibration (EagleEye, Li et al., ECCV 2020, argue the recalibrated figure is the one that
 predicts fine-tuned accuracy), then fine-tuned with one recipe and seed and scored on the test
-split. Reported: Pearson and Spearman correlation of either search-time figure with the final
-accuracy, over the top set, the spread set and both. A diverged fine-tune is listed and left out
-of the statistics. Writes ``bench/results/correlation_<model>.json``.
+split. With ``--short-finetune N`` each policy is also scored on the held-out validation images
+(the ones no episode saw) before and after the search's short fine-tune (``amc-search
+--rescore-finetune N``, agents.rescore.ShortFinetune), so the benchmark says which signal ranks
+policies as the final accuracy does. ``--finetune-seeds K`` averages the final accuracy over K
+fine-tune seeds and reports its own spread: a predictor cannot rank policies whose final
+accuracies differ by less than that. Reported: Pearson and Spearman (ties at their mean rank)
+correlation of each signal with the final accuracy, over the top set, the spread set and both. A
+diverged fine-tune is listed and left out of the statistics. Writes
+``bench/results/correlation_<model>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +36,11 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from agents.rescore import ShortFinetune
 from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.datasets import load_checkpoint_data, make_loader
 from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.evaluation import accuracy
 from amc_env.training import TrainConfig, evaluate
 from bench.common import write_result
 from policies.artifact import Policy
@@ -52,15 +62,27 @@ def select(rows: list[dict[str, Any]], top: int, spread: int) -> list[tuple[str,
     return [("top", r) for r in ranked[:top]] + [("spread", rest[i]) for i in idx]
 
 
+def ranks(x: np.ndarray) -> np.ndarray:
+    """0-based ranks of ``x``, tied values sharing their mean rank (accuracies on a few thousand
+    images tie often)."""
+    _, inv = np.unique(x, return_inverse=True)
+    raw = x.argsort(kind="stable").argsort()
+    return (np.bincount(inv, raw) / np.bincount(inv))[inv]
+
+
 def correlations(xs: list[float], ys: list[float]) -> dict[str, float | None]:
-    """Pearson and Spearman (Pearson of ranks) correlation; ``None`` below 3 points or for a
-    constant series."""
+    """Pearson and Spearman (Pearson of tie-averaged ranks) correlation; ``None`` below 3 points
+    or for a constant series."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     if len(x) < 3 or x.std() == 0 or y.std() == 0:
         return {"pearson": None, "spearman": None, "n": len(x)}
-    rx, ry = x.argsort().argsort(), y.argsort().argsort()
     return {"pearson": float(np.corrcoef(x, y)[0, 1]),
-            "spearman": float(np.corrcoef(rx, ry)[0, 1]), "n": len(x)}
+            "spearman": float(np.corrcoef(ranks(x), ranks(y))[0, 1]), "n": len(x)}
+
+
+SIGNALS = {"plain": "val_acc_plain", "recalibrated": "val_acc_recalibrated",
+           "heldout": "heldout_acc", "short_finetune": "heldout_acc_after_short_finetune"}
+"""Correlation name -> the policy record's key of a signal known before the final fine-tune."""
 
 
 def main() -> None:
@@ -76,7 +98,13 @@ def main() -> None:
     p.add_argument("--val-size", type=int, default=1000, help="the search's --eval-size")
     p.add_argument("--finetune-images", type=int, default=0,
                    help="fine-tune on this many training images (seeded subset; 0 = all)")
+    p.add_argument("--finetune-seeds", type=int, default=1,
+                   help="final accuracy = mean over this many fine-tune seeds")
+    p.add_argument("--short-finetune", type=int, default=0,
+                   help="also score each policy on held-out images before and after a short "
+                        "fine-tune on this many training images (0: off)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--tag", default="", help="suffix of the result's name")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).to(args.device).eval()
@@ -94,7 +122,9 @@ def main() -> None:
     plain_env = ChannelPruningEnv(model, data, cfg, recalibrate=False)
     env = ChannelPruningEnv(model, data, cfg)
     test_loader = make_loader(data.test, 512)
-    ft = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=0)
+    heldout = env.heldout_batches()
+    short = ShortFinetune(args.short_finetune, lr=args.finetune_lr) \
+        if args.short_finetune else None
     out: list[dict[str, Any]] = []
     for which, row in select(rows, args.top, args.spread):
         plain = plain_env.play(row["keep_ratios"])["accuracy"]
@@ -104,25 +134,46 @@ def main() -> None:
                                   "search_reward": row["reward"], "val_acc_plain": plain,
                                   "val_acc_recalibrated": info["accuracy"],
                                   "macs_kept": info["macs"] / info["original_macs"]}
-        _, diverged = finetune_or_diverged(pruned, data, ft, args.device, progress=False)
-        if diverged:
-            result.update(test_acc_after_finetune=None, diverged=diverged)
-        else:
-            result["test_acc_after_finetune"] = evaluate(pruned, test_loader, args.device).acc
+        if heldout:
+            result["heldout_acc"] = accuracy(pruned, heldout)
+        if short is not None:
+            t0 = time.perf_counter()
+            tuned = short.run(pruned, data.train, args.device)
+            result["heldout_acc_after_short_finetune"] = \
+                math.nan if tuned is None else accuracy(tuned, heldout)
+            result["short_finetune_seconds"] = time.perf_counter() - t0
+        accs = []
+        for seed in range(args.finetune_seeds):
+            m = copy.deepcopy(pruned)
+            ft = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=seed)
+            _, diverged = finetune_or_diverged(m, data, ft, args.device, progress=False)
+            if diverged:
+                result["diverged"] = diverged
+                break
+            accs.append(evaluate(m, test_loader, args.device).acc)
+        result["test_acc_seeds"] = accs
+        result["test_acc_after_finetune"] = None if "diverged" in result else \
+            float(np.mean(accs))
         print(result, flush=True)
         out.append(result)
     stats: dict[str, Any] = {}
     for name, members in (("top", ["top"]), ("spread", ["spread"]), ("all", ["top", "spread"])):
         ok = [r for r in out if r["set"] in members and r["test_acc_after_finetune"] is not None]
         final = [r["test_acc_after_finetune"] for r in ok]
-        stats[name] = {"plain": correlations([r["val_acc_plain"] for r in ok], final),
-                       "recalibrated": correlations([r["val_acc_recalibrated"] for r in ok],
-                                                    final)}
+        stats[name] = {sig: correlations([r[key] for r in ok], final)
+                       for sig, key in SIGNALS.items() if ok and key in ok[0]}
+        stds = [float(np.std(r["test_acc_seeds"], ddof=1)) for r in ok
+                if len(r["test_acc_seeds"]) > 1]
+        stats[name]["final_accuracy_range"] = (max(final) - min(final)) if final else None
+        stats[name]["finetune_seed_std"] = float(np.mean(stds)) if stds else None
     print(json.dumps(stats, indent=1))
-    path = write_result(f"correlation_{ckpt['recipe']['name']}", {
+    path = write_result(f"correlation_{ckpt['recipe']['name']}{args.tag}", {
         "checkpoint": str(args.checkpoint), "search": str(args.search),
         "agent": policy.agent.get("name"), "budget": policy.budget, "val_size": args.val_size,
-        "finetune": ft.to_dict(), "finetune_images": args.finetune_images or len(data.train),
+        "finetune": {**TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr).to_dict(),
+                     "seeds": args.finetune_seeds},
+        "short_finetune": short.to_dict() if short else None,
+        "finetune_images": args.finetune_images or len(data.train),
         "device": args.device, "policies": out,
         "correlation": stats})
     print(f"wrote {path}")

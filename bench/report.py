@@ -412,6 +412,12 @@ def _latency_target(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+CORRELATION_SIGNALS = (("plain", "val acc, no BN recalibration"),
+                       ("recalibrated", "val acc (the search's score)"),
+                       ("heldout", "held-out val acc"),
+                       ("short_finetune", "held-out val acc after the short fine-tune"))
+
+
 def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     for key, r in results.items():
@@ -419,31 +425,43 @@ def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         ft = r["finetune"]
         images = f", {r['finetune_images']} training images" if "finetune_images" in r else ""
+        seeds = f"{ft['seeds']} seeds, mean" if "seeds" in ft else f"seed {ft['seed']}"
+        short = r.get("short_finetune")
         out += [f"## Search-time accuracy vs accuracy after fine-tuning "
                 f"({key.removeprefix('correlation_')}, {r['agent']} search, budget "
                 f"{r['budget']})", "",
                 f"Policies from the search's episodes, replayed on its {r['val_size']} "
-                f"validation images without and with BN recalibration, then fine-tuned "
-                f"{ft['epochs']} epoch(s) (lr {ft['lr']}, seed {ft['seed']}{images}) on "
-                f"{r['device']} "
-                "and scored on the test split.", "",
-                "| policies | n | Pearson plain | Pearson recalibrated | Spearman plain "
-                "| Spearman recalibrated |", "|---|---|---|---|---|---|"]
+                "validation images without and with BN recalibration"
+                + (f", scored on the held-out validation images before and after a short "
+                   f"fine-tune ({short['images']} training images, one pass, lr {short['lr']})"
+                   if short else "")
+                + f", then fine-tuned {ft['epochs']} epoch(s) (lr {ft['lr']}, {seeds}{images}) "
+                f"on {r['device']} and scored on the test split. Spearman (Pearson) correlation "
+                "of each signal with the final test accuracy:", ""]
+        sigs = [(n, label) for n, label in CORRELATION_SIGNALS
+                if any(n in c for c in r["correlation"].values())]
+        out += ["| policies | n | " + " | ".join(label for _, label in sigs)
+                + " | final acc range | fine-tune seed std |",
+                "|---|---|" + "---|" * len(sigs) + "---|---|"]
 
-        def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.2f}"
+        def f(c: dict[str, Any] | None) -> str:
+            if c is None or c["spearman"] is None:
+                return "-"
+            return f"{c['spearman']:.2f} ({c['pearson']:.2f})"
+
+        def pts(v: float | None) -> str:
+            return "-" if v is None else f"{100 * v:.2f} pts"
 
         for name, c in r["correlation"].items():
-            p, q = c["plain"], c["recalibrated"]
-            out.append(f"| {name} | {q['n']} | {f(p['pearson'])} | {f(q['pearson'])} "
-                       f"| {f(p['spearman'])} | {f(q['spearman'])} |")
+            n = next((c[s]["n"] for s, _ in sigs if s in c), 0)
+            out.append(f"| {name} | {n} | " + " | ".join(f(c.get(s)) for s, _ in sigs)
+                       + f" | {pts(c.get('final_accuracy_range'))} "
+                       f"| {pts(c.get('finetune_seed_std'))} |")
         accs = [x["test_acc_after_finetune"] for x in r["policies"]
                 if x["test_acc_after_finetune"] is not None]
-        plain = [x["val_acc_plain"] for x in r["policies"]]
         recal = [x["val_acc_recalibrated"] for x in r["policies"]]
-        out += ["", f"Ranges: val acc plain {_pct(min(plain))}-{_pct(max(plain))}, recalibrated "
-                f"{_pct(min(recal))}-{_pct(max(recal))}, test acc after fine-tune "
-                f"{_pct(min(accs))}-{_pct(max(accs))}.", "",
+        out += ["", f"Ranges: search val acc {_pct(min(recal))}-{_pct(max(recal))}, test acc "
+                f"after fine-tune {_pct(min(accs))}-{_pct(max(accs))}.", "",
                 f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
 

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from agents import AGENTS
-from agents.rescore import resolve_top
+from agents.rescore import ShortFinetune, resolve_top
 from agents.search import Search, SearchConfig
 from agents.tracking import Tracker
 from amc_env.cost import measure_cost
@@ -94,6 +94,9 @@ class CompareConfig:
     ``None``: its default where the split has such images)."""
     rescore_images: int | None = None
     """Held-out validation images for re-scoring and for every row's held-out accuracy."""
+    rescore_finetune: int = 0
+    """Searched strategies: fine-tune each re-scored policy on this many training images (one
+    pass at the fine-tune learning rate) before its held-out score (agents.rescore); 0: off."""
     seed_policies: tuple[str, ...] = ()
     """Heuristics whose policies every searched strategy plays first (SearchConfig)."""
     search_dir: Path | None = None
@@ -154,7 +157,8 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         agent_kwargs=settings_for(cfg.agent_kwargs, name), wandb_mode=cfg.wandb_mode,
         wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
         rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images,
-        seed_policies=cfg.seed_policies),
+        rescore_finetune=ShortFinetune(cfg.rescore_finetune, lr=cfg.finetune.lr, seed=cfg.seed)
+        if cfg.rescore_finetune else None, seed_policies=cfg.seed_policies),
         out / f"search-{name}", context)
         for name in cfg.strategies
         if name in AGENTS and (reused is None or reused.agent.get("name") != name)}

@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
         finetune_seeds=args.finetune_seeds, finetune_images=args.finetune_images,
         rescore_top=args.rescore_top,
-        rescore_images=args.rescore_images, seed_policies=args.seed_policies,
+        rescore_images=args.rescore_images, rescore_finetune=args.rescore_finetune,
+        seed_policies=args.seed_policies,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)

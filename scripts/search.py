@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from agents import AGENTS
-from agents.rescore import DEFAULT_TOP, resolve_top
+from agents.rescore import DEFAULT_TOP, ShortFinetune, resolve_top
 from agents.search import STATE_FILE, Search, SearchConfig
 from agents.tracking import MODES
 from amc_env import atomic
@@ -70,6 +70,10 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_TOP} when the split has such images; 0: off)")
     p.add_argument("--rescore-images", type=int, default=None,
                    help="held-out images for --rescore-top (default: all of them)")
+    p.add_argument("--rescore-finetune", type=int, default=0,
+                   help="fine-tune each re-scored policy for one pass over this many training "
+                        "images before its held-out score, and rank by the score after it "
+                        "(NetAdapt's short-term fine-tune; default 0: off)")
     p.add_argument("--wandb-mode", default="offline", help="offline (default), online, disabled")
     p.add_argument("--wandb-project", default="amc")
 
@@ -97,8 +101,10 @@ def criterion_spec(args: argparse.Namespace) -> str:
 def check_common(args: argparse.Namespace) -> None:
     """Validate flags before anything heavy runs."""
     if (args.rescore_top is not None and args.rescore_top < 0) or \
-            (args.rescore_images is not None and args.rescore_images < 1):
-        raise UserError("--rescore-top must be non-negative and --rescore-images positive")
+            (args.rescore_images is not None and args.rescore_images < 1) or \
+            args.rescore_finetune < 0:
+        raise UserError("--rescore-top and --rescore-finetune must be non-negative and "
+                        "--rescore-images positive")
     if args.wandb_mode not in MODES:
         raise UserError(f"--wandb-mode must be one of {', '.join(MODES)}")
     if criterion_name(args.criterion) not in CRITERIA:
@@ -224,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
                        progress=not args.no_progress,
                        rescore_top=resolve_top(args.rescore_top, env),
-                       rescore_images=args.rescore_images, seed_policies=args.seed_policies)
+                       rescore_images=args.rescore_images, seed_policies=args.seed_policies,
+                       rescore_finetune=ShortFinetune(args.rescore_finetune, seed=args.seed)
+                       if args.rescore_finetune else None)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     # Built before anything is written: building the agent for this model's units is what
@@ -244,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "val_accuracy": b["accuracy"], "macs_ratio": b["macs_ratio"],
                       "rescored_val_accuracy": result.rescored[0]["rescored_accuracy"]
                       if result.rescored else None,
+                      **({"finetuned_val_accuracy": result.rescored[0]["finetuned_accuracy"]}
+                         if result.rescored and "finetuned_accuracy" in result.rescored[0]
+                         else {}),
                       "episodes": len(result.episodes), "seconds": round(result.seconds, 1),
                       "agent": cfg.agent}))
     return 0

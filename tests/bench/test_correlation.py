@@ -29,3 +29,14 @@ def test_correlations_pearson_and_spearman() -> None:
     assert correlations([1, 2, 3], [3, 2, 1])["pearson"] == pytest.approx(-1.0)
     assert correlations([1, 2], [1, 2])["pearson"] is None  # too few points
     assert correlations([1, 1, 1], [1, 2, 3])["spearman"] is None  # constant series
+
+
+def test_tied_accuracies_share_their_mean_rank() -> None:
+    import numpy as np
+
+    from bench.bench_correlation import ranks
+
+    assert ranks(np.array([0.5, 0.7, 0.5, 0.9])).tolist() == [0.5, 2.0, 0.5, 3.0]
+    # Ties no longer get an arbitrary order: a signal tied everywhere but once ranks perfectly.
+    c = correlations([0.8, 0.8, 0.8, 0.9], [0.1, 0.1, 0.1, 0.2])
+    assert c["spearman"] == pytest.approx(1.0)

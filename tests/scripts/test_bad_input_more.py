@@ -37,6 +37,12 @@ CASES = [
     case("search-model-rejects-resized-input", "amc-search", "--image-size", "24", "--model",
          "tests.custom_layers:fixed",
          pattern=r"the model cannot take the dataset's 3x24x24 inputs"),
+    case("search-rescore-finetune-without-rescore", "amc-search", "--rescore-finetune", "64",
+         "--rescore-top", "0", pattern="--rescore-finetune .* needs --rescore-top K > 0"),
+    case("search-rescore-finetune-too-many", "amc-search", "--rescore-finetune", "100000",
+         pattern=r"--rescore-finetune must be in \[1, 384\] training images"),
+    case("compare-rescore-finetune-negative", "amc-compare", "--strategies", "random",
+         "--rescore-finetune", "-1", pattern="--rescore-finetune must be non-negative"),
     case("compare-negative-scratch-epochs", "amc-compare", "--scratch-epochs", "-2",
          pattern="--scratch-epochs must be non-negative, got -2"),
 ]
