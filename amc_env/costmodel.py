@@ -1,12 +1,14 @@
 """Predicted MACs and parameters of a model for any per-unit kept channel counts.
 
 The action wall needs the cost of a model that does not exist yet, many times per step, so this
-module predicts it instead of building the model: every conv/linear layer's MACs and every
-parameter tensor scale with the kept fraction of their output channels (dim 0) and input channels
-(dim 1), each governed by at most one output unit and any number of input units (concatenations).
-Depthwise convs scale with their channels once. The prediction equals a recount of the physically
-pruned model by :mod:`amc_env.cost` (tested), and MACs that :mod:`amc_env.cost` counts outside
-conv/linear layers (e.g. attention matmuls) are kept as a constant.
+module predicts it instead of building the model: every conv/linear layer's MACs and every parameter
+tensor scale with the kept fraction of their output channels (dim 0) and input channels (dim 1),
+each governed by at most one output unit and any number of input units (concatenations). Depthwise
+convs scale with their channels once; a grouped conv keeps its group count (its units are cut group-
+balanced), so its cost scales with kept inputs and outputs like any conv. The prediction equals a
+recount of the physically pruned model by :mod:`amc_env.cost` (tested), and MACs that
+:mod:`amc_env.cost` counts outside conv/linear layers (e.g. attention matmuls) are kept as a
+constant.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class CostModel:
                 self._macs.append(_Term(macs, out_u, ins, self._in_size(mod)))
             for p in mod.parameters(recurse=False):
                 i = p.shape[1] if p.dim() >= 2 else 1
+                if p is getattr(mod, "weight", None) and getattr(mod, "groups", 1) > 1:
+                    i = mod.in_channels  # a grouped conv's dim 1 holds one group's inputs
                 self._params.append(_Term(p.numel(), out_u if p.dim() >= 1 else -1,
                                           ins if p.dim() >= 2 else (), i))
         # Whatever the counter sees beyond conv/linear layers stays constant under pruning.

@@ -3,6 +3,10 @@ style: small objects with one contract, selected by name).
 
 Contract: ``Criterion.select(ctx, n_keep)`` returns the sorted indices of the ``n_keep`` channels
 to keep. The default ranks ``scores(ctx)`` (one number per channel, larger = more important).
+A unit cut group-balanced (``Unit.channel_groups`` > 1, grouped convolutions) keeps the same
+positions in every block: scores are summed over the blocks per position (Torch-Pruning reduces
+them the same way), and ThiNet/LASSO select positions from block-summed Gram matrices, which is
+exact since a position's channels go together.
 ``ctx`` (:class:`UnitContext`) carries the current partially pruned model and the unit's group,
 the original model, fixed calibration batches, the reconstruction calibrator and a seeded
 generator, so criteria that need data (SNIP, ThiNet, LASSO) have it. A criterion whose
@@ -129,10 +133,12 @@ class Criterion(ABC):
         """One importance per channel of ``ctx.unit`` (larger = keep)."""
 
     def select(self, ctx: UnitContext, n_keep: int) -> list[int]:
-        """Sorted indices of the ``n_keep`` most important channels (ties: lower index wins)."""
-        s = self.scores(ctx)
+        """Sorted indices of the ``n_keep`` most important channels (ties: lower index wins);
+        for a grouped unit the ``n_keep / channel_groups`` best positions of every block."""
+        blocks = ctx.unit.channel_groups
+        s = self.scores(ctx).reshape(blocks, -1).sum(0)
         order = torch.argsort(-s, stable=True)
-        return sorted(order[:n_keep].tolist())
+        return ctx.unit.balanced(order[:n_keep // blocks].tolist())
 
 
 CRITERIA: Registry[type[Criterion]] = Registry("criterion")
@@ -348,7 +354,11 @@ class ConsumerCriterion(Criterion):
             g, hh = s.contributions(ctx.model)
             G += g / s.energy()
             h += hh / s.energy()
-        return sorted(self.choose(G, h, n_keep))
+        blocks = ctx.unit.channel_groups
+        if blocks > 1:  # one variable per position: the sum of its channels in every block
+            G = G.reshape(blocks, c // blocks, blocks, c // blocks).sum((0, 2))
+            h = h.reshape(blocks, -1).sum(0)
+        return ctx.unit.balanced(self.choose(G, h, n_keep // blocks))
 
 
 @CRITERIA.register("thinet")

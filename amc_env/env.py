@@ -164,7 +164,8 @@ class ChannelPruningEnv(gym.Env):
         self.cost = CostModel(self.model, self.units, self.example)
         self._orig_graph = build_graph(self.model, self.example)
         self._orig_groups: dict[str, Any] = {}
-        options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound) for u in self.units]
+        options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound, u.channel_groups)
+                   for u in self.units]
         self.latency_model: LatencyModel | None = None
         if cfg.target == "latency":
             self.latency_model = calibrate_latency(
@@ -304,7 +305,8 @@ class ChannelPruningEnv(gym.Env):
         a = min(1.0, max(self.cfg.lbound, a))
         t = len(self._chosen)
         unit = self.units[t]
-        wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound)
+        wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound,
+                                unit.channel_groups)
         k = self.wall.clip(t, self._chosen, wanted) if self._wall_on else wanted
         s = self._surgeon
         t0 = time.perf_counter()

@@ -8,11 +8,16 @@ the network's output (the classifier) is never a unit; the network input is neve
 Units are ordered by when their root layer first runs in a forward pass (AMC walks layers in
 that order), and named by the root module's name, which is how policies refer to them.
 
+A unit whose channels leave or enter a grouped (not depthwise) convolution (ResNeXt, RegNet) has
+``channel_groups`` > 1: its channels form that many equal blocks, one per convolution group, and
+it is cut group-balanced (the same positions in every block, as Torch-Pruning's own pruners do),
+so every group keeps the same width and the convolution keeps its group count.
+
 Some coupled channels cannot be cut on an arbitrary model, and are left unpruned with a warning:
-groups that touch a grouped (not depthwise) convolution, whose channels may only go a whole
-group at a time (RegNet, ResNeXt), and groups whose removal breaks the forward pass, typically
-because the model's code hard-codes a width (a ViT's ``reshape(n, hidden_dim, -1)``). The second
-kind is found by trying: each unit loses one channel on a scratch copy and the copy must still run.
+groups whose convolution groups leave nothing to cut (one channel per group), and groups whose
+removal breaks the forward pass, typically because the model's code hard-codes a width (a ViT's
+``reshape(n, hidden_dim, -1)``). The second kind is found by trying: each unit loses one channel
+per block on a scratch copy and the copy must still run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +66,14 @@ class Unit:
     """Members that also read the unit's channels (a full conv inside the residual stream it
     writes to, e.g. EfficientNet's expand-ratio-1 blocks): ``(name, input features from the
     unit)``. Their cost scales with the unit twice; they are not reconstruction consumers."""
+    channel_groups: int = 1
+    """Equal blocks the channels form for the grouped convolutions they leave or enter (the
+    least common multiple of their group counts); cuts keep the same positions in every block."""
+
+    def balanced(self, positions: Sequence[int]) -> list[int]:
+        """Channel indices for kept ``positions`` within one block, repeated in every block."""
+        width = self.channels // self.channel_groups
+        return sorted(g * width + int(p) for g in range(self.channel_groups) for p in positions)
 
 
 @dataclass(frozen=True)
@@ -160,12 +174,15 @@ def discover_units(
                  and n in traces]
         if not roots:
             continue
-        grouped = [n for n in (*members, *consumers) if _is_grouped_conv(model.get_submodule(n))]
-        if grouped:
-            skipped[min(roots, key=lambda n: traces[n].order)] = \
-                f"touches grouped convolution {grouped[0]}"
-            continue
         root = min(roots, key=lambda n: traces[n].order)
+        channels = len(group[0].idxs)
+        grouped = [n for n in (*members, *consumers) if _is_grouped_conv(model.get_submodule(n))]
+        blocks = math.lcm(1, *(model.get_submodule(n).groups for n in grouped))
+        if channels % blocks or channels // blocks < 2:
+            skipped[root] = (f"touches grouped convolution {grouped[0]}, whose "
+                             f"{model.get_submodule(grouped[0]).groups} groups leave no channel "
+                             "to cut")
+            continue
         mod = model.get_submodule(root)
         tr = traces[root]
         if isinstance(mod, nn.Linear):
@@ -175,7 +192,6 @@ def discover_units(
             spatial = (*tr.in_shape[2:], 1, 1)
             h, w = spatial[0], spatial[1]
             stride, k = int(mod.stride[0]), int(mod.kernel_size[0])
-        channels = len(group[0].idxs)
         if channels < 2:
             continue
         members = list(dict.fromkeys(members))
@@ -185,7 +201,7 @@ def discover_units(
         inner = tuple((c, n) for c, n in consumers.items() if c in members
                       and not is_depthwise(model.get_submodule(c)))
         unit = Unit(0, root, channels, tuple(members), tuple(cons), tuple(cons.values()),
-                    cin, h, w, stride, k, inner)
+                    cin, h, w, stride, k, inner, blocks)
         units.append((tr.order, unit))
     units.sort(key=lambda pair: pair[0])
     skipped.update(_breaking_units(model, example, [u for _, u in units]))
@@ -231,14 +247,14 @@ def _breaking_units(model: nn.Module, example: torch.Tensor,
         scratch = copy.deepcopy(model).eval()
         graph = build_graph(scratch, example)
         for u in done:
-            _drop_last_channel(graph, scratch, u.name)
+            _drop_last_channel(graph, scratch, u)
         return scratch, graph
 
     scratch, graph = fresh([])
     done: list[Unit] = []
     for u in units:
         try:
-            _drop_last_channel(graph, scratch, u.name)
+            _drop_last_channel(graph, scratch, u)
             with torch.no_grad():
                 scratch(example)
             done.append(u)
@@ -248,8 +264,10 @@ def _breaking_units(model: nn.Module, example: torch.Tensor,
     return bad
 
 
-def _drop_last_channel(graph: tp.DependencyGraph, model: nn.Module, root: str) -> None:
-    mod = model.get_submodule(root)
+def _drop_last_channel(graph: tp.DependencyGraph, model: nn.Module, unit: Unit) -> None:
+    """Cut the last channel of every block of ``unit`` (one channel for an ungrouped unit)."""
+    mod = model.get_submodule(unit.name)
     pruner = graph.get_pruner_of_module(mod)
+    width = pruner.get_out_channels(mod) // unit.channel_groups
     graph.get_pruning_group(mod, pruner.prune_out_channels,
-                            [pruner.get_out_channels(mod) - 1]).prune()
+                            [(g + 1) * width - 1 for g in range(unit.channel_groups)]).prune()

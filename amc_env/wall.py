@@ -4,7 +4,9 @@ Conventions (DESIGN.md section 4): an action is a **keep ratio** in ``[lbound, 1
 speaks of ratios *removed*, converted only by :func:`removal_ratio`. Channel counts are multiples
 of ``round_to`` where a unit is wide enough (a unit narrower than ``8 x round_to`` uses the
 largest power-of-two step that still gives it eight choices), never below one step, never above
-the unit's width.
+the unit's width. A unit whose channels feed or leave a grouped convolution in ``groups`` groups
+keeps the same number in every group: its counts are ``groups`` times a count rounded for one
+group's width.
 
 The wall (AMC section 3.3, made two-sided): before unit ``t`` is cut, its channel count is
 clipped to ``[low, high]`` where ``high`` is the most it may keep so the budget is still reachable
@@ -39,10 +41,11 @@ def channel_step(channels: int, round_to: int) -> int:
     return step
 
 
-def allowed_counts(channels: int, round_to: int, lbound: float) -> np.ndarray:
+def allowed_counts(channels: int, round_to: int, lbound: float, groups: int = 1) -> np.ndarray:
     """Every channel count the unit may keep: multiples of its step in ``[lbound*c, c]``, plus
-    ``c`` itself; the smallest is at least one step."""
-    step = channel_step(channels, round_to)
+    ``c`` itself; the smallest is at least one step. With ``groups`` > 1 (which divides
+    ``channels``) the step is ``groups`` times the step of one group's width."""
+    step = groups * channel_step(channels // groups, round_to)
     lo = max(step, math.ceil(lbound * channels / step - 1e-9) * step)
     counts = list(range(lo, channels + 1, step))
     if not counts or counts[-1] != channels:
@@ -50,9 +53,10 @@ def allowed_counts(channels: int, round_to: int, lbound: float) -> np.ndarray:
     return np.array(sorted(set(counts)), dtype=np.int64)
 
 
-def round_channels(channels: int, keep_ratio: float, round_to: int, lbound: float) -> int:
-    """The allowed channel count nearest to ``keep_ratio * channels``."""
-    counts = allowed_counts(channels, round_to, lbound)
+def round_channels(channels: int, keep_ratio: float, round_to: int, lbound: float,
+                   groups: int = 1) -> int:
+    """The allowed channel count (:func:`allowed_counts`) nearest to ``keep_ratio * channels``."""
+    counts = allowed_counts(channels, round_to, lbound, groups)
     return int(counts[np.argmin(np.abs(counts - keep_ratio * channels))])
 
 

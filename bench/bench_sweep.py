@@ -13,7 +13,8 @@ Per model, in order (the first failing stage is recorded with its error line):
 3. ``episode``: a seeded random policy passed through the budget wall, played to the end;
 4. ``forward``: the pruned model gives a finite ``(2, 10)`` output;
 5. ``macs``: the cost model's predicted MACs equal a recount of the pruned model, and the MACs
-   kept are at most the 50% budget;
+   kept are at most the 50% budget (rows also count the units cut group-balanced for grouped
+   convolutions, ``grouped_units``, and how many of them the policy cut, ``grouped_units_cut``);
 6. ``export``: checkpoint saved, loaded with ``weights_only=True``, rebuilt from the recipe plus the
    pruning record, outputs bit-identical to the in-memory pruned model.
 
@@ -95,10 +96,13 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
             budget=BUDGET, round_to=round_to, val_size=4, eval_batch=4, recalib_batches=1,
             recalib_batch_size=4, fill_budget=False))
         row["units"] = env.n_units
+        row["grouped_units"] = sum(u.channel_groups > 1 for u in env.units)
         row["params"] = env.cost.original["params"]
         row["macs"] = env.cost.original["flops"]
         stage = "episode"
         info = env.play(random_policy(env, seed=seed), seed=seed)
+        row["grouped_units_cut"] = sum(u.channel_groups > 1 and
+                                       info["keep_ratios"][u.name] < 1 for u in env.units)
         pruned = env.pruned_model().eval()
         stage = "forward"
         x = torch.randn(2, cin, size, size)
@@ -176,6 +180,9 @@ def main() -> None:
                    help="after a fix: rerun the models that failed (or were not reached) in "
                         "bench/results/sweep.json, or those of them in --models, and update "
                         "their rows")
+    p.add_argument("--update", action="store_true",
+                   help="rerun the --models (passed or not) in bench/results/sweep.json and "
+                        "update their rows (after a change to how they are pruned)")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,12 +194,14 @@ def main() -> None:
     name = "sweep_quick" if args.quick else "sweep_subset" if args.models else "sweep"
     rows: list[dict[str, Any]] = []  # a rerun starts from the previous rows
     todo, extra = names, {}
-    if args.rerun_failed:
+    if args.rerun_failed or args.update:
         prev = json.loads((RESULTS / "sweep.json").read_text())
         rows = prev["models"]
         names = [r["model"] for r in rows] + prev["not_run"]
         todo = [r["model"] for r in rows if r["status"] != "pass"] + prev["not_run"]
-        if args.models:
+        if args.update:
+            todo = [n for n in args.models.split(",") if n in names]
+        elif args.models:
             todo = [n for n in todo if n in args.models.split(",")]
         extra = {"command": prev["command"],
                  "wall_s_first_run": prev.get("wall_s_first_run", prev["wall_s"]),

@@ -489,9 +489,8 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
         out += [f"| {x['model']} | {'x'.join(map(str, x.get('input', [])))} | {x['stage']} "
                 f"| {x['error'].replace('|', '/')} |" for x in fails]
         out.append("")
-        why = {"infeasible": "*infeasible*: channel groups that touch grouped (not depthwise) "
-                             "convolutions are left unpruned, and what remains cannot reach the "
-                             "budget with keep ratios >= lbound;",
+        why = {"infeasible": "*infeasible*: what can be cut cannot reach the budget with keep "
+                             "ratios >= lbound;",
                "cannot trace": "*cannot trace*: Torch-Pruning's dependency tracing itself fails "
                                "on the model's forward (channel shuffle, window reshapes);",
                "no result": "*timeout*: Torch-Pruning's group search (`get_all_groups`) did not "
@@ -500,9 +499,15 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
         if seen:
             out += ["Reasons: " + " ".join(seen), ""]
     out += ["Passing (units, MACs kept): " + ", ".join(
-        f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", "",
-        f"Command: `{r['command']}`  "]
-    out += [f"Then, after fixes, the failed ones again ({', '.join(x['models'])}): "
+        f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", ""]
+    grouped = [x for x in passed if x.get("grouped_units")]
+    if grouped:
+        out += ["Grouped convolutions, cut group-balanced (units touching them, and how many the "
+                "random policy cut): " + ", ".join(
+                    f"{x['model']} ({x['grouped_units_cut']} of {x['grouped_units']})"
+                    for x in grouped) + ".", ""]
+    out += [f"Command: `{r['command']}`  "]
+    out += [f"Then, after fixes, these again ({', '.join(x['models'])}): "
             f"`{x['command']}` ({x['date']})  " for x in r.get("reruns", [])]
     out += [f"Machine: {_machine(r)}", ""]
     return out

@@ -39,7 +39,7 @@ HEURISTICS: Registry[Heuristic] = Registry("strategy")
 
 def counts_for(env: ChannelPruningEnv, ratio: float) -> list[int]:
     """Rounded channel counts for one keep ratio everywhere."""
-    return [round_channels(u.channels, ratio, env.cfg.round_to, env.cfg.lbound)
+    return [round_channels(u.channels, ratio, env.cfg.round_to, env.cfg.lbound, u.channel_groups)
             for u in env.units]
 
 
@@ -70,7 +70,7 @@ def random_policy(env: ChannelPruningEnv, seed: int = 0, **_: Any) -> dict[str, 
     chosen: list[int] = []
     for t, u in enumerate(env.units):
         wanted = round_channels(u.channels, rng.uniform(env.cfg.lbound, 1.0), env.cfg.round_to,
-                                env.cfg.lbound)
+                                env.cfg.lbound, u.channel_groups)
         chosen.append(wall.clip(t, chosen, wanted))
     return {u.name: k / u.channels for u, k in zip(env.units, chosen, strict=True)}
 
@@ -112,7 +112,7 @@ def sensitivity(
     for t, u in enumerate(env.units):
         rows = []
         for r in sorted(set(ratios)):
-            k = round_channels(u.channels, r, env.cfg.round_to, env.cfg.lbound)
+            k = round_channels(u.channels, r, env.cfg.round_to, env.cfg.lbound, u.channel_groups)
             if k >= u.channels or any(k == kk for kk, _ in rows):
                 continue
             counts = list(full)

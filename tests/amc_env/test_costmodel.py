@@ -12,6 +12,7 @@ from amc_env.costmodel import CostModel
 from amc_env.surgery import Surgeon
 from amc_env.units import discover_units
 from tests.amc_env.helpers import model
+from tests.amc_env.test_grouped import ResNeXtNet
 
 
 class Concat(nn.Module):
@@ -61,6 +62,8 @@ CASES = {
     "concat": Concat,
     "flatten": flatten_net,
     "inner_residual": InnerResidual,
+    "resnext_block": ResNeXtNet,
+    "regnet_x_400mf": lambda: model("regnet_x_400mf"),
 }
 
 
@@ -74,10 +77,12 @@ def test_prediction_equals_recount(case: str) -> None:
     assert cost.original["flops"] == count_macs(m, (3, 16, 16))
     assert cost.original["params"] == count_params(m)
     rng = np.random.default_rng(1)
-    kept = [int(rng.integers(1, u.channels + 1)) for u in units]
+    width = [u.channels // u.channel_groups for u in units]  # one block's width
+    kept = [int(rng.integers(1, w + 1)) * u.channel_groups for u, w in zip(units, width,
+                                                                           strict=True)]
     s = Surgeon(m, example)
-    for u, k in zip(units, kept, strict=True):
-        s.prune(u.name, sorted(rng.choice(u.channels, k, replace=False).tolist()))
+    for u, k, w in zip(units, kept, width, strict=True):
+        s.prune(u.name, u.balanced(rng.choice(w, k // u.channel_groups, replace=False).tolist()))
     assert count_macs(s.model, (3, 16, 16)) == cost.macs(kept)
     assert count_params(s.model) == cost.params(kept)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Unit discovery on architectures whose channels cannot all be cut: they are left unpruned."""
+"""Unit discovery on architectures whose channels cannot all be cut freely: grouped convolutions
+are cut in balanced blocks (tests/amc_env/test_grouped.py), what cannot be cut is left unpruned."""
 
 from __future__ import annotations
 
@@ -39,10 +40,9 @@ class HardCodedWidth(nn.Module):
         return self.head(self.mid(x).flatten(1))
 
 
-def test_grouped_convolution_groups_are_left_unpruned() -> None:
-    with pytest.warns(UserWarning, match=r"left unpruned: a \(touches grouped convolution g\)"):
-        units = discover_units(GroupedNet().eval(), EXAMPLE)
-    assert [u.name for u in units] == ["b"]
+def test_grouped_convolution_groups_are_cut_in_blocks() -> None:
+    units = discover_units(GroupedNet().eval(), EXAMPLE)
+    assert [(u.name, u.channel_groups) for u in units] == [("a", 2), ("g", 2), ("b", 1)]
 
 
 def test_units_that_break_the_forward_pass_are_found_by_trying() -> None:

@@ -7,8 +7,9 @@ import pytest
 from amc_env.models import ZOO, torchvision_names
 from bench.bench_sweep import QUICK, all_models, check_model, run_isolated
 
-# Plain, residual, inverted-residual + squeeze-excite, fire-module and dense-concat families.
-SAMPLE = ["cnn", "resnet20", "mobilenet_v3_small", "squeezenet1_1", "densenet121"]
+# Plain, residual, inverted-residual + squeeze-excite, fire-module and grouped-conv families
+# (dense concatenation: tests/amc_env/test_costmodel.py).
+SAMPLE = ["cnn", "resnet20", "mobilenet_v3_small", "squeezenet1_1", "regnet_x_400mf"]
 
 
 @pytest.mark.parametrize("name", SAMPLE)
@@ -17,6 +18,8 @@ def test_model_passes_every_stage(name: str) -> None:
     assert row["status"] == "pass", row.get("error")
     assert row["units"] > 0 and 0 < row["macs_kept"] <= 0.5
     assert row["predicted_macs_error"] == 0
+    if name.startswith("regnet"):  # its grouped stages are cut, not skipped
+        assert row["grouped_units"] > 0 and row["grouped_units_cut"] > 0
 
 
 def test_failures_are_recorded_with_their_stage() -> None:
