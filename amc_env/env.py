@@ -89,6 +89,9 @@ class EnvConfig:
     """Batch size of latency measurements (target ``latency``)."""
     latency_min_time_s: float = 0.2
     """Seconds each CPU latency measurement runs for at least."""
+    latency_backend: str | None = None
+    """How latency is measured (amc_env.latency.BACKENDS; default: cudagraph on CUDA, eager on
+    CPU)."""
     data_seed: int = 0
     """Seeds which training images form the recalibration batches."""
     fast_scoring: bool = True
@@ -170,7 +173,7 @@ class ChannelPruningEnv(gym.Env):
         if cfg.target == "latency":
             self.latency_model = calibrate_latency(
                 self.model, self.units, self.cost, self.example, cfg.device, cfg.latency_batch,
-                min_time_s=cfg.latency_min_time_s)
+                min_time_s=cfg.latency_min_time_s, backend=cfg.latency_backend)
             lm = self.latency_model
             self.budget_abs = cfg.budget * lm.original_ms
             self.wall = ActionWall(lambda rows: lm.predict(self.cost.batch("flops", rows)),
@@ -461,7 +464,8 @@ class ChannelPruningEnv(gym.Env):
         }
         if self.latency_model is not None:
             lat = measure_latency(model, shape, batch_size=self.cfg.latency_batch,
-                                  device=self.cfg.device, min_time_s=self.cfg.latency_min_time_s)
+                                  device=self.cfg.device, min_time_s=self.cfg.latency_min_time_s,
+                                  backend=self.cfg.latency_backend)
             info.update(latency_ms=lat.median_ms, latency=lat.to_dict(),
                         predicted_latency_ms=float(self.latency_model.predict(info["macs"])),
                         budget_latency_ms=self.budget_abs,

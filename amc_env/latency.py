@@ -1,14 +1,24 @@
-"""Measured inference latency on CPU or CUDA.
+"""Measured inference latency on CPU or CUDA, as the model would run when deployed.
 
-CPU: ``torch.utils.benchmark.Timer`` with a fixed thread count, warm-up runs, then repeated timed
-blocks; the figure is the median. CUDA: CUDA events around each run with synchronisation, after
-warm-up; the figure is the median. Always reported with device, batch size and threads.
+Backends (:data:`BACKENDS`):
+
+- ``eager``: PyTorch's eager forward. CPU: ``torch.utils.benchmark.Timer`` with a fixed thread
+  count, warm-up runs, then repeated timed blocks; CUDA: CUDA events around each run after warm-up.
+- ``onnxruntime`` (CPU): the model exported to ONNX (:mod:`amc_env.export`) and run by an
+  onnxruntime session pinned to the thread count, sequential execution; what a CPU deployment sees.
+- ``cudagraph`` (CUDA): the forward captured once as a CUDA graph and replayed, so kernel launch
+  overhead (which dominates small networks in eager mode and hides what pruning saves) is gone.
+
+The figure is the median per forward pass, with its inter-quartile range; always reported with
+backend, device, batch size and threads. ``default_backend`` picks ``cudagraph`` on CUDA and
+``eager`` on CPU.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,6 +28,27 @@ from torch import nn
 # CPU-only machine; that line would break the commands' "one line on error" contract.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
+
+from amc_env.errors import UserError  # noqa: E402
+
+BACKENDS = ("eager", "onnxruntime", "cudagraph")
+
+
+def default_backend(device: str) -> str:
+    """``cudagraph`` on CUDA, ``eager`` on CPU."""
+    return "cudagraph" if torch.device(device).type == "cuda" else "eager"
+
+
+def check_backend(backend: str, device: str) -> None:
+    """:class:`UserError` for an unknown backend or one the device cannot run."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --latency-backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    cuda = torch.device(device).type == "cuda"
+    if backend == "cudagraph" and not cuda:
+        raise UserError("--latency-backend cudagraph needs --device cuda")
+    if backend == "onnxruntime" and cuda:
+        raise UserError("--latency-backend onnxruntime measures the CPU deployment; use "
+                        "--device cpu (or cudagraph on CUDA)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +62,7 @@ class Latency:
     batch_size: int
     threads: int
     device: str
+    backend: str = "eager"
 
     def to_dict(self) -> dict:
         """Plain-type view for JSON and checkpoints."""
@@ -49,21 +81,58 @@ def _cpu(
                    threads, "cpu")
 
 
-def _cuda(model: nn.Module, x: torch.Tensor, threads: int, warmup: int, repeats: int) -> Latency:
+def _summary(times_ms: list[float], batch: int, threads: int, device: str,
+             backend: str) -> Latency:
+    q = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
+    return Latency(statistics.median(times_ms), q[2] - q[0], len(times_ms), batch, threads,
+                   device, backend)
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, warmup: int,
+                 min_time_s: float) -> Latency:
+    from amc_env.export import onnx_bytes, onnx_session
+
+    sess = onnx_session(onnx_bytes(model, tuple(x.shape[1:])), threads)
+    feed = {sess.get_inputs()[0].name: x.cpu().numpy()}
     for _ in range(warmup):
-        model(x)
+        sess.run(None, feed)
+    times: list[float] = []
+    t_end = time.perf_counter() + min_time_s
+    while time.perf_counter() < t_end or len(times) < 5:
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return _summary(times, x.shape[0], threads, "cpu", "onnxruntime")
+
+
+def _cuda(model: nn.Module, x: torch.Tensor, threads: int, warmup: int, repeats: int,
+          graph: bool) -> Latency:
+    run = lambda: model(x)  # noqa: E731
+    if graph:
+        # Warm up on a side stream (CUDA graph capture requires it), then capture one forward.
+        stream = torch.cuda.Stream(x.device)
+        stream.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(stream):
+            for _ in range(max(3, warmup)):
+                model(x)
+        torch.cuda.current_stream(x.device).wait_stream(stream)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            model(x)
+        run = g.replay
+    for _ in range(warmup):
+        run()
     torch.cuda.synchronize(x.device)
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        model(x)
+        run()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end))
-    q = statistics.quantiles(times, n=4)
-    return Latency(statistics.median(times), q[2] - q[0], repeats, x.shape[0], threads,
-                   f"cuda:{torch.cuda.get_device_name(x.device)}")
+    return _summary(times, x.shape[0], threads, f"cuda:{torch.cuda.get_device_name(x.device)}",
+                    "cudagraph" if graph else "eager")
 
 
 @torch.no_grad()
@@ -76,20 +145,26 @@ def measure_latency(
     warmup: int = 10,
     min_time_s: float = 0.5,
     repeats: int = 100,
+    backend: str | None = None,
 ) -> Latency:
-    """Median latency in milliseconds of one eval-mode forward pass.
+    """Median latency in milliseconds of one eval-mode forward pass on ``backend`` (default
+    :func:`default_backend`).
 
     ``threads`` defaults to the current ``torch.get_num_threads()``; on CPU the measurement runs
     for at least ``min_time_s`` seconds, on CUDA ``repeats`` event-timed runs. The model is put in
     eval mode for the measurement and restored afterwards.
     """
+    backend = backend or default_backend(device)
+    check_backend(backend, device)
     threads = threads or torch.get_num_threads()
     was_training = model.training
     model.eval()
     try:
         x = torch.randn(batch_size, *input_shape, device=device)
         if torch.device(device).type == "cuda":
-            return _cuda(model, x, threads, warmup, repeats)
+            return _cuda(model, x, threads, warmup, repeats, graph=backend == "cudagraph")
+        if backend == "onnxruntime":
+            return _onnxruntime(model, x, threads, warmup, min_time_s)
         return _cpu(model, x, threads, warmup, min_time_s)
     finally:
         model.train(was_training)

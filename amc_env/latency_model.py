@@ -45,6 +45,7 @@ def calibrate_latency(
     batch_size: int,
     keep_ratios: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
     min_time_s: float = 0.2,
+    backend: str | None = None,
 ) -> LatencyModel:
     """Measure uniformly pruned copies and the original (``keep_ratios`` ends with 1.0), fit the
     line."""
@@ -58,7 +59,7 @@ def calibrate_latency(
         for u, k in zip(units, kept, strict=True):
             surgeon.prune(u.name, range(k))
         lat = measure_latency(surgeon.model.to(device), shape, batch_size=batch_size,
-                              device=device, min_time_s=min_time_s)
+                              device=device, min_time_s=min_time_s, backend=backend)
         points.append((cost.macs(kept), lat.median_ms))
     macs = np.array([p[0] for p in points], dtype=np.float64)
     ms = np.array([p[1] for p in points])

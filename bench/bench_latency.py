@@ -3,11 +3,13 @@
     python -m bench.bench_latency --checkpoint runs/base_resnet20.pt --round-to 1 \
         --policy runs/bench_search/amc-ddpg_s0/policy.json            # CPU (this machine)
     python -m bench.bench_latency ... --device cuda                  # a GPU session
+    python -m bench.bench_latency ... --backend onnxruntime          # as a CPU deployment runs it
 
 Models: the unpruned checkpoint, uniform keep ratios meeting each ``--budgets`` MACs fraction,
 and the given policies (their keep ratios, same architecture). Latency is measured round-robin
-over all models (amc_env.latency: torch.utils.benchmark on CPU, CUDA events on GPU), so machine
-load hits every model alike. Writes ``bench/results/latency_<model>_<device>.json``.
+over all models (amc_env.latency: torch.utils.benchmark on CPU, CUDA events on GPU; ``--backend``
+eager, onnxruntime or cudagraph), so machine load hits every model alike. Writes
+``bench/results/latency_<model>_<device>[_<backend>].json`` (no suffix for the device's default).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_env.cost import count_macs, count_params
 from amc_env.datasets import load_checkpoint_data
 from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_env.latency import default_backend
 from bench.common import write_result
 from policies.artifact import Policy
 from policies.finetune import interleaved_latency
@@ -39,7 +42,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.5, help="seconds per CPU measurement")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default=None, help="eager, onnxruntime, cudagraph")
     args = p.parse_args()
+    backend = args.backend or default_backend(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
@@ -62,7 +67,7 @@ def main() -> None:
         models[f"{pol.agent.get('name', path.parent.name)}@{pol.budget}"] = env.pruned_model()
     models = {n: m.to(args.device).eval() for n, m in models.items()}
     lat = interleaved_latency(models, shape, args.device, rounds=args.rounds,
-                              min_time_s=args.min_time)
+                              min_time_s=args.min_time, backend=backend)
     base_macs = count_macs(model, shape)
     rows = []
     for name, m in models.items():
@@ -80,8 +85,10 @@ def main() -> None:
     result = {"checkpoint": str(args.checkpoint), "model": ckpt["recipe"]["name"],
               "dataset": ckpt["dataset"], "device": args.device,
               "device_name": torch.cuda.get_device_name(0) if device == "cuda" else None,
-              "rounds": args.rounds, "latency_detail": lat, "rows": rows}
+              "rounds": args.rounds, "backend": backend, "latency_detail": lat, "rows": rows}
     name = f"latency_{result['model']}_{device}"
+    if backend != default_backend(args.device):
+        name += f"_{backend}"
     print(f"wrote {write_result(name, result)}")
 
 

@@ -319,11 +319,13 @@ def _latency(results: dict[str, dict[str, Any]]) -> list[str]:
     out = ["## Measured speed-up vs MACs reduction", "",
            "Uniformly pruned copies at several MACs budgets and the learned policy, measured "
            "round-robin in one run (median of per-round medians).", "",
-           "| device | model | MACs kept | MACs speed-up | latency b1 (ms) | speed-up b1 "
-           "| latency b64 (ms) | speed-up b64 |", "|---|---|---|---|---|---|---|---|"]
+           "| device | backend | model | MACs kept | MACs speed-up | latency b1 (ms) "
+           "| speed-up b1 | latency b64 (ms) | speed-up b64 |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dev = r.get("device_name") or f"CPU ({r['machine']['torch_threads']} threads)"
-        out += [f"| {dev} | {x['model']} | {x['macs_kept']:.3f} | {x['macs_speedup']:.2f}x "
+        out += [f"| {dev} | {r.get('backend', 'eager')} | {x['model']} | {x['macs_kept']:.3f} "
+                f"| {x['macs_speedup']:.2f}x "
                 f"| {x['latency_b1_ms']:.3f} | {x['speedup_b1']:.2f}x "
                 f"| {x['latency_b64_ms']:.3f} | {x['speedup_b64']:.2f}x |" for x in r["rows"]]
     out.append("")

@@ -104,6 +104,8 @@ class CompareConfig:
     wandb_project: str = "amc"
     group: str = "compare"
     latency_time_s: float = 0.5
+    latency_backend: str | None = None
+    """amc_env.latency.BACKENDS (default: cudagraph on CUDA, eager on CPU)."""
     progress: bool = True
 
 
@@ -208,7 +210,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         results["strategies"]["scratch"], models["scratch"] = _scratch(
             first_agent, results["strategies"][first_agent["name"]], recipe, data, cfg, device)
     lat = interleaved_latency(models, data.spec.input_shape, device,
-                              min_time_s=cfg.latency_time_s)
+                              min_time_s=cfg.latency_time_s, backend=cfg.latency_backend)
     original["latency"] = lat["original"]
     for name, row in results["strategies"].items():
         row["latency"] = lat[name]

@@ -48,16 +48,18 @@ def scratch_model(recipe: dict[str, Any], record: dict[str, Any], seed: int) -> 
 
 def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], device: str,
                         batch_sizes: tuple[int, ...] = (1, 64), rounds: int = 3,
-                        min_time_s: float = 0.3) -> dict[str, dict[str, dict[str, Any]]]:
+                        min_time_s: float = 0.3, backend: str | None = None
+                        ) -> dict[str, dict[str, dict[str, Any]]]:
     """Latency of several models measured round-robin (``rounds`` passes over all of them), the
     median of each model's per-round medians: load on a shared machine then hits every model
-    alike, so ratios between them stay honest."""
+    alike, so ratios between them stay honest. ``backend``: amc_env.latency.BACKENDS."""
     runs: dict[str, dict[int, list]] = {n: {b: [] for b in batch_sizes} for n in models}
     for _ in range(rounds):
         for name, model in models.items():
             for b in batch_sizes:
                 runs[name][b].append(measure_latency(model, input_shape, batch_size=b,
-                                                     device=device, min_time_s=min_time_s))
+                                                     device=device, min_time_s=min_time_s,
+                                                     backend=backend))
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, per in runs.items():
         out[name] = {}
@@ -68,10 +70,13 @@ def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ..
 
 
 def measure(model: nn.Module, data: DataSplits, device: str,
-            latency_batches: tuple[int, ...] = (1, 64), min_time_s: float = 0.5) -> dict[str, Any]:
-    """Test accuracy, MACs, params and latency (ms, each batch size in ``latency_batches``)."""
+            latency_batches: tuple[int, ...] = (1, 64), min_time_s: float = 0.5,
+            backend: str | None = None) -> dict[str, Any]:
+    """Test accuracy, MACs, params and latency (ms, each batch size in ``latency_batches``,
+    measured on ``backend``)."""
     test = evaluate(model, make_loader(data.test, 512), device)
     cost = measure_cost(model, data.spec.input_shape)
     lat = {f"b{b}": measure_latency(model, data.spec.input_shape, batch_size=b, device=device,
-                                    min_time_s=min_time_s).to_dict() for b in latency_batches}
+                                    min_time_s=min_time_s, backend=backend).to_dict()
+           for b in latency_batches}
     return {"test_acc": test.acc, "macs": cost.macs, "params": cost.params, "latency": lat}

@@ -186,9 +186,9 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
     held = next((r.get("heldout_images") for r in results["strategies"].values()
                  if r.get("heldout_images")), 0)
     lines += [
-        "", f"Latency: median ms per batch (inter-quartile range) on {lat['device']}, "
-        f"{lat['threads']} threads, batch 1 and 64, measured round-robin in this run; speed-up "
-        "= original latency / pruned latency.",
+        "", f"Latency: median ms per batch (inter-quartile range) on {lat['device']} "
+        f"({lat.get('backend', 'eager')}), {lat['threads']} threads, batch 1 and 64, measured "
+        "round-robin in this run; speed-up = original latency / pruned latency.",
         "Budget kept: the target's cost kept (predicted by the cost model the wall uses); every "
         "strategy is completed through the same wall, and a row more than one rounding step "
         "under the budget is flagged.",

@@ -10,8 +10,11 @@ from typing import Any
 
 import torch
 
+from amc_env import atomic
 from amc_env.checkpoint import save_checkpoint
 from amc_env.errors import UserError
+from amc_env.export import OPSET, check_onnx, onnx_bytes
+from amc_env.latency import BACKENDS, check_backend
 from amc_env.training import TrainConfig
 from policies.apply import MODES, apply_policy
 from policies.artifact import Policy
@@ -38,6 +41,11 @@ def build_parser() -> cli.Parser:
                    help="validation images for the pre-fine-tune accuracy")
     p.add_argument("--latency-time", type=float, default=0.5,
                    help="seconds each latency measurement runs for at least")
+    p.add_argument("--latency-backend", default=None,
+                   help=f"{', '.join(BACKENDS)} (default: cudagraph on CUDA, eager on CPU)")
+    p.add_argument("--onnx", type=Path, default=None,
+                   help="also write the pruned (fine-tuned) model as ONNX, checked in "
+                        "onnxruntime against PyTorch's outputs first")
     p.add_argument("--out", type=Path, help="pruned checkpoint to write, e.g. runs/pruned.pt")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -51,6 +59,10 @@ def _check(args: Any) -> None:
     if args.budget is not None and not 0 < args.budget <= 1:
         raise UserError(f"--budget must be a fraction in (0, 1], got {args.budget}")
     cli.check_output(args.out, folder=False)
+    if args.onnx is not None:
+        cli.check_output(args.onnx, folder=False, flag="--onnx")
+    if args.latency_backend is not None:
+        check_backend(args.latency_backend, args.device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            val_size=args.eval_size)
     pruned = applied.model
     progress = not args.no_progress
-    original = measure(model, data, args.device, min_time_s=args.latency_time)
-    before = measure(pruned, data, args.device, min_time_s=args.latency_time)
+    lat = {"min_time_s": args.latency_time, "backend": args.latency_backend}
+    original = measure(model, data, args.device, **lat)
+    before = measure(pruned, data, args.device, **lat)
     metrics: dict[str, Any] = {
         "mode": applied.mode, "policy": str(args.policy), "keep_ratios": applied.keep_ratios,
         "val_acc_before_finetune": applied.info["accuracy"], "original": original,
@@ -82,16 +95,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                           batch_size=args.batch_size, seed=args.seed)
         metrics["finetune_history"] = finetune(pruned, data, cfg, args.device, progress)
-        metrics["after_finetune"] = measure(pruned, data, args.device,
-                                            min_time_s=args.latency_time)
+        metrics["after_finetune"] = measure(pruned, data, args.device, **lat)
     if args.scratch_epochs:
         scratch = scratch_model(recipe, applied.record, args.seed).to(args.device)
         base_cfg = TrainConfig(epochs=args.scratch_epochs, batch_size=args.batch_size,
                                seed=args.seed)
         finetune(scratch, data, base_cfg, args.device, progress)
-        metrics["scratch"] = measure(scratch, data, args.device, min_time_s=args.latency_time)
+        metrics["scratch"] = measure(scratch, data, args.device, **lat)
+    onnx = None
+    if args.onnx is not None:  # checked before anything is written
+        onnx = onnx_bytes(pruned, data.spec.input_shape)
+        metrics["onnx"] = {"path": str(args.onnx), "opset": OPSET, "bytes": len(onnx),
+                           "max_relative_difference": check_onnx(onnx, pruned,
+                                                                 data.spec.input_shape)}
     save_checkpoint(args.out, pruned, recipe, data.spec.name, metrics, pruning=applied.record,
                     split=data.split, input_shape=data.spec.input_shape)
+    if onnx is not None:
+        atomic.write_bytes(args.onnx, onnx)
     summary = {"out": str(args.out), "mode": applied.mode, "what": MODES[applied.mode],
                "macs_ratio": before["macs"] / original["macs"],
                "params_ratio": before["params"] / original["params"],
@@ -105,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["test_acc_scratch"] = metrics["scratch"]["test_acc"]
     if ckpt is not None:
         summary["checkpoint"] = str(args.checkpoint)
+    if onnx is not None:
+        summary["onnx"] = str(args.onnx)
     print(json.dumps(summary))
     return 0
 

@@ -148,8 +148,9 @@ def mapping_arg(text: Any) -> dict[str, Any]:
     return value
 
 
-def check_output(path: Path, folder: bool) -> None:
-    """Refuse an ``--out`` that cannot be written, before any work is done (creates nothing).
+def check_output(path: Path, folder: bool, flag: str = "--out") -> None:
+    """Refuse an output (``flag``, default ``--out``) that cannot be written, before any work is
+    done (creates nothing).
 
     ``folder``: whether ``path`` is an output folder (else a file). A file where a folder must be
     (or the reverse), or a nearest existing ancestor that is not a writable folder, is a
@@ -157,16 +158,16 @@ def check_output(path: Path, folder: bool) -> None:
     """
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
-        raise UserError(f"--out {path} is a file; give a folder name such as runs/search")
+        raise UserError(f"{flag} {path} is a file; give a folder name such as runs/search")
     if not folder and path.is_dir():
-        raise UserError(f"--out {path} is a folder; give a file name such as model.pt")
+        raise UserError(f"{flag} {path} is a folder; give a file name such as model.pt")
     ancestor = path if folder and path.is_dir() else path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"cannot write --out {path}: {ancestor} is not a folder")
+        raise UserError(f"cannot write {flag} {path}: {ancestor} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write --out {path}: {ancestor} is not writable")
+        raise UserError(f"cannot write {flag} {path}: {ancestor} is not writable")
 
 
 def seed_everything(seed: int) -> None:

@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rescore_images=args.rescore_images, rescore_finetune=args.rescore_finetune,
         seed_policies=args.seed_policies,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
+        latency_backend=args.latency_backend,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)
     env_cfg = env_config(args)

@@ -20,6 +20,7 @@ from amc_env import atomic
 from amc_env.criteria import CRITERIA, RECONSTRUCT, criterion_name
 from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
+from amc_env.latency import BACKENDS, check_backend
 from amc_env.rewards import REWARDS
 from policies.heuristics import HEURISTICS
 from scripts import cli
@@ -64,6 +65,9 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[],
                    help="never prune units whose root module matches (repeatable)")
     p.add_argument("--latency-batch", type=int, default=d.latency_batch)
+    p.add_argument("--latency-backend", default=None,
+                   help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
+                        "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
     p.add_argument("--rescore-top", type=int, default=None,
                    help="re-score the K best distinct policies of a search on held-out "
                         "validation images no episode saw, and keep the best of those "
@@ -88,7 +92,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      include=tuple(args.include), exclude=tuple(args.exclude),
                      device=args.device, latency_batch=args.latency_batch, data_seed=args.seed,
                      calib_images=args.calib_images, calib_points=args.calib_points,
-                     fast_scoring=not args.plain_scoring, cache=not args.no_cache)
+                     fast_scoring=not args.plain_scoring, cache=not args.no_cache,
+                     latency_backend=args.latency_backend)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:
@@ -105,6 +110,8 @@ def check_common(args: argparse.Namespace) -> None:
             args.rescore_finetune < 0:
         raise UserError("--rescore-top and --rescore-finetune must be non-negative and "
                         "--rescore-images positive")
+    if args.latency_backend is not None:
+        check_backend(args.latency_backend, args.device)
     if args.wandb_mode not in MODES:
         raise UserError(f"--wandb-mode must be one of {', '.join(MODES)}")
     if criterion_name(args.criterion) not in CRITERIA:

@@ -51,7 +51,8 @@ def test_cpu_latency_is_positive_and_records_settings() -> None:
     assert lat.iqr_ms >= 0 and lat.runs >= 1
     assert (lat.batch_size, lat.threads, lat.device) == (4, 1, "cpu")
     assert set(lat.to_dict()) == {"median_ms", "iqr_ms", "runs", "batch_size", "threads",
-                                  "device"}
+                                  "device", "backend"}
+    assert lat.backend == "eager"
 
 
 def test_latency_runs_the_asked_batch_and_restores_threads() -> None:
@@ -68,7 +69,9 @@ def test_latency_runs_the_asked_batch_and_restores_threads() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_latency() -> None:
+@pytest.mark.parametrize("backend", ["eager", "cudagraph"])
+def test_cuda_latency(backend: str) -> None:
     model = build_model({"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}}).cuda()
-    lat = measure_latency(model, (1, 28, 28), batch_size=8, device="cuda", repeats=20)
-    assert lat.median_ms > 0 and lat.device.startswith("cuda")
+    lat = measure_latency(model, (1, 28, 28), batch_size=8, device="cuda", repeats=20,
+                          backend=backend)
+    assert lat.median_ms > 0 and lat.device.startswith("cuda") and lat.backend == backend

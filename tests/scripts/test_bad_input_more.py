@@ -43,6 +43,10 @@ CASES = [
          pattern=r"--rescore-finetune must be in \[1, 384\] training images"),
     case("compare-rescore-finetune-negative", "amc-compare", "--strategies", "random",
          "--rescore-finetune", "-1", pattern="--rescore-finetune must be non-negative"),
+    case("search-latency-backend-unknown", "amc-search", "--latency-backend", "tensorrt",
+         pattern="unknown --latency-backend 'tensorrt'; valid: eager, onnxruntime, cudagraph"),
+    case("compare-cudagraph-on-cpu", "amc-compare", "--latency-backend", "cudagraph",
+         pattern="--latency-backend cudagraph needs --device cuda"),
     case("compare-negative-scratch-epochs", "amc-compare", "--scratch-epochs", "-2",
          pattern="--scratch-epochs must be non-negative, got -2"),
 ]
