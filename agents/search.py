@@ -9,6 +9,8 @@ Output folder::
     rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
                        held-out validation images (agents.rescore), after a short fine-tune with
                        ``rescore_finetune``; the best of them is policy.json
+    latency_check.json target ``latency``: the best candidates measured again against the original
+                       until one meets the budget (agents.latency_check); that one is policy.json
     checkpoint/state.pt  agent (networks, optimisers, replay buffer, noise), RNG states, episode
                          count, best so far: ``--resume`` continues with nothing lost and the same
                          result as an uninterrupted run with the same seed
@@ -34,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.base import Agent, AgentSpec, make_agent
+from agents.latency_check import CHECK_TOP, confirm_latency
 from agents.rescore import ShortFinetune, rescore, top_distinct
 from agents.rng import global_rng_state, set_global_rng_state
 from agents.tracking import Tracker
@@ -165,8 +168,10 @@ class Search:
     # -------------------------------------------------------------------- artifacts
 
     def make_policy(self, row: dict[str, Any], actor: str | None,
-                    rescored: dict[str, Any] | None = None) -> Policy:
-        """The policy artifact for an episode row (with its re-scored figures, if any)."""
+                    rescored: dict[str, Any] | None = None,
+                    remeasured: dict[str, Any] | None = None) -> Policy:
+        """The policy artifact for an episode row (with its re-scored figures and its latency
+        measured again, if any)."""
         env, c = self.env, self.context
         metrics = {"val_accuracy": row["accuracy"], "reward": row["reward"],
                    "macs": row["macs"], "params": row["params"],
@@ -185,6 +190,8 @@ class Search:
             metrics["latency"] = {"median_ms": row["latency_ms"], "device": env.cfg.device,
                                   "batch_size": env.cfg.latency_batch,
                                   "threads": torch.get_num_threads()}
+        if remeasured is not None:
+            metrics["remeasured_latency"] = remeasured
         return Policy(
             model=c["recipe"], fingerprint=fingerprint(env.units),
             input_shape=list(env.data_spec.input_shape), dataset=env.data_spec.name,
@@ -283,6 +290,8 @@ class Search:
                                  "rescore_images": rescored[0]["images"],
                                  **({"finetuned_accuracy": rescored[0]["finetuned_accuracy"]}
                                     if "finetuned_accuracy" in rescored[0] else {})})
+            if best is not None and self.env.cfg.target == "latency":
+                best, policy = self._confirm_latency(rows, rescored, policy)
         finally:
             if best is not None:
                 tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
@@ -293,6 +302,24 @@ class Search:
     def episode_seed(self, episode: int) -> int:
         """The environment seed of episode ``episode``."""
         return self.cfg.seed * 1_000_003 + episode
+
+    def _confirm_latency(self, rows: list[dict[str, Any]],
+                         rescored: list[dict[str, Any]] | None,
+                         policy: Policy | None) -> tuple[dict[str, Any], Policy]:
+        """Measure the best candidates again against the original (agents.latency_check),
+        declare the first that meets the budget and write ``latency_check.json``."""
+        by_episode = {r["episode"]: r for r in rows}
+        order = [by_episode[r["episode"]] for r in rescored] if rescored else \
+            top_distinct(rows, CHECK_TOP)
+        check = confirm_latency(self.env, order[:CHECK_TOP], self.episode_seed, rows)
+        atomic.write_json(self.out / "latency_check.json", check)
+        best = by_episode[check["declared"]]
+        record = next(c for c in check["candidates"] if c["episode"] == best["episode"])
+        rec = next((r for r in rescored or [] if r["episode"] == best["episode"]), None)
+        policy = self.make_policy(best, policy.actor if policy else None, rec,
+                                  {**record, "met": check["met"]})
+        policy.save(self.out / "policy.json")
+        return best, policy
 
     def _rescore(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Re-score the top policies (see agents.rescore) and write ``rescore.json``."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks that run on a lent GPU machine (see BENCHMARKS.md), one stage per call:
 #
-#   bash bench/device_session.sh check      # CUDA tests + CUDA latency of pruned ResNet-20s
+#   bash bench/device_session.sh check      # CUDA tests + CUDA latency (cudagraph and eager)
+#                                           # of pruned ResNet-20s
 #   bash bench/device_session.sh policies   # amc-compare on ResNet-20, equal budgets, 3 fine-tune
 #                                           # seeds, searches re-scored (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
@@ -38,8 +39,11 @@ check)
     | tee -a "$WORK/gpu.txt"
   $PY -m pytest -q -p no:cacheprovider tests/amc_env/test_cost.py tests/scripts/test_train_cli.py -k "not console_script" \
     2>&1 | tee "$WORK/pytest.txt"
+  # CUDA-graph replay (the default on CUDA: what a deployment sees) and eager (launch-bound).
   $PY -m bench.bench_latency --checkpoint runs/base_resnet20.pt --policy $SEARCH/policy.json \
     --device cuda
+  $PY -m bench.bench_latency --checkpoint runs/base_resnet20.pt --policy $SEARCH/policy.json \
+    --device cuda --backend eager
   ;;
 policies)
   # Fresh 300-episode searches (the split is the checkpoint's, winners re-scored on held-out

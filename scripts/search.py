@@ -262,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       **({"finetuned_val_accuracy": result.rescored[0]["finetuned_accuracy"]}
                          if result.rescored and "finetuned_accuracy" in result.rescored[0]
                          else {}),
+                      **({"remeasured_latency_ratio": rm["latency_ratio"],
+                          "latency_budget_met": rm["met"]}
+                         if (rm := result.policy.metrics.get("remeasured_latency")) else {}),
                       "episodes": len(result.episodes), "seconds": round(result.seconds, 1),
                       "agent": cfg.agent}))
     return 0
