@@ -4,13 +4,14 @@ machine, and how far off was the latency predictor the action wall relies on?
     python -m bench.bench_latency_target --checkpoint runs/base_resnet20.pt \
         --budget 0.9 --latency-batch 1 --episodes 100
 
-Runs ``amc-search --target latency`` (amc-ddpg) into ``--work`` (whose winner is already the
-first of its best candidates to meet the budget when measured again, agents.latency_check), then
-re-measures that policy's pruned model independently against the original, round-robin over ``--rounds`` passes so machine load
-hits both alike. Reported: the budget in ms, the best model's latency as the search measured it,
-as the predictor (``a + b x MACs``, amc_env.latency_model) predicted it, and as re-measured; the
-predictor's error over every episode; the share of episodes whose measured latency broke the
-budget. Writes ``bench/results/latency_target_<model>_b<batch>.json``.
+Runs ``amc-search --target latency`` (amc-ddpg) into ``--work`` (whose winner is already the first
+of its best candidates to meet the budget when measured again, agents.latency_check), then re-
+measures that policy's pruned model independently against the original, round-robin over
+``--rounds`` passes so machine load hits both alike. Reported: the budget in ms, the best model's
+latency as the search measured it, as the predictor (``a + b x MACs``, amc_env.latency_model)
+predicted it, and as re-measured; the predictor's error over every episode; the share of episodes
+whose measured latency broke the budget. Writes
+``bench/results/latency_target_<model>_b<batch>.json``.
 """
 
 from __future__ import annotations
