@@ -32,6 +32,7 @@ from amc_env.evaluation import (
 )
 from amc_env.latency import measure_latency
 from amc_env.latency_model import LatencyModel, calibrate_latency
+from amc_env.latency_table import LatencyTable, build_latency_table
 from amc_env.reconstruction import Calibrator
 from amc_env.rewards import Reward, make_reward
 from amc_env.surgery import Surgeon, full_group
@@ -92,6 +93,9 @@ class EnvConfig:
     latency_backend: str | None = None
     """How latency is measured (amc_env.latency.BACKENDS; default: cudagraph on CUDA, eager on
     CPU)."""
+    latency_predictor: str = "table"
+    """What the wall predicts latency with: ``table`` (per-layer latency tables,
+    amc_env.latency_table) or ``line`` (a + b x MACs, amc_env.latency_model)."""
     data_seed: int = 0
     """Seeds which training images form the recalibration batches."""
     fast_scoring: bool = True
@@ -169,15 +173,22 @@ class ChannelPruningEnv(gym.Env):
         self._orig_groups: dict[str, Any] = {}
         options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound, u.channel_groups)
                    for u in self.units]
-        self.latency_model: LatencyModel | None = None
+        self.latency_model: LatencyModel | LatencyTable | None = None
         if cfg.target == "latency":
-            self.latency_model = calibrate_latency(
-                self.model, self.units, self.cost, self.example, cfg.device, cfg.latency_batch,
-                min_time_s=cfg.latency_min_time_s, backend=cfg.latency_backend)
-            lm = self.latency_model
-            self.budget_abs = cfg.budget * lm.original_ms
-            self.wall = ActionWall(lambda rows: lm.predict(self.cost.batch("flops", rows)),
-                                   options, self.budget_abs, cfg.fill_budget)
+            if cfg.latency_predictor == "table":
+                table = build_latency_table(self.model, self.units, self.example, options,
+                                            cfg.device, cfg.latency_batch, cfg.latency_backend)
+                self.latency_model, self._predict_latency = table, table.predict_rows
+            else:
+                line = calibrate_latency(
+                    self.model, self.units, self.cost, self.example, cfg.device,
+                    cfg.latency_batch, min_time_s=cfg.latency_min_time_s,
+                    backend=cfg.latency_backend)
+                self.latency_model = line
+                self._predict_latency = lambda rows: line.predict(self.cost.batch("flops", rows))
+            self.budget_abs = cfg.budget * self.latency_model.original_ms
+            self.wall = ActionWall(self._predict_latency, options, self.budget_abs,
+                                   cfg.fill_budget)
         else:
             self.budget_abs = cfg.budget * self.cost.original[cfg.target]
             self.wall = ActionWall(lambda rows: self.cost.batch(cfg.target, rows), options,
@@ -230,6 +241,9 @@ class ChannelPruningEnv(gym.Env):
             raise UserError(f"--lbound must be in (0, 1], got {cfg.lbound!r}")
         if cfg.round_to < 1:
             raise UserError(f"--round-to must be at least 1, got {cfg.round_to!r}")
+        if cfg.latency_predictor not in ("table", "line"):
+            raise UserError(f"--latency-predictor must be table or line, got "
+                            f"{cfg.latency_predictor!r}")
         if cfg.val_size < 1 or cfg.eval_batch < 1:
             raise UserError("--val-size and the evaluation batch must be at least 1")
         if cfg.calib_images < 1 or cfg.calib_points < 1:
@@ -467,7 +481,8 @@ class ChannelPruningEnv(gym.Env):
                                   device=self.cfg.device, min_time_s=self.cfg.latency_min_time_s,
                                   backend=self.cfg.latency_backend)
             info.update(latency_ms=lat.median_ms, latency=lat.to_dict(),
-                        predicted_latency_ms=float(self.latency_model.predict(info["macs"])),
+                        predicted_latency_ms=float(self._predict_latency(
+                            np.asarray([self._chosen], dtype=np.float64))[0]),
                         budget_latency_ms=self.budget_abs,
                         original_latency_ms=self.latency_model.original_ms)
         info["reward"] = float(self.reward_fn(info))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -88,21 +89,39 @@ def _summary(times_ms: list[float], batch: int, threads: int, device: str,
                    device, backend)
 
 
+def _loop(run: Callable[[], object], warmup: int, min_time_s: float) -> list[float]:
+    """Milliseconds of single calls of ``run`` after ``warmup`` calls, for at least
+    ``min_time_s`` seconds and 5 calls."""
+    for _ in range(warmup):
+        run()
+    times: list[float] = []
+    t_end = time.perf_counter() + min_time_s
+    while time.perf_counter() < t_end or len(times) < 5:
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _cpu_loop(model: nn.Module, x: torch.Tensor, threads: int, warmup: int,
+              min_time_s: float) -> Latency:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _summary(_loop(lambda: model(x), warmup, min_time_s), x.shape[0], threads, "cpu",
+                        "eager")
+    finally:
+        torch.set_num_threads(before)
+
+
 def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, warmup: int,
                  min_time_s: float) -> Latency:
     from amc_env.export import onnx_bytes, onnx_session
 
     sess = onnx_session(onnx_bytes(model, tuple(x.shape[1:])), threads)
     feed = {sess.get_inputs()[0].name: x.cpu().numpy()}
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times: list[float] = []
-    t_end = time.perf_counter() + min_time_s
-    while time.perf_counter() < t_end or len(times) < 5:
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return _summary(times, x.shape[0], threads, "cpu", "onnxruntime")
+    return _summary(_loop(lambda: sess.run(None, feed), warmup, min_time_s), x.shape[0],
+                    threads, "cpu", "onnxruntime")
 
 
 def _cuda(model: nn.Module, x: torch.Tensor, threads: int, warmup: int, repeats: int,
@@ -146,9 +165,12 @@ def measure_latency(
     min_time_s: float = 0.5,
     repeats: int = 100,
     backend: str | None = None,
+    quick: bool = False,
 ) -> Latency:
     """Median latency in milliseconds of one eval-mode forward pass on ``backend`` (default
-    :func:`default_backend`).
+    :func:`default_backend`). ``quick`` (CPU eager): time single calls in a plain loop, for the
+    thousands of short measurements of a latency table (``torch.utils.benchmark``'s block-size
+    search can cost ten times the requested time there).
 
     ``threads`` defaults to the current ``torch.get_num_threads()``; on CPU the measurement runs
     for at least ``min_time_s`` seconds, on CUDA ``repeats`` event-timed runs. The model is put in
@@ -165,6 +187,8 @@ def measure_latency(
             return _cuda(model, x, threads, warmup, repeats, graph=backend == "cudagraph")
         if backend == "onnxruntime":
             return _onnxruntime(model, x, threads, warmup, min_time_s)
+        if quick:
+            return _cpu_loop(model, x, threads, warmup, min_time_s)
         return _cpu(model, x, threads, warmup, min_time_s)
     finally:
         model.train(was_training)

@@ -8,7 +8,8 @@ Runs ``amc-search --target latency`` (amc-ddpg) into ``--work`` (whose winner is
 of its best candidates to meet the budget when measured again, agents.latency_check), then re-
 measures that policy's pruned model independently against the original, round-robin over
 ``--rounds`` passes so machine load hits both alike. Reported: the budget in ms, the best model's
-latency as the search measured it, as the predictor (``a + b x MACs``, amc_env.latency_model)
+latency as the search measured it, as the predictor (``--predictor``: per-layer latency table,
+amc_env.latency_table, or ``a + b x MACs``, amc_env.latency_model)
 predicted it, and as re-measured; the predictor's error over every episode; the share of episodes
 whose measured latency broke the budget. Writes
 ``bench/results/latency_target_<model>_b<batch>.json``.
@@ -44,13 +45,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--predictor", default="table", help="table or line (--latency-predictor)")
+    p.add_argument("--backend", default="eager", help="--latency-backend")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]
     work = args.work or Path(f"runs/bench_latency_target_b{args.latency_batch}")
     search = [sys.executable, "-m", "scripts.search", "--checkpoint", str(args.checkpoint),
               "--target", "latency", "--budget", str(args.budget), "--latency-batch",
-              str(args.latency_batch), "--episodes", str(args.episodes), "--round-to", "1",
+              str(args.latency_batch), "--episodes", str(args.episodes), "--round-to",
+              str(args.round_to), "--latency-predictor", args.predictor,
+              "--latency-backend", args.backend,
               "--eval-size", str(args.eval_size), "--seed", str(args.seed),
               "--wandb-mode", "disabled", "--no-progress", "--out", str(work)]
     shutil.rmtree(work, ignore_errors=True)  # the benchmark's own scratch folder: search afresh
@@ -65,18 +71,19 @@ def main() -> None:
 
     model = model_from_checkpoint(ckpt).eval()
     data = load_checkpoint_data(ckpt, download=False)
-    env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=1,
+    env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=policy.round_to,
                                                    lbound=policy.lbound, fill_budget=False,
                                                    val_size=1, recalibrate=False))
     env.play(policy.keep_ratios)
     b = args.latency_batch
     lat = interleaved_latency({"original": model, "searched": env.pruned_model()},
                               data.spec.input_shape, "cpu", batch_sizes=(b,), rounds=args.rounds,
-                              min_time_s=0.5)
+                              min_time_s=0.5, backend=args.backend)
     original_ms = lat["original"][f"b{b}"]["median_ms"]
     final_ms = lat["searched"][f"b{b}"]["median_ms"]
     result = {
         "model": name, "budget": args.budget, "latency_batch": b, "episodes": len(rows),
+        "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
         "search_command": " ".join(["amc-search", *search[3:]]),
         "original_ms_at_search": best["original_latency_ms"],
         "budget_ms_at_search": best["budget_latency_ms"],

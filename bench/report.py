@@ -385,21 +385,47 @@ def _policies(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _latency_predictor(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [r for k, r in results.items() if k.startswith("latency_predictor_")]
+    if not rows:
+        return []
+    out = ["## Latency predictors vs measurement", "",
+           "Random policies at a MACs budget; each pruned model's measured latency ratio to the "
+           "original (measured right before it) against the ratio each predictor gives: the "
+           "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
+           "error of the ratio.", "",
+           "| model | backend | batch | policies | table median (p90) | line median (p90) "
+           "| table build s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t, ln = r["errors"]["table"], r["errors"]["line"]
+        out.append(f"| {r['benchmark'].split('_')[2]} | {r['backend']} | {r['batch']} "
+                   f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
+                   f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
+                   f"({100 * ln['p90_abs_error']:.1f}%) | {r['table_build_s']:.0f} |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
 def _latency_target(results: dict[str, dict[str, Any]]) -> list[str]:
     rows = [r for k, r in results.items() if k.startswith("latency_target_")]
     if not rows:
         return []
     out = ["## Latency-target search (`amc-search --target latency`)", "",
-           "The action wall works from a predicted latency (a line a + b x MACs fitted on "
-           "uniformly pruned copies); every episode's model is also measured, and an episode "
-           "only counts if the measurement meets the budget. The best model is then measured "
-           "again against the original, round-robin.", "",
-           "| model | batch | budget | episodes | best val acc | MACs kept | search-time ms "
+           "The action wall works from a predicted latency (predictor `line`: a + b x MACs "
+           "fitted on uniformly pruned copies; `table`: per-layer latency tables); every "
+           "episode's model is also measured, and an episode only counts if the measurement "
+           "meets the budget. The best model is then measured again against the original, "
+           "round-robin.", "",
+           "| model | predictor (backend) | batch | budget | episodes | best val acc "
+           "| MACs kept | search-time ms "
            "(predicted) | re-measured ratio | meets budget | predictor median abs error "
-           "| episodes over budget |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| episodes over budget |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, m, pr = r["best"], r["remeasured"], r["predictor"]
-        out.append(f"| {r['model']} | {r['latency_batch']} | {r['budget']:.2f} "
+        out.append(f"| {r['model']} | {r.get('predictor_kind', 'line')} "
+                   f"({r.get('backend', 'eager')}) | {r['latency_batch']} | {r['budget']:.2f} "
                    f"({r['budget_ms_at_search']:.2f} ms) | {r['episodes']} "
                    f"| {_pct(b['accuracy'])} | {b['macs_ratio']:.3f} "
                    f"| {b['latency_ms']:.2f} ({b['predicted_latency_ms']:.2f}) "
@@ -700,7 +726,7 @@ def render() -> str:
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
     for section in (_training, _env, _criteria, _search, _compare, _ladder, _policies, _seeds,
-                    _latency,
+                    _latency, _latency_predictor,
                     _latency_target,
                     _correlation, _sweep, _reliability, _demo):
         lines += section(results)

@@ -65,6 +65,9 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[],
                    help="never prune units whose root module matches (repeatable)")
     p.add_argument("--latency-batch", type=int, default=d.latency_batch)
+    p.add_argument("--latency-predictor", default=d.latency_predictor,
+                   help="table (per-layer latency tables, cached; default) or line (a + b x "
+                        "MACs) for the wall under --target latency")
     p.add_argument("--latency-backend", default=None,
                    help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
                         "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
@@ -93,7 +96,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      device=args.device, latency_batch=args.latency_batch, data_seed=args.seed,
                      calib_images=args.calib_images, calib_points=args.calib_points,
                      fast_scoring=not args.plain_scoring, cache=not args.no_cache,
-                     latency_backend=args.latency_backend)
+                     latency_backend=args.latency_backend,
+                     latency_predictor=args.latency_predictor)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:

@@ -8,7 +8,7 @@ import json
 from agents import latency_check
 from agents.rescore import top_distinct
 from amc_env import env as env_module
-from amc_env import latency_model
+from amc_env import latency_model, latency_table
 from amc_env.cost import count_macs
 from amc_env.latency import Latency
 from policies.artifact import Policy
@@ -26,6 +26,8 @@ def test_winner_is_the_first_candidate_that_meets_the_budget_when_measured_again
         tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(latency_model, "measure_latency", _fake_latency)
     monkeypatch.setattr(env_module, "measure_latency", _fake_latency)
+    monkeypatch.setattr(latency_table, "measure_latency", _fake_latency)
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "cache"))
     calls: list[int] = []
 
     def remeasure(models, shape, device, batch_sizes, rounds, min_time_s, backend):

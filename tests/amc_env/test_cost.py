@@ -75,3 +75,14 @@ def test_cuda_latency(backend: str) -> None:
     lat = measure_latency(model, (1, 28, 28), batch_size=8, device="cuda", repeats=20,
                           backend=backend)
     assert lat.median_ms > 0 and lat.device.startswith("cuda") and lat.backend == backend
+
+
+def test_quick_cpu_latency_times_single_calls_at_the_asked_threads() -> None:
+    seen: list[int] = []
+    model = build_model({"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}})
+    model.register_forward_pre_hook(lambda _m, args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    lat = measure_latency(model, (1, 28, 28), batch_size=2, threads=1, min_time_s=0.01,
+                          warmup=2, quick=True)
+    assert lat.backend == "eager" and lat.median_ms > 0 and lat.runs >= 5
+    assert len(seen) == lat.runs + 2 and set(seen) == {1} and torch.get_num_threads() == before

@@ -123,7 +123,7 @@ def _fake_latency(model: nn.Module, input_shape, batch_size=1, device="cpu", **_
 def test_latency_target_measures_and_predicts(monkeypatch) -> None:
     monkeypatch.setattr(latency_model, "measure_latency", _fake_latency)
     monkeypatch.setattr(env_module, "measure_latency", _fake_latency)
-    env = make_env("cnn", target="latency", budget=0.7)
+    env = make_env("cnn", target="latency", budget=0.7, latency_predictor="line")
     lm = env.latency_model
     assert lm.intercept_ms == pytest.approx(0.1, abs=1e-6)
     assert lm.slope_ms_per_mac == pytest.approx(1e-6)

@@ -1,0 +1,263 @@
+"""Per-layer latency tables: the latency predictor of ``--target latency`` (NetAdapt, HALP).
+
+A network's latency is predicted as the sum over its conv/linear layers of each layer's measured
+latency at its kept (input, output) channel counts, plus a constant for everything no unit
+controls (measured once: the original network minus its layers' table entries at full width).
+Each layer is timed alone (with the BatchNorm that reads only its output, as it runs in eval mode)
+on the target device, batch, thread count and backend, over the grid of channel counts its units
+may keep (the action wall's allowed counts, so the wall's candidates sit on grid points); a layer
+fed by several units (a concatenation) gets a coarse grid of its total input width, interpolated
+bilinearly. Latency falls in steps with channel counts and has a floor, which a line in MACs
+cannot follow (NetAdapt, Yang et al., ECCV 2018; HALP, Shen et al., NeurIPS 2022).
+
+Tables are cached as JSON under ``$AMC_CACHE_DIR/latency_tables`` (default ``~/.cache/amc``),
+keyed by the layer specs and grids, input shape, device name, backend, batch, threads and torch
+version; a change in any of them builds a new table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from amc_env import atomic
+from amc_env.evaluation import fold_plan
+from amc_env.latency import default_backend, measure_latency
+from amc_env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
+
+CONCAT_GRID = 6
+"""Grid points of a layer's input width when several units feed it."""
+PASSES = 2
+"""Each entry is the fastest of this many measurements taken in separate passes over the whole
+table (a burst of load on a shared machine slows one pass, not every pass at that entry)."""
+MAX_GRID = 9
+"""At most this many widths per axis are measured (evenly spaced over the allowed counts, both
+ends included); fine rounding steps are interpolated between them."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One conv/linear layer: which unit cuts its output (``out_unit``, -1: none) and which
+    cut its input (``in_units``: (unit, input features from it)), its full widths, shapes and
+    what is timed with it."""
+
+    name: str
+    kind: str  # "conv1d", "conv2d" or "linear"
+    in_features: int
+    out_features: int
+    out_unit: int
+    in_units: tuple[tuple[int, int], ...]
+    depthwise: bool
+    in_shape: tuple[int, ...]  # one sample's input, the channel/feature dim first for convs
+    conv: dict[str, Any]  # kernel_size, stride, padding, dilation, groups, bias
+    bn: bool
+
+
+def cache_dir() -> Path:
+    """Where tables are cached: ``$AMC_CACHE_DIR/latency_tables`` (default ``~/.cache/amc``)."""
+    return Path(os.environ.get("AMC_CACHE_DIR", Path.home() / ".cache" / "amc")) / \
+        "latency_tables"
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def layer_specs(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
+                ) -> list[LayerSpec]:
+    """The conv/linear layers of ``model`` that ran on ``example``, with their units."""
+    traces = trace_layers(model, example)
+    out_of = {m: u.index for u in units for m in u.members}
+    in_of: dict[str, list[tuple[int, int]]] = {}
+    for u in units:
+        for m, n in (*zip(u.consumers, u.consumer_features, strict=True), *u.inner_features):
+            in_of.setdefault(m, []).append((u.index, n))
+    bns = dict(fold_plan(model))
+    specs = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, PRUNABLE_ROOTS) or name not in traces:
+            continue
+        dw = is_depthwise(mod)
+        shape = tuple(traces[name].in_shape[1:])
+        if isinstance(mod, nn.Linear):
+            kind, fin, fout, conv = "linear", mod.in_features, mod.out_features, {}
+        else:
+            kind = "conv1d" if isinstance(mod, nn.Conv1d) else "conv2d"
+            fin, fout = mod.in_channels, mod.out_channels
+            conv = {"kernel_size": list(mod.kernel_size), "stride": list(mod.stride),
+                    "padding": mod.padding if isinstance(mod.padding, str)
+                    else list(mod.padding), "dilation": list(mod.dilation),
+                    "groups": mod.groups, "bias": mod.bias is not None}
+        specs.append(LayerSpec(name, kind, fin, fout, out_of.get(name, -1),
+                               () if dw else tuple(in_of.get(name, ())), dw, shape, conv,
+                               name in bns))
+    return specs
+
+
+def _widths(spec: LayerSpec, kept: np.ndarray, channels: np.ndarray) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """(input features, output features) of ``spec`` for rows of kept counts ``kept``."""
+    n = kept.shape[0]
+    out = kept[:, spec.out_unit] if spec.out_unit >= 0 else np.full(n, spec.out_features)
+    fin = np.full(n, float(spec.in_features))
+    for u, feats in spec.in_units:
+        fin = fin - feats * (1.0 - kept[:, u] / channels[u])
+    if spec.depthwise:
+        fin = out
+    return np.rint(fin), np.asarray(out, dtype=np.float64)
+
+
+def _grid(values: np.ndarray) -> list[int]:
+    """Sorted distinct widths, thinned to :data:`MAX_GRID` evenly spaced ones."""
+    v = sorted({int(x) for x in values})
+    if len(v) <= MAX_GRID:
+        return v
+    return [v[i] for i in sorted({round(j) for j in np.linspace(0, len(v) - 1, MAX_GRID)})]
+
+
+def _layer_module(spec: LayerSpec, fin: int, fout: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """A stand-alone copy of ``spec``'s layer at ``fin`` inputs and ``fout`` outputs, with its
+    input shape (one sample)."""
+    if spec.kind == "linear":
+        shape = (*spec.in_shape[:-1], fin)
+        return nn.Linear(fin, fout), shape
+    c = dict(spec.conv)
+    groups = fout if spec.depthwise else c["groups"]
+    cls, bn_cls = (nn.Conv1d, nn.BatchNorm1d) if spec.kind == "conv1d" else \
+        (nn.Conv2d, nn.BatchNorm2d)
+    conv = cls(fin, fout, c["kernel_size"], c["stride"],
+               c["padding"] if isinstance(c["padding"], str) else tuple(c["padding"]),
+               c["dilation"], groups, c["bias"])
+    mod = nn.Sequential(conv, bn_cls(fout)) if spec.bn else conv
+    return mod.eval(), (fin, *spec.in_shape[1:])
+
+
+class LatencyTable:
+    """Predicted latency (ms) of the model for rows of per-unit kept channel counts."""
+
+    def __init__(self, specs: list[LayerSpec], channels: Sequence[int],
+                 tables: list[dict[str, Any]], constant_ms: float, original_ms: float) -> None:
+        self.specs, self.channels = specs, np.asarray(channels, dtype=np.float64)
+        self.tables = tables
+        """Per layer: ``{"in": [grid], "out": [grid], "ms": [[...]]}``."""
+        self.constant_ms, self.original_ms = constant_ms, original_ms
+
+    def layer_ms(self, kept_rows: np.ndarray) -> np.ndarray:
+        """``[rows, layers]`` interpolated per-layer latencies."""
+        kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
+        out = np.zeros((kept.shape[0], len(self.specs)))
+        for i, (spec, t) in enumerate(zip(self.specs, self.tables, strict=True)):
+            fin, fout = _widths(spec, kept, self.channels)
+            out[:, i] = _interp2(np.asarray(t["in"], float), np.asarray(t["out"], float),
+                                 np.asarray(t["ms"], float), fin, fout)
+        return out
+
+    def predict_rows(self, kept_rows: np.ndarray) -> np.ndarray:
+        """Predicted latency (ms) of each row of kept channel counts (one per unit)."""
+        return self.constant_ms + self.layer_ms(kept_rows).sum(1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type view (the cache file)."""
+        return {"layers": [s.name for s in self.specs], "tables": self.tables,
+                "constant_ms": self.constant_ms, "original_ms": self.original_ms}
+
+
+def _axis(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower index, upper index and upper weight of ``x`` on ``grid`` (linear beyond its ends)."""
+    if len(grid) == 1:
+        z = np.zeros(len(x), dtype=int)
+        return z, z, np.zeros(len(x))
+    hi = np.clip(np.searchsorted(grid, x), 1, len(grid) - 1)
+    lo = hi - 1
+    w = (x - grid[lo]) / (grid[hi] - grid[lo])
+    return lo, hi, w
+
+
+def _interp2(gin: np.ndarray, gout: np.ndarray, ms: np.ndarray, x: np.ndarray,
+             y: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of ``ms[i, j]`` (at ``gin[i]``, ``gout[j]``) at points (x, y)."""
+    i0, i1, wi = _axis(gin, x)
+    j0, j1, wj = _axis(gout, y)
+    return ((1 - wi) * (1 - wj) * ms[i0, j0] + wi * (1 - wj) * ms[i1, j0]
+            + (1 - wi) * wj * ms[i0, j1] + wi * wj * ms[i1, j1])
+
+
+def build_latency_table(
+    model: nn.Module, units: Sequence[Unit], example: torch.Tensor, options: Sequence[np.ndarray],
+    device: str, batch_size: int, backend: str | None = None, min_time_s: float = 0.02,
+    progress: bool = False,
+) -> LatencyTable:
+    """Measure (or load from the cache) the table of ``model`` whose units may keep
+    ``options[i]`` channels (the wall's allowed counts), on ``device`` at ``batch_size``."""
+    backend = backend or default_backend(device)
+    specs = layer_specs(model, units, example)
+    channels = [u.channels for u in units]
+    full = np.asarray([channels], dtype=np.float64)
+    grids = []
+    for spec in specs:
+        outs = options[spec.out_unit] if spec.out_unit >= 0 else [spec.out_features]
+        if spec.depthwise:  # its input width is its output width: a one-point input axis
+            ins = [spec.in_features]
+        elif len(spec.in_units) == 1:
+            u = spec.in_units[0][0]
+            rows = np.repeat(full, len(options[u]), 0)
+            rows[:, u] = options[u]
+            ins = _grid(_widths(spec, rows, full[0])[0])
+        elif spec.in_units:
+            lo = np.asarray([[options[u][0] if any(u == v for v, _ in spec.in_units) else c
+                              for u, c in enumerate(channels)]], dtype=np.float64)
+            a, b = _widths(spec, lo, full[0])[0][0], spec.in_features
+            ins = _grid(np.linspace(a, b, CONCAT_GRID))
+        else:
+            ins = [spec.in_features]
+        grids.append((_grid(np.asarray(ins)), _grid(np.asarray(outs))))
+    threads = torch.get_num_threads()
+    key = {"layers": [[s.name, s.kind, s.in_features, s.out_features, list(s.in_shape), s.conv,
+                       s.bn, s.depthwise] for s in specs], "grids": grids,
+           "input": list(example.shape[1:]), "device": _device_name(device), "backend": backend,
+           "batch": batch_size, "threads": threads, "torch": str(torch.__version__)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / f"{digest}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        return LatencyTable(specs, channels, cached["tables"], cached["constant_ms"],
+                            cached["original_ms"])
+    total = sum(len(i) * len(o) for i, o in grids)
+    bar = tqdm(total=PASSES * (total + 1), desc="latency table", disable=not progress,
+               dynamic_ncols=True)
+    entries = [np.full((len(i), len(o)), np.inf) for i, o in grids]
+    original_ms = np.inf
+    for _ in range(PASSES):
+        for spec, (ins, outs), ms in zip(specs, grids, entries, strict=True):
+            for a, fin in enumerate(ins):
+                for b, fout in enumerate(outs):
+                    mod, shape = _layer_module(spec, fout if spec.depthwise else fin, fout)
+                    t = measure_latency(mod.to(device), shape, batch_size, device,
+                                        threads=threads, min_time_s=min_time_s,
+                                        backend=backend, warmup=3, quick=True).median_ms
+                    ms[a, b] = min(ms[a, b], t)
+                    bar.update()
+        original_ms = min(original_ms, measure_latency(
+            model, tuple(example.shape[1:]), batch_size, device, threads=threads,
+            min_time_s=max(min_time_s, 0.2), backend=backend, quick=True).median_ms)
+        bar.update()
+    bar.close()
+    tables = [{"in": i, "out": o, "ms": ms.tolist()} for (i, o), ms in zip(grids, entries,
+                                                                            strict=True)]
+    table = LatencyTable(specs, channels, tables, 0.0, original_ms)
+    table.constant_ms = original_ms - float(table.layer_ms(full)[0].sum())
+    atomic.write_json(path, {"key": key, **table.to_dict()})
+    return table

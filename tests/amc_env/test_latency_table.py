@@ -1,0 +1,111 @@
+"""Per-layer latency tables: the table predicts a pruned copy's latency from its entries (exact
+when latency is additive over layers), is cached and reused, is rebuilt when a key changes, and
+drives the wall of latency-target searches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from amc_env import env as env_module
+from amc_env import latency_table
+from amc_env.env import ChannelPruningEnv
+from amc_env.latency import Latency
+from amc_env.surgery import Surgeon
+from amc_env.wall import allowed_counts
+from scripts import cli, search
+from tests.amc_env.helpers import FAST, model, synthetic
+from tests.amc_env.test_costmodel import Concat
+from tests.amc_env.test_grouped import ResNeXtNet
+
+EXAMPLE = torch.zeros(1, 3, 16, 16)
+CALLS: list[int] = []
+
+
+def fake_latency(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
+    """Additive over layers: 0.01 ms per call plus 1 ms per thousand conv/linear weights."""
+    CALLS.append(batch_size)
+    w = sum(m.weight.numel() for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+    return Latency(0.01 + batch_size * w / 1e3, 0.0, 1, batch_size, 1, device)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(latency_table, "measure_latency", fake_latency)
+    CALLS.clear()
+
+
+CASES = {"resnet20": lambda: model("resnet20"), "mobilenetv2": lambda: model("mobilenetv2"),
+         "concat": Concat, "resnext_block": ResNeXtNet}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_table_predicts_a_pruned_copy_from_its_entries(case: str) -> None:
+    torch.manual_seed(0)
+    m = CASES[case]().eval()
+    env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
+    options = env.wall.options
+    table = latency_table.build_latency_table(m, env.units, EXAMPLE, options, "cpu", 2)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        kept = [int(rng.choice(o)) for o in options]
+        s = Surgeon(m, EXAMPLE)
+        for u, k in zip(env.units, kept, strict=True):
+            s.prune(u.name, u.balanced(range(k // u.channel_groups)))
+        real = fake_latency(s.model, (3, 16, 16), 2).median_ms
+        assert table.predict_rows(np.array([kept]))[0] == pytest.approx(real, rel=1e-9)
+    full = [u.channels for u in env.units]
+    assert table.predict_rows(np.array([full]))[0] == pytest.approx(table.original_ms)
+
+
+def test_table_is_cached_and_rebuilt_when_a_key_changes(tmp_path) -> None:
+    m = model("cnn").eval()
+    env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
+    first = latency_table.build_latency_table(m, env.units, EXAMPLE, env.wall.options, "cpu", 1)
+    measured = len(CALLS)
+    assert measured > len(env.units) and len(list(latency_table.cache_dir().glob("*.json"))) == 1
+    again = latency_table.build_latency_table(m, env.units, EXAMPLE, env.wall.options, "cpu", 1)
+    assert len(CALLS) == measured and again.tables == first.tables  # no re-measurement
+    latency_table.build_latency_table(m, env.units, EXAMPLE, env.wall.options, "cpu", 8)
+    assert len(CALLS) == 2 * measured and set(CALLS[measured:]) == {8}  # batch is in the key
+    coarser = [allowed_counts(u.channels, 4, 0.5) for u in env.units]
+    latency_table.build_latency_table(m, env.units, EXAMPLE, coarser, "cpu", 1)
+    assert len(list(latency_table.cache_dir().glob("*.json"))) == 3  # so is the grid
+
+
+def test_latency_target_search_walls_on_the_table(monkeypatch) -> None:
+    monkeypatch.setattr(env_module, "measure_latency", fake_latency)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6)
+    assert isinstance(env.latency_model, latency_table.LatencyTable)
+    info = env.play({u.name: 0.5 for u in env.units})
+    assert info["predicted_latency_ms"] == pytest.approx(info["latency_ms"], rel=1e-9)
+    env.reset(seed=0)
+    for _ in env.units:
+        *_, info = env.step([0.95])  # the wall holds the budget
+    assert info["latency_ms"] <= 0.6 * info["original_latency_ms"] + 1e-9
+
+
+def test_infeasible_latency_budget_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.run("amc-search", lambda: search.main([
+            "--model", "cnn", "--dataset", "synthetic", "--target", "latency", "--budget",
+            "0.01", "--eval-size", "32", "--wandb-mode", "disabled", "--no-progress",
+            "--out", str(tmp_path / "s")]))
+    err = capsys.readouterr().err.splitlines()
+    assert exc.value.code == 2 and len(err) == 1
+    assert "budget 0.01 is infeasible for target latency" in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_fine_grids_are_thinned_and_interpolated() -> None:
+    grid = latency_table._grid(np.arange(4, 65))
+    assert len(grid) == latency_table.MAX_GRID and grid[0] == 4 and grid[-1] == 64
+    g = np.asarray(grid, float)
+    ms = np.add.outer(2 * g, g)  # linear in both widths: interpolation is exact
+    x, y = np.array([5.0, 33.0, 64.0]), np.array([7.0, 20.0, 4.0])
+    np.testing.assert_allclose(latency_table._interp2(g, g, ms, x, y), 2 * x + y)
