@@ -4,6 +4,7 @@ at a small input, one random feasible policy at 50% MACs through the environment
     python -m bench.bench_sweep                   # all models, one subprocess each
     python -m bench.bench_sweep --models resnet18,vgg11 --workers 2
     python -m bench.bench_sweep --quick           # a handful of families (smoke run)
+    python -m bench.bench_sweep --timm --workers 2   # the timm sample (bench/results/sweep_timm)
 
 Per model, in order (the first failing stage is recorded with its error line):
 
@@ -66,6 +67,26 @@ ZOO_INPUT = {"cnn": (1, 28), "cnn10": (1, 28), "resnet20": (3, 32), "resnet32": 
              "mobilenetv2": (3, 32)}
 QUICK = ["cnn", "resnet20", "mobilenetv2", "resnet18", "mobilenet_v3_small", "squeezenet1_1",
          "densenet121", "efficientnet_b0", "regnet_x_400mf", "vit_b_32"]
+
+
+TIMM_SAMPLE = [
+    "resnet18", "resnet26d", "resnet50d", "resnext26ts", "seresnext26d_32x4d", "regnetx_002",
+    "regnety_002", "regnetz_b16", "efficientnet_b0", "efficientnet_lite0",
+    "tf_efficientnetv2_b0", "mobilenetv3_small_100", "mobilenetv3_large_100",
+    "mobilenetv4_conv_small", "mnasnet_100", "spnasnet_100", "fbnetc_100", "ghostnet_100",
+    "ghostnetv2_100", "hrnet_w18_small", "dla34", "dpn68", "densenet121", "vgg11",
+    "xception41", "cspresnet50", "cspdarknet53", "darknet53", "nf_resnet26", "rexnet_100",
+    "lcnet_050", "tinynet_a", "mixnet_s", "semnasnet_100", "hardcorenas_a", "res2net50_14w_8s",
+    "resnest14d", "skresnet18", "selecsls42b", "repvgg_a0", "convnext_atto", "convnextv2_atto",
+    "efficientformer_l1", "mobilevit_xxs", "mobilevitv2_050", "edgenext_xx_small",
+    "fastvit_t8", "repghostnet_050", "gernet_s", "resnetrs50", "ecaresnet26t", "seresnet18",
+    "legacy_seresnet18", "resnet10t", "dla46_c", "cs3darknet_s", "efficientvit_b0",
+    "mobileone_s0", "inception_next_atto", "poolformer_s12", "regnety_004", "hgnet_tiny",
+    "ese_vovnet19b_dw", "tresnet_m",
+]
+"""timm image classifiers across its CNN families (plain, residual, grouped, squeeze-excite,
+inverted-residual, NAS, dense, dual-path, CSP, re-parameterised, ConvNeXt) and hybrids
+(EfficientFormer, MobileViT, EdgeNeXt, FastViT, EfficientViT, PoolFormer), small variants."""
 
 
 def all_models() -> list[str]:
@@ -172,6 +193,8 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="", help="comma-separated names (default: all)")
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    p.add_argument("--timm", action="store_true",
+                   help=f"the {len(TIMM_SAMPLE)} timm models of TIMM_SAMPLE (timm:NAME)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
@@ -189,9 +212,12 @@ def main() -> None:
     if args.one:
         print(json.dumps(check_model(args.one)), flush=True)
         return
-    names = (args.models.split(",") if args.models else QUICK if args.quick else all_models())
+    timm = [f"timm:{n}" for n in TIMM_SAMPLE]
+    names = (args.models.split(",") if args.models else QUICK if args.quick else
+             timm if args.timm else all_models())
     threads = max(1, args.threads // args.workers)
-    name = "sweep_quick" if args.quick else "sweep_subset" if args.models else "sweep"
+    name = "sweep_quick" if args.quick else "sweep_timm" if args.timm else \
+        "sweep_subset" if args.models else "sweep"
     rows: list[dict[str, Any]] = []  # a rerun starts from the previous rows
     todo, extra = names, {}
     if args.rerun_failed or args.update:

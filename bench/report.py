@@ -495,14 +495,22 @@ def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
-    r = results.get("sweep")
-    if r is None:
-        return []
+    out = []
+    for key, title, what in (("sweep", "Any-model sweep", "every torchvision classifier and the "
+                              "zoo"),
+                             ("sweep_timm", "Any-model sweep: timm", "a sample of timm image "
+                              "classifiers across its CNN and hybrid families")):
+        if key in results:
+            out += _sweep_one(results[key], title, what)
+    return out
+
+
+def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
     rows = r["models"]
     passed = [x for x in rows if x["status"] == "pass"]
-    out = ["## Any-model sweep", "",
-           f"**{r['passed']} of {r['total']} models pass** (every torchvision classifier and "
-           f"the zoo; random weights, 10 classes, a seeded random policy at "
+    out = [f"## {title}", "",
+           f"**{r['passed']} of {r['total']} models pass** ({what}; random weights, 10 "
+           "classes, a seeded random policy at "
            f"{100 * r['budget']:.0f}% MACs, round-to {r['round_to']}). Stages: build, env "
            "(units from the dependency graph), episode, forward (finite (2, 10) output), MACs "
            "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "

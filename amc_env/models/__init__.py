@@ -7,6 +7,8 @@ so checkpoints and policies can rebuild the architecture without pickling module
   ``plain20``, ``vgg16`` (CIFAR), ``mobilenetv2`` (small inputs);
 - any torchvision classification model by its name (``resnet18``, ...), or ``torchvision:NAME``
   where a zoo name shadows it (``torchvision:vgg16``);
+- ``timm:NAME``: a timm model (the optional ``timm`` extra; ``timm.create_model`` with random
+  weights, timm's own ``in_chans``/``num_classes``);
 - ``package.module:callable`` returning an ``nn.Module``.
 
 Input channels and class count follow the dataset: the first conv and the last linear layer are
@@ -225,6 +227,8 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
         model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes,
                                              **kwargs)
         return adapt_io(model, in_channels, num_classes)
+    if name.startswith("timm:"):
+        return _timm_model(name.removeprefix("timm:"), in_channels, num_classes, kwargs)
     if ":" in name and not name.startswith("torchvision:"):
         model = _call_with_accepted(_import_callable(name), num_classes=num_classes,
                                     in_channels=in_channels, **kwargs)
@@ -233,8 +237,23 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
         return adapt_io(model, in_channels, num_classes)
     raise UserError(
         f"unknown model {name!r}; valid names: {', '.join(ZOO.names())}, any torchvision "
-        "classification model (e.g. resnet18, torchvision:vgg16), or package.module:callable"
+        "classification model (e.g. resnet18, torchvision:vgg16), timm:NAME, or "
+        "package.module:callable"
     )
+
+
+def _timm_model(name: str, in_channels: int, num_classes: int,
+                kwargs: dict[str, Any]) -> nn.Module:
+    """``timm.create_model(name)`` with random weights for the dataset's channels and classes."""
+    try:
+        import timm
+    except ImportError:
+        raise UserError("timm models need the timm package: pip install 'amc-agent[timm]'"
+                        ) from None
+    if not timm.is_model(name):
+        raise UserError(f"unknown timm model {name!r} (see timm.list_models())")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes,
+                             in_chans=in_channels, **kwargs)
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

@@ -80,3 +80,14 @@ def test_pretrained_wrong_architecture_is_user_error(tmp_path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="weights file .* is corrupt or unreadable"):
         build_pretrained("resnet18", tmp_path / "junk.pth", in_channels=3, num_classes=10)
+
+
+def test_timm_models_by_name() -> None:
+    from bench.bench_sweep import check_model
+
+    m = build_model({"name": "timm:resnet10t", "kwargs": {"in_channels": 1, "num_classes": 7}})
+    assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
+    row = check_model("timm:resnet10t")  # prunes, exact MACs, bit-identical export
+    assert row["status"] == "pass", row.get("error")
+    with pytest.raises(UserError, match="unknown timm model 'resnet9000'"):
+        build_model({"name": "timm:resnet9000", "kwargs": {"in_channels": 3, "num_classes": 2}})
