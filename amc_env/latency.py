@@ -33,6 +33,9 @@ from torch.utils import benchmark  # noqa: E402
 from amc_env.errors import UserError  # noqa: E402
 
 BACKENDS = ("eager", "onnxruntime", "cudagraph")
+MIN_BLOCKS = 5
+"""Fewest timed blocks a CPU eager measurement accepts before it falls back to timing at least
+this many single calls."""
 
 
 def default_backend(device: str) -> str:
@@ -78,6 +81,10 @@ def _cpu(
     )
     timer.timeit(warmup)
     m = timer.blocked_autorange(min_run_time=min_time_s)
+    if len(m.times) < MIN_BLOCKS:
+        # One slow call can fill the whole time budget (seen: a 623 ms "median" of a single
+        # batch-64 call, 36 ms when measured again); a median needs several samples.
+        return _cpu_loop(model, x, threads, 0, min_time_s)
     return Latency(m.median * 1e3, m.iqr * 1e3, len(m.times) * m.number_per_run, x.shape[0],
                    threads, "cpu")
 
@@ -91,12 +98,12 @@ def _summary(times_ms: list[float], batch: int, threads: int, device: str,
 
 def _loop(run: Callable[[], object], warmup: int, min_time_s: float) -> list[float]:
     """Milliseconds of single calls of ``run`` after ``warmup`` calls, for at least
-    ``min_time_s`` seconds and 5 calls."""
+    ``min_time_s`` seconds and :data:`MIN_BLOCKS` calls."""
     for _ in range(warmup):
         run()
     times: list[float] = []
     t_end = time.perf_counter() + min_time_s
-    while time.perf_counter() < t_end or len(times) < 5:
+    while time.perf_counter() < t_end or len(times) < MIN_BLOCKS:
         t0 = time.perf_counter()
         run()
         times.append((time.perf_counter() - t0) * 1e3)

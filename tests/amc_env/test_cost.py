@@ -86,3 +86,16 @@ def test_quick_cpu_latency_times_single_calls_at_the_asked_threads() -> None:
                           warmup=2, quick=True)
     assert lat.backend == "eager" and lat.median_ms > 0 and lat.runs >= 5
     assert len(seen) == lat.runs + 2 and set(seen) == {1} and torch.get_num_threads() == before
+
+
+def test_a_measurement_never_rests_on_one_or_two_slow_calls() -> None:
+    """Calls slower than the time budget: the median comes from at least 5 timed calls."""
+    import time as time_module
+
+    class Slow(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time_module.sleep(0.1)  # one call outlasts the time budget
+            return x
+
+    lat = measure_latency(Slow(), (1, 4, 4), min_time_s=0.05, warmup=1)
+    assert lat.runs >= 5 and 95 < lat.median_ms < 200
