@@ -494,6 +494,11 @@ def _correlation(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _thin(lat: dict[str, Any]) -> str:
+    """A dagger for a latency measured from fewer than 5 calls."""
+    return " †" if lat.get("runs", 5) < 5 else ""
+
+
 def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     for key, title, what in (("sweep", "Any-model sweep", "every torchvision classifier and the "
@@ -593,8 +598,11 @@ def _compare_table(r: dict[str, Any]) -> list[str]:
                    f"| {_pct(x['val_acc_before_finetune'])} "
                    f"| {_pct(x['val_acc_heldout'])} | {_pct(x['test_acc_before_finetune'])} "
                    f"| {after} | {per} | {x['macs_kept']:.3f} | {x['cost_kept']:.3f}{ok} "
-                   f"| {ob1 / lat['b1']['median_ms']:.2f}x / "
-                   f"{ob64 / lat['b64']['median_ms']:.2f}x |")
+                   f"| {ob1 / lat['b1']['median_ms']:.2f}x{_thin(lat['b1'])} / "
+                   f"{ob64 / lat['b64']['median_ms']:.2f}x{_thin(lat['b64'])} |")
+    if any(_thin(x["latency"][b]) for x in r["strategies"].values() for b in ("b1", "b64")):
+        out += ["", "† a latency resting on fewer than 5 timed calls (one slow call filled the "
+                "time budget): not a measurement; latencies now always time at least 5 calls."]
     same = _same_policies(r["strategies"])
     if same:
         out += ["", "Identical policies (so identical rows up to fine-tune noise): "
