@@ -534,6 +534,10 @@ def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
                              "ratios >= lbound;",
                "cannot trace": "*cannot trace*: Torch-Pruning's dependency tracing itself fails "
                                "on the model's forward (channel shuffle, window reshapes);",
+               "predicted": "*cost model*: the wall's predicted MACs differ from the recount of "
+                            "the pruned model (operations the cost model does not scale with "
+                            "channels: sliced concatenations, split attention, attention "
+                            "matmuls); reported MACs are always the recount;",
                "no result": "*timeout*: Torch-Pruning's group search (`get_all_groups`) did not "
                             "finish in the limit (windowed attention), or ran out of memory;"}
         seen = [text for key, text in why.items() if any(key in x["error"] for x in fails)]
