@@ -313,7 +313,8 @@ def _se_points(r: dict[str, Any]) -> str:
 
 def _latency(results: dict[str, dict[str, Any]]) -> list[str]:
     rows = [r for k, r in results.items()
-            if k.startswith("latency_") and not k.startswith("latency_target_")]
+            if k.startswith("latency_")
+            and not k.startswith(("latency_target_", "latency_predictor_"))]
     if not rows:
         return []
     out = ["## Measured speed-up vs MACs reduction", "",
@@ -391,7 +392,7 @@ def _latency_predictor(results: dict[str, dict[str, Any]]) -> list[str]:
         return []
     out = ["## Latency predictors vs measurement", "",
            "Random policies at a MACs budget; each pruned model's measured latency ratio to the "
-           "original (measured right before it) against the ratio each predictor gives: the "
+           "original (measured round-robin with it) against the ratio each predictor gives: the "
            "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
            "error of the ratio.", "",
            "| model | backend | batch | policies | table median (p90) | line median (p90) "
