@@ -60,15 +60,19 @@ class CostModel:
             out_u = out_of.get(name, -1)
             ins = () if is_depthwise(mod) else tuple(in_of.get(name, ()))
             if isinstance(mod, PRUNABLE_ROOTS) and name in traces:
-                macs = self._layer_macs(mod, traces[name].out_shape)
+                macs = self._layer_macs(mod, traces[name].out_shape, example.shape[0])
                 layer_macs += macs
                 self._macs.append(_Term(macs, out_u, ins, self._in_size(mod)))
             for p in mod.parameters(recurse=False):
                 i = p.shape[1] if p.dim() >= 2 else 1
                 if p is getattr(mod, "weight", None) and getattr(mod, "groups", 1) > 1:
                     i = mod.in_channels  # a grouped conv's dim 1 holds one group's inputs
+                # Only the weight reads the inputs; a layer's own extra parameters (a per-filter
+                # gain of shape (out, 1, 1, 1)) scale with the outputs alone.
+                reads = p.dim() >= 2 and (p is getattr(mod, "weight", None)
+                                          or not isinstance(mod, PRUNABLE_ROOTS))
                 self._params.append(_Term(p.numel(), out_u if p.dim() >= 1 else -1,
-                                          ins if p.dim() >= 2 else (), i))
+                                          ins if reads else (), i))
         # Whatever the counter sees beyond conv/linear layers stays constant under pruning.
         self._macs.append(_Term(count_macs(model, tuple(example.shape[1:])) - layer_macs,
                                 -1, (), 1))
@@ -78,8 +82,10 @@ class CostModel:
         self.original = {"flops": self.macs(full), "params": self.params(full)}
 
     @staticmethod
-    def _layer_macs(mod: nn.Module, out_shape: tuple[int, ...]) -> int:
-        per_output = int(np.prod(out_shape[1:]))
+    def _layer_macs(mod: nn.Module, out_shape: tuple[int, ...], batch: int) -> int:
+        # Per sample, whatever the layout: a layer may see the batch folded with patches or
+        # windows (MobileViT's (B*P, N, C)), so the first axis is not always the batch.
+        per_output = int(np.prod(out_shape)) // batch
         if isinstance(mod, nn.Linear):
             return per_output * mod.in_features
         return per_output * (mod.in_channels // mod.groups) * int(np.prod(mod.kernel_size))

@@ -17,8 +17,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from amc_env.depgraph import build_graph, prune_group
 from amc_env.errors import UserError
-from amc_env.units import build_graph
 
 
 def full_group(graph: tp.DependencyGraph, model: nn.Module, root: str) -> tp.Group:
@@ -41,7 +41,7 @@ def prune_root(
         raise UserError(f"unit {root!r}: kept channels must be 1..{n} indices in [0, {n - 1}]")
     removed = [i for i in range(n) if i not in keep_set]
     if removed:
-        graph.get_pruning_group(mod, pruner.prune_out_channels, removed).prune()
+        prune_group(graph.get_pruning_group(mod, pruner.prune_out_channels, removed))
 
 
 class Surgeon:

@@ -13,7 +13,13 @@ A unit whose channels leave or enter a grouped (not depthwise) convolution (ResN
 it is cut group-balanced (the same positions in every block, as Torch-Pruning's own pruners do),
 so every group keeps the same width and the convolution keeps its group count.
 
+Channels tied at a fixed stride (removing channel i of a GhostNet stream removes i + w too, because
+the second half is a depthwise copy of the first, concatenated behind it) form equal blocks the same
+way and are cut balanced, so each concatenated member keeps its share.
+
 Some coupled channels cannot be cut on an arbitrary model, and are left unpruned with a warning:
+groups that reach an operation Torch-Pruning cannot map (a channel shuffle, attention-head
+reshapes, a concatenation of unknown widths: :mod:`amc_env.depgraph`), channels tied irregularly,
 groups whose convolution groups leave nothing to cut (one channel per group), and groups whose
 removal breaks the forward pass, typically because the model's code hard-codes a width (a ViT's
 ``reshape(n, hidden_dim, -1)``). The second kind is found by trying: each unit loses one channel
@@ -34,6 +40,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from amc_env.depgraph import build_graph, prune_group, root_groups
 from amc_env.errors import UserError, first_line
 
 PRUNABLE_ROOTS = (nn.Conv2d, nn.Conv1d, nn.Linear)
@@ -114,21 +121,6 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> dict[str, LayerTrac
     return traces
 
 
-def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
-    """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
-
-    A model whose forward Torch-Pruning cannot trace (e.g. ShuffleNetV2's channel shuffle in
-    Torch-Pruning 1.6) is a :class:`UserError` naming the failure."""
-    try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise UserError(f"Torch-Pruning cannot trace this model's channel dependencies "
-                        f"({first_line(exc, 200)}); this architecture is not "
-                        "supported") from None
-
-
 def head_layer(model: nn.Module, traces: dict[str, LayerTrace]) -> str | None:
     """The last conv/linear layer to run: it produces the network's output, never pruned."""
     names = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_ROOTS) and n in traces]
@@ -159,7 +151,11 @@ def discover_units(
     ignored = [model.get_submodule(head)] if head else []
     units: list[tuple[int, Unit]] = []
     skipped: dict[str, str] = {}
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_ROOTS):
+    for first, group, why in root_groups(graph, ignored, PRUNABLE_ROOTS):
+        if group is None:
+            if names.get(first) in traces:
+                skipped[names[first]] = why
+            continue
         members: list[str] = []
         consumers: dict[str, int] = {}
         for dep, idxs in group:
@@ -175,9 +171,18 @@ def discover_units(
         if not roots:
             continue
         root = min(roots, key=lambda n: traces[n].order)
-        channels = len(group[0].idxs)
+        # The root's own width: a concatenation can make the group's first layer wider (a
+        # GhostNet module's primary and cheap halves feed one depthwise conv).
+        root_mod = model.get_submodule(root)
+        channels = graph.get_pruner_of_module(root_mod).get_out_channels(root_mod)
         grouped = [n for n in (*members, *consumers) if _is_grouped_conv(model.get_submodule(n))]
         blocks = math.lcm(1, *(model.get_submodule(n).groups for n in grouped))
+        tied = _tied_blocks(graph, root_mod, channels)
+        if tied is None:
+            skipped[root] = ("its channels are tied irregularly (removing one removes others "
+                             "at no fixed stride)")
+            continue
+        blocks = math.lcm(blocks, tied)
         if channels % blocks or channels // blocks < 2:
             skipped[root] = (f"touches grouped convolution {grouped[0]}, whose "
                              f"{model.get_submodule(grouped[0]).groups} groups leave no channel "
@@ -235,6 +240,28 @@ def _is_grouped_conv(mod: nn.Module) -> bool:
     return not mod.groups == mod.in_channels == mod.out_channels
 
 
+def _tied_blocks(graph: tp.DependencyGraph, mod: nn.Module, channels: int) -> int | None:
+    """How many equal blocks the root's channels form because removing one channel removes its
+    counterpart in every block (GhostNet: a depthwise "cheap" copy of each primary channel
+    concatenated behind it), or None when the tie is irregular.
+
+    Cutting the same positions in every block keeps each concatenated member's share of the
+    channels in proportion, which is what makes the cost model exact for such units."""
+    pruner = graph.get_pruner_of_module(mod)
+    blocks = 1
+    for probe in (0, channels - 1):
+        group = graph.get_pruning_group(mod, pruner.prune_out_channels, [probe])
+        idxs = sorted({int(i) for dep, items in group if dep.target.module is mod
+                       and graph.is_out_channel_pruning_fn(dep.handler) for i in items})
+        if channels % len(idxs):
+            return None
+        width = channels // len(idxs)
+        if idxs != [probe % width + k * width for k in range(len(idxs))]:
+            return None
+        blocks = len(idxs)
+    return blocks
+
+
 def _breaking_units(model: nn.Module, example: torch.Tensor,
                     units: Sequence[Unit]) -> dict[str, str]:
     """Units whose loss of one channel makes the model fail to run, with the error.
@@ -269,5 +296,5 @@ def _drop_last_channel(graph: tp.DependencyGraph, model: nn.Module, unit: Unit) 
     mod = model.get_submodule(unit.name)
     pruner = graph.get_pruner_of_module(mod)
     width = pruner.get_out_channels(mod) // unit.channel_groups
-    graph.get_pruning_group(mod, pruner.prune_out_channels,
-                            [(g + 1) * width - 1 for g in range(unit.channel_groups)]).prune()
+    prune_group(graph.get_pruning_group(mod, pruner.prune_out_channels,
+                                        [(g + 1) * width - 1 for g in range(unit.channel_groups)]))

@@ -13,6 +13,7 @@ Per model, in order (the first failing stage is recorded with its error line):
 2. ``env``: units found (Torch-Pruning dependency graph) and the env built on synthetic data;
 3. ``episode``: a seeded random policy passed through the budget wall, played to the end;
 4. ``forward``: the pruned model gives a finite ``(2, 10)`` output;
+   (rows count the channel groups left unpruned, by kind: ``left_unpruned``);
 5. ``macs``: the cost model's predicted MACs equal a recount of the pruned model, and the MACs
    kept are at most the 50% budget (rows also count the units cut group-balanced for grouped
    convolutions, ``grouped_units``, and how many of them the policy cut, ``grouped_units_cut``);
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,23 @@ def all_models() -> list[str]:
     return ZOO.names() + [f"torchvision:{n}" if n in ZOO else n for n in tv]
 
 
+UNPRUNED_KINDS = {"coupled through": "opaque op", "cannot map": "opaque op",
+                  "breaks the forward": "breaks forward", "grouped convolution": "grouped conv",
+                  "tied irregularly": "irregular tie"}
+
+
+def left_unpruned(messages: list[str]) -> dict[str, int]:
+    """Channel groups unit discovery left unpruned, counted by kind, from its warnings."""
+    counts: dict[str, int] = {}
+    for msg in messages:
+        if not msg.startswith("left unpruned: "):
+            continue
+        for entry in msg.removeprefix("left unpruned: ").split("; "):
+            kind = next((k for key, k in UNPRUNED_KINDS.items() if key in entry), "other")
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
     """Run the six stages on one model; returns ``{"status": "pass"|"fail", "stage", ...}``."""
     tv_name = name.removeprefix("torchvision:")
@@ -113,9 +132,12 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
         stage = "env"
         data = synthetic(in_channels=cin, image_size=size, num_classes=10, train_size=8,
                          test_size=2, val_size=4)
-        env = ChannelPruningEnv(model, data, EnvConfig(
-            budget=BUDGET, round_to=round_to, val_size=4, eval_batch=4, recalib_batches=1,
-            recalib_batch_size=4, fill_budget=False))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            env = ChannelPruningEnv(model, data, EnvConfig(
+                budget=BUDGET, round_to=round_to, val_size=4, eval_batch=4, recalib_batches=1,
+                recalib_batch_size=4, fill_budget=False))
+        row["left_unpruned"] = left_unpruned([str(w.message) for w in caught])
         row["units"] = env.n_units
         row["grouped_units"] = sum(u.channel_groups > 1 for u in env.units)
         row["params"] = env.cost.original["params"]
@@ -201,8 +223,8 @@ def main() -> None:
     p.add_argument("--memory-gib", type=float, default=12.0, help="address space per model")
     p.add_argument("--rerun-failed", action="store_true",
                    help="after a fix: rerun the models that failed (or were not reached) in "
-                        "bench/results/sweep.json, or those of them in --models, and update "
-                        "their rows")
+                        "bench/results/sweep.json (sweep_timm.json with --timm), or those of "
+                        "them in --models, and update their rows")
     p.add_argument("--update", action="store_true",
                    help="rerun the --models (passed or not) in bench/results/sweep.json and "
                         "update their rows (after a change to how they are pruned)")
@@ -221,11 +243,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []  # a rerun starts from the previous rows
     todo, extra = names, {}
     if args.rerun_failed or args.update:
-        prev = json.loads((RESULTS / "sweep.json").read_text())
+        name = "sweep_timm" if args.timm else "sweep"
+        prev = json.loads((RESULTS / f"{name}.json").read_text())
         rows = prev["models"]
         names = [r["model"] for r in rows] + prev["not_run"]
         todo = [r["model"] for r in rows if r["status"] != "pass"] + prev["not_run"]
         if args.update:
+            if not args.models:
+                p.error("--update needs --models")
             todo = [n for n in args.models.split(",") if n in names]
         elif args.models:
             todo = [n for n in todo if n in args.models.split(",")]
@@ -234,7 +259,6 @@ def main() -> None:
                  "reruns": [*prev.get("reruns", []),
                             {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
                              "models": todo}]}
-        name = "sweep"
     t0 = time.perf_counter()
 
     def save() -> Path:

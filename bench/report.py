@@ -534,7 +534,7 @@ def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
         why = {"infeasible": "*infeasible*: what can be cut cannot reach the budget with keep "
                              "ratios >= lbound;",
                "cannot trace": "*cannot trace*: Torch-Pruning's dependency tracing itself fails "
-                               "on the model's forward (channel shuffle, window reshapes);",
+                               "on the model's forward;",
                "predicted": "*cost model*: the wall's predicted MACs differ from the recount of "
                             "the pruned model (operations the cost model does not scale with "
                             "channels: sliced concatenations, split attention, attention "
@@ -546,6 +546,16 @@ def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
             out += ["Reasons: " + " ".join(seen), ""]
     out += ["Passing (units, MACs kept): " + ", ".join(
         f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", ""]
+    partial = [x for x in passed if x.get("left_unpruned")]
+    if partial:
+        out += ["Passing with channel groups left unpruned (count by kind: *opaque op*: reaches "
+                "an operation Torch-Pruning cannot map, a channel shuffle, attention-head "
+                "reshape or concatenation of unknown widths; *breaks forward*: the model's code "
+                "fixes the width; *grouped conv*: one channel per convolution group; "
+                "*irregular tie*): " + ", ".join(
+                    f"{x['model']} (" + ", ".join(f"{n} {k}" for k, n in
+                                                  sorted(x["left_unpruned"].items())) + ")"
+                    for x in partial) + ".", ""]
     grouped = [x for x in passed if x.get("grouped_units")]
     if grouped:
         out += ["Grouped convolutions, cut group-balanced (units touching them, and how many the "

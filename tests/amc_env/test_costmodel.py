@@ -52,7 +52,29 @@ class InnerResidual(nn.Module):
         return self.head(x + self.pw(torch.relu(self.dw(x))))
 
 
+class PatchMLP(nn.Module):
+    """MobileViT-style: the 2x2 patch positions folded into the batch axis, so the MLP's linear
+    layers see ``(B * 4, H * W / 4, C)``: their first axis is not the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc1 = nn.Linear(8, 24)
+        self.fc2 = nn.Linear(24, 8)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        b, c, h, w = x.shape
+        t = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 2, 4, 1)
+        t = t.reshape(b * 4, h * w // 4, c)
+        t = t + self.fc2(torch.relu(self.fc1(t)))
+        t = t.reshape(b, 2, 2, h // 2, w // 2, c).permute(0, 5, 3, 1, 4, 2)
+        return self.head(t.reshape(b, c, h, w))
+
+
 CASES = {
+    "patch_mlp": PatchMLP,
     "resnet20": lambda: model("resnet20"),
     "plain20": lambda: model("plain20"),
     "vgg16": lambda: model("vgg16"),
