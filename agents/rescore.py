@@ -15,7 +15,6 @@ held-out images after it; both figures are recorded.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from amc_env.datasets import make_loader
 from amc_env.env import ChannelPruningEnv
 from amc_env.errors import UserError
 from amc_env.evaluation import accuracy
+from amc_env.models import clone_model
 from amc_env.training import Diverged, TrainConfig, fit
 
 DEFAULT_TOP = 5
@@ -87,7 +87,7 @@ class ShortFinetune:
                               generator=torch.Generator().manual_seed(self.seed))[:self.images]
         loader = make_loader(Subset(train, pick.tolist()), self.batch_size, shuffle=True,
                              seed=self.seed)
-        tuned = copy.deepcopy(model)
+        tuned = clone_model(model)
         cfg = TrainConfig(epochs=1, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
         with torch.random.fork_rng(devices=[]):  # the search's own RNG stream stays in step
             try:

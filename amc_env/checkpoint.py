@@ -23,7 +23,6 @@ model that was trained.
 
 from __future__ import annotations
 
-import copy
 import platform
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from torch import nn
 
 from amc_env import atomic
 from amc_env.errors import UserError
-from amc_env.models import build_model
+from amc_env.models import build_model, clone_model
 from amc_env.surgery import apply_pruning_record
 
 FORMAT = "amc-checkpoint/1"
@@ -114,7 +113,7 @@ def verify_rebuild(ckpt: dict[str, Any], model: nn.Module, input_shape: Sequence
     """
     with torch.random.fork_rng(devices=[]):
         rebuilt = model_from_checkpoint(ckpt).eval()
-        reference = copy.deepcopy(model).cpu().eval()
+        reference = clone_model(model).cpu().eval()
         x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
         expected = _run(reference, x)
         try:

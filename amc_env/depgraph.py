@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch_pruning as tp
 from torch import nn
-from torch_pruning import ops
+from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping as _im
 from torch_pruning.dependency import shape_infer
 
@@ -40,6 +40,11 @@ _MAPPERS: dict[object, Callable] = {
 }
 # Torch-Pruning's marker for "no valid dimension recorded" in a concat's saved dim.
 _UNKNOWN_DIM = 100
+
+
+def _collapse(idxs: list) -> list:
+    """Any index set to index 0 (with the first root index): what crosses an opaque node."""
+    return [_helpers._HybridIndex(idx=0, root_idx=idxs[0].root_idx)] if idxs else []
 
 
 def _shapes(graph: tp.DependencyGraph) -> tuple:
@@ -69,14 +74,15 @@ def _update_index_mapping(graph: tp.DependencyGraph) -> None:
             if dim == 1 or dim >= _UNKNOWN_DIM:
                 opaque[node] = "a concatenation whose input widths Torch-Pruning cannot infer"
     for node in opaque:
-        # Identity mappings keep group queries from crashing; groups reaching the node are
-        # refused by opaque_reason, so the identity never decides what is cut.
+        # Groups reaching the node are refused by opaque_reason, so what crosses it never decides
+        # what is cut; one fixed index crossing keeps group queries from crashing, and from
+        # growing without end around cycles of stride mappings.
         for dep in node.dependencies:
-            dep.index_mapping = [None, None]
+            dep.index_mapping = [_collapse, None]
         for neighbour in (*node.inputs, *node.outputs):
             for dep in neighbour.dependencies:
                 if dep.target is node:
-                    dep.index_mapping = [None, None]
+                    dep.index_mapping = [_collapse, None]
     graph._amc_opaque = opaque
     graph._amc_mapping_key = key
 

@@ -13,14 +13,13 @@ evaluation part of an episode went from 0.84 to 0.58 s (BENCHMARKS.md, environme
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor, fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import Dataset
 
 from amc_env.datasets import make_loader
+from amc_env.models import clone_model
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -93,7 +92,7 @@ def inference_copy(model: nn.Module, plan: list[tuple[str, str]]) -> nn.Module:
     so outputs differ only by float rounding) with the BN replaced by ``nn.Identity``, in
     channels-last layout, where oneDNN runs the narrow, odd-width convolutions of pruned networks
     fastest. Never train the copy: folding uses the running statistics."""
-    scored = copy.deepcopy(model).eval()
+    scored = clone_model(model).eval()
     for conv_name, bn_name in plan:
         conv, bn = scored.get_submodule(conv_name), scored.get_submodule(bn_name)
         scored.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))

@@ -11,7 +11,6 @@ model's, refusing a difference above :data:`TOLERANCE` (relative to the largest 
 
 from __future__ import annotations
 
-import copy
 import io
 import warnings
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from amc_env.errors import UserError, first_line
+from amc_env.models import clone_model
 
 OPSET = 17
 """ONNX operator set (onnxruntime 1.32 runs 7-23)."""
@@ -33,7 +33,7 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
     """The ONNX serialisation of ``model`` in eval mode on CPU for inputs of ``input_shape``
     (channels, height, width in pixels); the batch dimension is dynamic. ``model`` is untouched.
     """
-    m = copy.deepcopy(model).cpu().eval()
+    m = clone_model(model).cpu().eval()
     buf = io.BytesIO()
     x = torch.zeros(1, *input_shape)
     try:
@@ -65,7 +65,7 @@ def check_onnx(data: bytes, model: nn.Module, input_shape: Sequence[int],
     """Largest |onnxruntime - PyTorch| output difference on a seeded random batch, relative to
     max(1, max |PyTorch output|); :class:`UserError` above :data:`TOLERANCE`."""
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
-    m = copy.deepcopy(model).cpu().eval()
+    m = clone_model(model).cpu().eval()
     with torch.no_grad():
         ref = m(x).numpy()
     sess = onnx_session(data, threads)

@@ -9,7 +9,6 @@ checkpoints are stored without pickling modules.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from amc_env.depgraph import build_graph, prune_group
 from amc_env.errors import UserError
+from amc_env.models import clone_model
 
 
 def full_group(graph: tp.DependencyGraph, model: nn.Module, root: str) -> tp.Group:
@@ -48,7 +48,7 @@ class Surgeon:
     """A private copy of ``model`` with its dependency graph, pruned unit by unit."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
-        self.model = copy.deepcopy(model)
+        self.model = clone_model(model)
         self.graph = build_graph(self.model, example)
         self.kept: dict[str, list[int]] = {}
         self.input_shape = list(example.shape[1:])

@@ -28,7 +28,6 @@ per block on a scratch copy and the copy must still run.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fnmatch
 import math
@@ -42,6 +41,7 @@ from torch import nn
 
 from amc_env.depgraph import build_graph, prune_group, root_groups
 from amc_env.errors import UserError, first_line
+from amc_env.models import clone_model
 
 PRUNABLE_ROOTS = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -271,7 +271,7 @@ def _breaking_units(model: nn.Module, example: torch.Tensor,
     bad: dict[str, str] = {}
 
     def fresh(done: Sequence[Unit]) -> tuple[nn.Module, tp.DependencyGraph]:
-        scratch = copy.deepcopy(model).eval()
+        scratch = clone_model(model).eval()
         graph = build_graph(scratch, example)
         for u in done:
             _drop_last_channel(graph, scratch, u)

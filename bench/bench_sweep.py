@@ -63,6 +63,7 @@ SIZES: dict[str, tuple[int, dict[str, Any]]] = {
     "vit_l_16": (64, {"image_size": 64}),
     "vit_l_32": (64, {"image_size": 64}),
     "vit_h_14": (56, {"image_size": 56}),
+    "timm:efficientformer_l1": (224, {}),  # attention biases sized for 7 x 7 at stride 32
 }
 ZOO_INPUT = {"cnn": (1, 28), "cnn10": (1, 28), "resnet20": (3, 32), "resnet32": (3, 32),
              "resnet56": (3, 32), "resnet110": (3, 32), "plain20": (3, 32), "vgg16": (3, 32),

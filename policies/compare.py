@@ -22,7 +22,6 @@ records the criterion that chose its channels.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from amc_env.datasets import DataSplits
 from amc_env.env import ChannelPruningEnv, EnvConfig
 from amc_env.errors import UserError
 from amc_env.evaluation import accuracy
+from amc_env.models import clone_model
 from amc_env.training import TrainConfig
 from policies.artifact import Policy, fingerprint
 from policies.finetune import finetune_or_diverged, interleaved_latency, measure, scratch_model
@@ -244,7 +244,7 @@ def _train_seeds(model: nn.Module, data: DataSplits, train: TrainConfig, seeds: 
     diverged: list[str] = []
     first: nn.Module | None = None
     for seed in seeds:
-        m = copy.deepcopy(model)
+        m = clone_model(model)
         history, div = finetune_or_diverged(m, data, dataclasses.replace(train, seed=seed),
                                             device, progress)
         histories.append(history)

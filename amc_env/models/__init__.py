@@ -73,6 +73,19 @@ def mobilenetv2(num_classes: int = 10, in_channels: int = 3, width_mult: float =
     return model
 
 
+def clone_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)`` that also works when a module caches a tensor computed with
+    gradients (timm's EfficientFormer keeps its indexed attention biases after an eval forward):
+    such non-leaf tensors cannot be deep-copied, and being caches they are copied detached."""
+    memo: dict[int, Any] = {}
+    for mod in model.modules():
+        for value in vars(mod).values():
+            for t in value.values() if isinstance(value, dict) else (value,):
+                if isinstance(t, torch.Tensor) and not t.is_leaf:
+                    memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
 def torchvision_names() -> list[str]:
     """Every torchvision classification model name."""
     return sorted(torchvision.models.list_models(module=torchvision.models))
