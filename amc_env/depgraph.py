@@ -105,7 +105,8 @@ def _parameter_path(graph: tp.DependencyGraph, node: object) -> bool:
 def _reshape_keeps_channels(graph: tp.DependencyGraph, node: object) -> bool:
     """Whether a view/reshape keeps channels whole, so Torch-Pruning's mapping is right.
 
-    Kept: the channel axis at index 1 with the same batch size (``(B, C, H, W) -> (B, C, H*W)``),
+    Kept: only size-1 axes added or removed (a layer-scale vector broadcast as ``(1, C, 1, 1)``);
+    the channel axis at index 1 with the same batch size (``(B, C, H, W) -> (B, C, H*W)``),
     or last with the other axes only regrouped (window partitions of ``(B, H, W, C)``, a linear
     layer's ``(B, H, W, C) -> (B*H*W, C)``), and a
     flatten/unflatten between ``(B, C, H, W)`` and ``(B, C*H*W)`` whose mapping stride is
@@ -119,8 +120,8 @@ def _reshape_keeps_channels(graph: tp.DependencyGraph, node: object) -> bool:
         dst = [int(v) for v in grad_fn._input_metadata[0].shape]
     except (AttributeError, IndexError, TypeError):
         return False
-    if src == dst:
-        return True
+    if [d for d in src if d != 1] == [d for d in dst if d != 1]:
+        return True  # only size-1 axes added or dropped
     deps = [d for d in node.dependencies] + [
         d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node]
     strides = {m._stride for d in deps for m in d.index_mapping
