@@ -31,14 +31,17 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import sys
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from amc_env import depgraph, unit_cache
 from amc_env.depgraph import build_graph, prune_group, root_groups
 from amc_env.errors import UserError, first_line
 from amc_env.models import clone_model
@@ -132,18 +135,49 @@ def is_out_pruning(graph: tp.DependencyGraph, handler: object) -> bool:
     return graph.is_out_channel_pruning_fn(handler)
 
 
+DISCOVERY_TIMEOUT_S = 900.0
+"""Default bound on unit discovery, in seconds (the group search of a very large graph)."""
+
+
 def discover_units(
     model: nn.Module,
     example: torch.Tensor,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    timeout_s: float = DISCOVERY_TIMEOUT_S,
 ) -> list[Unit]:
     """The prunable units of ``model`` in forward order.
 
     ``include``/``exclude`` are shell patterns (``fnmatch``) on a unit's root module name: with
     ``include``, only matching units are kept; matching ``exclude`` removes a unit. Raises
-    :class:`UserError` when nothing is left to prune.
+    :class:`UserError` when nothing is left to prune, or when discovery takes longer than
+    ``timeout_s`` seconds. Results are cached per architecture (:mod:`amc_env.unit_cache`).
     """
+    key = unit_cache.fingerprint(model, example, include, exclude,
+                                 (sys.modules[__name__], depgraph))
+    cached = unit_cache.load(key, Unit) if key else None
+    if cached is not None:
+        return cached
+    units, warning = _discover(model, example, include, exclude,
+                               time.monotonic() + timeout_s, timeout_s)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    if key:
+        unit_cache.store(key, units, warning)
+    return units
+
+
+def _past(deadline: float, timeout_s: float, stage: str) -> None:
+    """Stop discovery past its deadline, with one line naming the bound."""
+    if time.monotonic() > deadline:
+        raise UserError(f"unit discovery did not finish within {timeout_s:.0f} s ({stage}); "
+                        "restrict it to part of the model with --include/--exclude")
+
+
+def _discover(model: nn.Module, example: torch.Tensor, include: Sequence[str],
+              exclude: Sequence[str], deadline: float,
+              timeout_s: float) -> tuple[list[Unit], str | None]:
+    """Units and the warning naming what was left unpruned (see :func:`discover_units`)."""
     traces = trace_layers(model, example)
     graph = build_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
@@ -152,6 +186,7 @@ def discover_units(
     units: list[tuple[int, Unit]] = []
     skipped: dict[str, str] = {}
     for first, group, why in root_groups(graph, ignored, PRUNABLE_ROOTS):
+        _past(deadline, timeout_s, "dependency groups")
         if group is None:
             if names.get(first) in traces:
                 skipped[names[first]] = why
@@ -209,11 +244,12 @@ def discover_units(
                     cin, h, w, stride, k, inner, blocks)
         units.append((tr.order, unit))
     units.sort(key=lambda pair: pair[0])
-    skipped.update(_breaking_units(model, example, [u for _, u in units]))
+    skipped.update(_breaking_units(model, example, [u for _, u in units],
+                                   lambda: _past(deadline, timeout_s, "trying each unit")))
+    warning = None
     if skipped:
         ordered = sorted(skipped.items(), key=lambda kv: traces[kv[0]].order)
-        warnings.warn("left unpruned: " + "; ".join(f"{n} ({why})" for n, why in ordered),
-                      stacklevel=2)
+        warning = "left unpruned: " + "; ".join(f"{n} ({why})" for n, why in ordered)
     units = [(o, u) for o, u in units if u.name not in skipped]
     selected = [u for _, u in units
                 if (not include or any(fnmatch.fnmatch(u.name, p) for p in include))
@@ -223,7 +259,7 @@ def discover_units(
             "the model has no prunable unit (no conv/linear layer whose output channels can be "
             "cut besides the classifier)" + (" after --include/--exclude" if units else "")
         )
-    return [dataclasses.replace(u, index=i) for i, u in enumerate(selected)]
+    return [dataclasses.replace(u, index=i) for i, u in enumerate(selected)], warning
 
 
 def is_depthwise(mod: nn.Module) -> bool:
@@ -262,8 +298,8 @@ def _tied_blocks(graph: tp.DependencyGraph, mod: nn.Module, channels: int) -> in
     return blocks
 
 
-def _breaking_units(model: nn.Module, example: torch.Tensor,
-                    units: Sequence[Unit]) -> dict[str, str]:
+def _breaking_units(model: nn.Module, example: torch.Tensor, units: Sequence[Unit],
+                    check_time: Callable[[], None]) -> dict[str, str]:
     """Units whose loss of one channel makes the model fail to run, with the error.
 
     Units are cut one after another on one scratch copy (so combinations are exercised too);
@@ -280,6 +316,7 @@ def _breaking_units(model: nn.Module, example: torch.Tensor,
     scratch, graph = fresh([])
     done: list[Unit] = []
     for u in units:
+        check_time()
         try:
             _drop_last_channel(graph, scratch, u)
             with torch.no_grad():

@@ -13,7 +13,8 @@ Per model, in order (the first failing stage is recorded with its error line):
 2. ``env``: units found (Torch-Pruning dependency graph) and the env built on synthetic data;
 3. ``episode``: a seeded random policy passed through the budget wall, played to the end;
 4. ``forward``: the pruned model gives a finite ``(2, 10)`` output;
-   (rows count the channel groups left unpruned, by kind: ``left_unpruned``);
+   (rows count the channel groups left unpruned, by kind: ``left_unpruned``, and the seconds
+   this stage took, ``env_s``: unit discovery, bounded by ``DISCOVERY_TIMEOUT_S`` and cached);
 5. ``macs``: the cost model's predicted MACs equal a recount of the pruned model, and the MACs
    kept are at most the 50% budget (rows also count the units cut group-balanced for grouped
    convolutions, ``grouped_units``, and how many of them the policy cut, ``grouped_units_cut``);
@@ -133,12 +134,14 @@ def check_model(name: str, round_to: int = 8, seed: int = 0) -> dict[str, Any]:
         stage = "env"
         data = synthetic(in_channels=cin, image_size=size, num_classes=10, train_size=8,
                          test_size=2, val_size=4)
+        t_env = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             env = ChannelPruningEnv(model, data, EnvConfig(
                 budget=BUDGET, round_to=round_to, val_size=4, eval_batch=4, recalib_batches=1,
                 recalib_batch_size=4, fill_budget=False))
         row["left_unpruned"] = left_unpruned([str(w.message) for w in caught])
+        row["env_s"] = round(time.perf_counter() - t_env, 2)  # unit discovery, mostly
         row["units"] = env.n_units
         row["grouped_units"] = sum(u.channel_groups > 1 for u in env.units)
         row["params"] = env.cost.original["params"]
@@ -233,7 +236,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(check_model(args.one)), flush=True)
+        with tempfile.TemporaryDirectory() as cache:  # discovery timed and checked, not cached
+            os.environ["AMC_CACHE_DIR"] = cache
+            print(json.dumps(check_model(args.one)), flush=True)
         return
     timm = [f"timm:{n}" for n in TIMM_SAMPLE]
     names = (args.models.split(",") if args.models else QUICK if args.quick else

@@ -546,6 +546,12 @@ def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
             out += ["Reasons: " + " ".join(seen), ""]
     out += ["Passing (units, MACs kept): " + ", ".join(
         f"{x['model']} ({x['units']}, {x['macs_kept']:.2f})" for x in passed) + ".", ""]
+    timed = sorted((x["env_s"], x["model"]) for x in rows if "env_s" in x)
+    if timed:
+        mid = timed[len(timed) // 2][0]
+        out += [f"Unit discovery (the env stage, uncached) took a median {mid:.1f} s, at most "
+                f"{timed[-1][0]:.1f} s ({timed[-1][1]}), over the {len(timed)} models that "
+                "reached it.", ""]
     partial = [x for x in passed if x.get("left_unpruned")]
     if partial:
         out += ["Passing with channel groups left unpruned (count by kind: *opaque op*: reaches "
