@@ -120,12 +120,12 @@ def _reshape_keeps_channels(graph: tp.DependencyGraph, node: object) -> bool:
         dst = [int(v) for v in grad_fn._input_metadata[0].shape]
     except (AttributeError, IndexError, TypeError):
         return False
-    if [d for d in src if d != 1] == [d for d in dst if d != 1]:
-        return True  # only size-1 axes added or dropped
     deps = [d for d in node.dependencies] + [
         d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node]
     strides = {m._stride for d in deps for m in d.index_mapping
                if isinstance(m, _im._FlattenIndexMapping)}
+    if [d for d in src if d != 1] == [d for d in dst if d != 1]:
+        return strides <= {1}  # only size-1 axes added or dropped
     if len(src) == 4 and len(dst) == 2 and dst[1] == src[1] * src[2] * src[3]:
         return strides <= {src[2] * src[3]}
     if len(src) == 2 and len(dst) == 4 and src[1] == dst[1] * dst[2] * dst[3]:

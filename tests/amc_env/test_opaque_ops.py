@@ -161,3 +161,30 @@ def test_a_conv_subclass_keeps_its_own_per_filter_parameters_in_step() -> None:
     kept = env._surgeon.kept["conv1"]
     assert pruned.conv1.gain.shape == (12, 1, 1, 1) and pruned.stem.gain.shape == (8, 1, 1, 1)
     assert torch.equal(pruned.conv1.gain, _net(NFNet).conv1.gain[kept])
+
+
+class LayerScaleNet(nn.Module):
+    """A residual whose branch is scaled by a learned per-channel vector broadcast through a
+    reshape, ``gamma.reshape(1, -1, 1, 1)`` (timm's ConvNeXt layer scale): a reshape that only
+    adds size-1 axes must not hide the stream's channels."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+        self.gamma = nn.Parameter(torch.rand(16))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(x + self.conv(torch.relu(x)) * self.gamma.reshape(1, -1, 1, 1))
+
+
+def test_a_broadcast_reshape_of_a_scale_vector_keeps_the_stream_prunable() -> None:
+    env = ChannelPruningEnv(_net(LayerScaleNet), synthetic(), **FAST, budget=0.6)
+    assert [u.name for u in env.units] == ["stem"]
+    env.play({"stem": 0.5})
+    pruned = env.pruned_model().eval()
+    kept = env._surgeon.kept["stem"]
+    assert torch.equal(pruned.gamma, _net(LayerScaleNet).gamma[kept])
+    assert env.cost.macs([8]) == count_macs(pruned, (3, 16, 16))
