@@ -137,12 +137,11 @@ def _reshape_keeps_channels(graph: tp.DependencyGraph, node: object) -> bool:
         channels = shape_infer.infer_out_channels_recursively(graph, n, [0])
         if channels is not None:
             break
-    first = len(src) >= 2 and src[1] == channels and dst[:2] == src[:2]
-    last = src[-1] == channels and dst[-1] == src[-1] and \
-        math.prod(dst[:-1]) == math.prod(src[:-1])
-    if len(src) >= 2 and src[1] == channels and src[-1] == channels:
-        return first and last
-    return first or last
+    if len(src) in (2, 4) and src[1] == channels:  # (B, C) or (B, C, H, W), even if W == C
+        return dst[:2] == src[:2]
+    if src[-1] == channels:  # channel-last: (B, N, C), (B, H, W, C) after a permute
+        return dst[-1] == src[-1] and math.prod(dst[:-1]) == math.prod(src[:-1])
+    return False
 
 
 # Torch-Pruning calls index_mapping.update_index_mapping from build_dependency and from every

@@ -12,7 +12,7 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ["WANDB_SILENT"] = "true"
-# Latency tables and other caches go to a scratch folder per test process, never the home folder.
+# Module-scoped fixtures run before the per-test cache folder below exists: give them one too.
 os.environ["AMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="amc-test-cache-")
 atexit.register(shutil.rmtree, os.environ["AMC_CACHE_DIR"], True)
 # Under pytest-xdist (make test runs two workers) each worker gets one of the two cores.
@@ -23,3 +23,11 @@ torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch) -> None:
+    """Caches (discovered units, latency tables) in a folder of the test's own, never the home
+    folder, and never shared between tests (a test that patches discovery must not read
+    another test's result)."""
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "amc-cache"))
