@@ -26,8 +26,9 @@ def _seed() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch) -> None:
+def _cache(tmp_path_factory, monkeypatch) -> None:
     """Caches (discovered units, latency tables) in a folder of the test's own, never the home
     folder, and never shared between tests (a test that patches discovery must not read
     another test's result)."""
-    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "amc-cache"))
+    # Not under tmp_path: tests check that bad input writes nothing there.
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path_factory.mktemp("amc-cache")))
