@@ -262,6 +262,9 @@ def main() -> None:
             todo = [n for n in todo if n in args.models.split(",")]
         extra = {"command": prev["command"],
                  "wall_s_first_run": prev.get("wall_s_first_run", prev["wall_s"]),
+                 "first_run": prev.get("first_run") or {
+                     k: prev[k] for k in ("workers", "threads_per_model", "timeout_s",
+                                          "memory_gib")},
                  "reruns": [*prev.get("reruns", []),
                             {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
                              "models": todo}]}

@@ -513,6 +513,7 @@ def _sweep(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
     rows = r["models"]
+    first = r.get("first_run", r)
     passed = [x for x in rows if x["status"] == "pass"]
     out = [f"## {title}", "",
            f"**{r['passed']} of {r['total']} models pass** ({what}; random weights, 10 "
@@ -521,10 +522,11 @@ def _sweep_one(r: dict[str, Any], title: str, what: str) -> list[str]:
            "(units from the dependency graph), episode, forward (finite (2, 10) output), MACs "
            "(predicted == recounted, within budget), export (weights_only checkpoint rebuilt "
            "from recipe + pruning record, outputs bit-identical). Wall time "
-           f"{r.get('wall_s_first_run', r['wall_s']):.0f} s with {r['workers']} worker(s) x "
-           f"{r['threads_per_model']} "
-           f"thread(s); each model in its own process with a {r.get('timeout_s', 300):.0f} s "
-           f"limit and {r.get('memory_gib', 12):.0f} GiB of address space.", ""]
+           f"{r.get('wall_s_first_run', r['wall_s']):.0f} s with {first['workers']} worker(s) "
+           f"x {first['threads_per_model']} "
+           f"thread(s); each model in its own process with a "
+           f"{first.get('timeout_s', 300):.0f} s limit and {first.get('memory_gib', 12):.0f} GiB "
+           "of address space (first run; reruns below).", ""]
     fails = [x for x in rows if x["status"] != "pass"]
     if fails:
         out += ["| failing model | input | stage | error |", "|---|---|---|---|"]
