@@ -29,8 +29,7 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """MACs of one forward pass on a single sample of shape ``input_shape`` (C, H, W)."""
+def _counted(model: nn.Module, input_shape: tuple[int, ...]) -> FlopCounterMode:
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -40,7 +39,24 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
+    return counter
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """MACs of one forward pass on a single sample of shape ``input_shape`` (C, H, W)."""
+    return _counted(model, input_shape).get_total_flops() // 2
+
+
+def count_macs_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """MACs of one sample's forward pass inside each module (its submodules included), by
+    module name (``""``: the whole model)."""
+    counts = _counted(model, input_shape).get_flop_counts()
+    prefix = type(model).__name__
+    out = {}
+    for key, ops in counts.items():
+        if key == prefix or key.startswith(prefix + "."):
+            out[key[len(prefix) + 1:]] = sum(ops.values()) // 2
+    return out
 
 
 def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> Cost:

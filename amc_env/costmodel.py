@@ -6,8 +6,9 @@ tensor scale with the kept fraction of their output channels (dim 0) and input c
 each governed by at most one output unit and any number of input units (concatenations). Depthwise
 convs scale with their channels once; a grouped conv keeps its group count (its units are cut group-
 balanced), so its cost scales with kept inputs and outputs like any conv. The prediction equals a
-recount of the physically pruned model by :mod:`amc_env.cost` (tested), and MACs that
-:mod:`amc_env.cost` counts outside conv/linear layers (e.g. attention matmuls) are kept as a
+recount of the physically pruned model by :mod:`amc_env.cost` (tested). The attention matmuls
+of a window-attention block whose width is a unit (:mod:`amc_env.attention`) scale with that
+width; any other MACs that :mod:`amc_env.cost` counts outside conv/linear layers are kept as a
 constant.
 """
 
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc_env.cost import count_macs, count_params
+from amc_env import attention
+from amc_env.cost import count_macs_by_module, count_params
 from amc_env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
 
@@ -42,6 +44,7 @@ class CostModel:
     """
 
     def __init__(self, model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> None:
+        attention.prepare(model)
         self.units = list(units)
         self.channels = np.array([u.channels for u in units], dtype=np.float64)
         out_of: dict[str, int] = {}
@@ -55,6 +58,7 @@ class CostModel:
         traces = trace_layers(model, example)
         self._macs: list[_Term] = []
         self._params: list[_Term] = []
+        term_names: list[str] = []  # the module of each MAC term
         layer_macs = 0
         for name, mod in model.named_modules():
             out_u = out_of.get(name, -1)
@@ -63,6 +67,7 @@ class CostModel:
                 macs = self._layer_macs(mod, traces[name].out_shape, example.shape[0])
                 layer_macs += macs
                 self._macs.append(_Term(macs, out_u, ins, self._in_size(mod)))
+                term_names.append(name)
             for p in mod.parameters(recurse=False):
                 i = p.shape[1] if p.dim() >= 2 else 1
                 if p is getattr(mod, "weight", None) and getattr(mod, "groups", 1) > 1:
@@ -73,9 +78,20 @@ class CostModel:
                                           or not isinstance(mod, PRUNABLE_ROOTS))
                 self._params.append(_Term(p.numel(), out_u if p.dim() >= 1 else -1,
                                           ins if reads else (), i))
+        by_module = count_macs_by_module(model, tuple(example.shape[1:]))
+        # An attention block's matmuls (q k^T, attention x v) scale with its width's unit: what
+        # the counter sees inside the block beyond its conv/linear layers.
+        for name, mod in model.named_modules():
+            qkv = f"{name}.qkv"
+            if isinstance(mod, attention.PRUNABLE_ATTENTION) and qkv in out_of:
+                inner = sum(t.base for n, t in zip(term_names, self._macs, strict=True)
+                            if n.startswith(name + "."))
+                matmuls = by_module.get(name, 0) - inner
+                layer_macs += matmuls
+                self._macs.append(_Term(matmuls, out_of[qkv], (), 1))
+                term_names.append(name)
         # Whatever the counter sees beyond conv/linear layers stays constant under pruning.
-        self._macs.append(_Term(count_macs(model, tuple(example.shape[1:])) - layer_macs,
-                                -1, (), 1))
+        self._macs.append(_Term(by_module[""] - layer_macs, -1, (), 1))
         in_module_params = sum(t.base for t in self._params)
         self._params.append(_Term(count_params(model) - in_module_params, -1, (), 1))
         full = self.channels.astype(int).tolist()

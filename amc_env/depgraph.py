@@ -28,6 +28,7 @@ from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping as _im
 from torch_pruning.dependency import shape_infer
 
+from amc_env import attention
 from amc_env.errors import UserError, first_line
 
 _MAPPERS: dict[object, Callable] = {
@@ -188,17 +189,51 @@ def prune_group(group: tp.Group) -> None:
 def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
 
-    A model whose forward Torch-Pruning cannot trace at all is a :class:`UserError` naming the
-    failure; operations it traces but cannot map are opaque (see the module docstring)."""
+    Window-attention blocks are first switched to their prunable form (:mod:`amc_env.attention`,
+    outputs unchanged), so their q/k/v width is a unit. A model whose forward Torch-Pruning cannot
+    trace at all is a :class:`UserError` naming the failure; operations it traces but cannot map
+    are opaque (see the module docstring)."""
+    attention.prepare(model)
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example,
-                                                     verbose=False)
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
+                                                      verbose=False)
     except MemoryError:
         raise
     except Exception as exc:
         raise UserError(f"Torch-Pruning cannot trace this model's channel dependencies "
                         f"({first_line(exc, 200)}); this architecture is not "
                         "supported") from None
+    graph._amc_attention = attention.blocks(model)
+    return graph
+
+
+def _attention_block(graph: tp.DependencyGraph, layer: nn.Module) -> nn.Module | None:
+    return getattr(graph, "_amc_attention", {}).get(layer)
+
+
+def unit_width(graph: tp.DependencyGraph, layer: nn.Module) -> int:
+    """How many channels the unit rooted at ``layer`` has now: its output channels, or for an
+    attention block's ``qkv`` the attention width."""
+    block = _attention_block(graph, layer)
+    if block is not None:
+        return attention.width(block)
+    return graph.get_pruner_of_module(layer).get_out_channels(layer)
+
+
+def unit_group(graph: tp.DependencyGraph, layer: nn.Module, idxs: Sequence[int]) -> tp.Group:
+    """The group that removes channels ``idxs`` of the unit rooted at ``layer`` (see
+    :func:`unit_width` for the index range)."""
+    block = _attention_block(graph, layer)
+    if block is not None:
+        return attention.attention_group(graph, block, list(idxs))
+    pruner = graph.get_pruner_of_module(layer)
+    return graph.get_pruning_group(layer, pruner.prune_out_channels, list(idxs))
+
+
+def head_blocks(graph: tp.DependencyGraph, layer: nn.Module) -> int:
+    """Equal blocks an attention unit's channels form (its heads); 1 for any other layer."""
+    block = _attention_block(graph, layer)
+    return 1 if block is None else block.num_heads
 
 
 def opaque_reason(graph: tp.DependencyGraph, group: tp.Group) -> str | None:
@@ -230,8 +265,7 @@ def root_groups(
         if pruner is None or pruner.get_out_channels(module) is None:
             continue
         try:
-            group = graph.get_pruning_group(module, pruner.prune_out_channels,
-                                            list(range(pruner.get_out_channels(module))))
+            group = unit_group(graph, module, range(unit_width(graph, module)))
         except Exception as exc:  # an index mapping that only fails on this path
             visited.add(id(module))
             yield module, None, ("Torch-Pruning cannot map its channels "

@@ -152,9 +152,10 @@ def _rows(mod: nn.Module, x: Tensor, pos: Tensor) -> Tensor:
     return flat.gather(1, idx).reshape(-1, flat.shape[2])
 
 
-def _outputs(y: Tensor, pos: Tensor) -> Tensor:
-    """Sampled outputs ``[B * p, O]`` at positions ``pos`` ``[B, p]``."""
-    flat = y.reshape(y.shape[0], y.shape[1], -1) if y.dim() == 4 else \
+def _outputs(mod: nn.Module, y: Tensor, pos: Tensor) -> Tensor:
+    """Sampled outputs ``[B * p, O]`` at positions ``pos`` ``[B, p]``: a conv's channels are
+    axis 1, a linear layer's the last axis (also on ``(B, H, W, C)`` maps: Swin, ConvNeXt)."""
+    flat = y.reshape(y.shape[0], y.shape[1], -1) if isinstance(mod, nn.Conv2d) else \
         y.reshape(y.shape[0], -1, y.shape[-1]).transpose(1, 2)
     idx = pos.to(y.device).unsqueeze(1).expand(-1, flat.shape[1], -1)
     return flat.gather(2, idx).permute(0, 2, 1).reshape(-1, flat.shape[1])
@@ -243,7 +244,7 @@ class Calibrator:
                                                 + len(pos[name]))
             p = _positions(y.shape[0], _length(mod, y), self.points, gen)
             pos[name].append(p)
-            ys[name].append(_outputs(y, p).cpu())
+            ys[name].append(_outputs(mod, y, p).cpu())
 
         _capture(self.original, missing, self.batches, grab)
         for n in missing:

@@ -16,7 +16,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env.depgraph import build_graph, prune_group
+from amc_env.depgraph import build_graph, prune_group, unit_group, unit_width
 from amc_env.errors import UserError
 from amc_env.models import clone_model
 
@@ -24,9 +24,7 @@ from amc_env.models import clone_model
 def full_group(graph: tp.DependencyGraph, model: nn.Module, root: str) -> tp.Group:
     """The Torch-Pruning group of every output channel of module ``root`` (for scoring)."""
     mod = model.get_submodule(root)
-    pruner = graph.get_pruner_of_module(mod)
-    return graph.get_pruning_group(mod, pruner.prune_out_channels,
-                                   list(range(pruner.get_out_channels(mod))))
+    return unit_group(graph, mod, range(unit_width(graph, mod)))
 
 
 def prune_root(
@@ -34,14 +32,13 @@ def prune_root(
 ) -> None:
     """Keep only channels ``keep`` of the unit rooted at ``root`` (and everything coupled)."""
     mod = model.get_submodule(root)
-    pruner = graph.get_pruner_of_module(mod)
-    n = pruner.get_out_channels(mod)
+    n = unit_width(graph, mod)
     keep_set = set(int(i) for i in keep)
     if not keep_set or min(keep_set) < 0 or max(keep_set) >= n:
         raise UserError(f"unit {root!r}: kept channels must be 1..{n} indices in [0, {n - 1}]")
     removed = [i for i in range(n) if i not in keep_set]
     if removed:
-        prune_group(graph.get_pruning_group(mod, pruner.prune_out_channels, removed))
+        prune_group(unit_group(graph, mod, removed))
 
 
 class Surgeon:

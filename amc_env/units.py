@@ -41,7 +41,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env import depgraph, unit_cache
+from amc_env import attention, depgraph, unit_cache
 from amc_env.depgraph import build_graph, prune_group, root_groups
 from amc_env.errors import UserError, first_line
 from amc_env.models import clone_model
@@ -153,8 +153,9 @@ def discover_units(
     :class:`UserError` when nothing is left to prune, or when discovery takes longer than
     ``timeout_s`` seconds. Results are cached per architecture (:mod:`amc_env.unit_cache`).
     """
+    attention.prepare(model)  # before the fingerprint: it reads the module classes
     key = unit_cache.fingerprint(model, example, include, exclude,
-                                 (sys.modules[__name__], depgraph))
+                                 (sys.modules[__name__], depgraph, attention))
     cached = unit_cache.load(key, Unit) if key else None
     if cached is not None:
         return cached
@@ -209,10 +210,12 @@ def _discover(model: nn.Module, example: torch.Tensor, include: Sequence[str],
         # The root's own width: a concatenation can make the group's first layer wider (a
         # GhostNet module's primary and cheap halves feed one depthwise conv).
         root_mod = model.get_submodule(root)
-        channels = graph.get_pruner_of_module(root_mod).get_out_channels(root_mod)
+        channels = depgraph.unit_width(graph, root_mod)
         grouped = [n for n in (*members, *consumers) if _is_grouped_conv(model.get_submodule(n))]
         blocks = math.lcm(1, *(model.get_submodule(n).groups for n in grouped))
-        tied = _tied_blocks(graph, root_mod, channels)
+        heads = depgraph.head_blocks(graph, root_mod)
+        # An attention unit keeps the same positions in every head (equal head widths).
+        tied = heads if heads > 1 else _tied_blocks(graph, root_mod, channels)
         if tied is None:
             skipped[root] = ("its channels are tied irregularly (removing one removes others "
                              "at no fixed stride)")
@@ -221,7 +224,8 @@ def _discover(model: nn.Module, example: torch.Tensor, include: Sequence[str],
         if channels % blocks or channels // blocks < 2:
             skipped[root] = (f"touches grouped convolution {grouped[0]}, whose "
                              f"{model.get_submodule(grouped[0]).groups} groups leave no channel "
-                             "to cut")
+                             "to cut" if grouped else
+                             f"its {blocks} heads or tied blocks leave no channel to cut")
             continue
         mod = model.get_submodule(root)
         tr = traces[root]
@@ -331,7 +335,6 @@ def _breaking_units(model: nn.Module, example: torch.Tensor, units: Sequence[Uni
 def _drop_last_channel(graph: tp.DependencyGraph, model: nn.Module, unit: Unit) -> None:
     """Cut the last channel of every block of ``unit`` (one channel for an ungrouped unit)."""
     mod = model.get_submodule(unit.name)
-    pruner = graph.get_pruner_of_module(mod)
-    width = pruner.get_out_channels(mod) // unit.channel_groups
-    prune_group(graph.get_pruning_group(mod, pruner.prune_out_channels,
-                                        [(g + 1) * width - 1 for g in range(unit.channel_groups)]))
+    width = depgraph.unit_width(graph, mod) // unit.channel_groups
+    prune_group(depgraph.unit_group(graph, mod,
+                                    [(g + 1) * width - 1 for g in range(unit.channel_groups)]))

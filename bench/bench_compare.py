@@ -6,9 +6,12 @@ the searched winners re-scored on held-out images, and several fine-tune seeds p
         --episodes 150 --finetune-seeds 3 --work runs/bench_compare/cnn10_b05 \
         [-- extra amc-compare flags, e.g. --agent-kwargs '{warmup_episodes: 50}']
 
-Writes ``bench/results/compare_<model>_<target><budget>.json``: the config, every strategy's row
-(accuracies per seed, mean, std, MACs, budget kept, latency) and the differences against the best
-mean with whether each exceeds the seed spread (policies.stats).
+Writes ``bench/results/compare_<model>_<target><budget>.json`` (``..._s<N>.json`` with
+``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
+MACs, budget kept, latency) and the differences against the best mean with whether each exceeds
+the seed spread (policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``: the
+searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
+(``--split-seed``), so runs at several search seeds pool into one comparison (bench.report).
 """
 
 from __future__ import annotations
@@ -41,13 +44,16 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=150)
     p.add_argument("--finetune-seeds", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--search-seed", type=int, default=0,
+                   help="amc-compare --seed: the searches' seed (and the first fine-tune seed)")
     p.add_argument("--work", type=Path, required=True, help="amc-compare output folder")
     p.add_argument("extra", nargs="*", help="further amc-compare flags (after --)")
     args = p.parse_args()
     argv = ["--checkpoint", str(args.checkpoint), "--target", args.target, "--budget",
             str(args.budget), "--strategies", args.strategies, "--episodes", str(args.episodes),
             "--finetune-seeds", str(args.finetune_seeds), "--finetune-epochs",
-            str(args.finetune_epochs), "--wandb-mode", "disabled", "--no-progress",
+            str(args.finetune_epochs), "--seed", str(args.search_seed),
+            "--wandb-mode", "disabled", "--no-progress",
             "--out", str(args.work), *args.extra]
     t0 = time.perf_counter()
     ran = not (args.work / "results.json").is_file()  # an earlier run's folder is re-read
@@ -55,7 +61,8 @@ def main() -> None:
         assert compare.main(argv) == 0
     results = json.loads((args.work / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
-    name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}"
+    name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}" + (
+        f"_s{args.search_seed}" if args.search_seed else "")
     out = write_result(name, {
         "seconds": time.perf_counter() - t0 if ran else None,
         "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],

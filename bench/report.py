@@ -14,7 +14,7 @@ from typing import Any
 from amc_env import atomic
 from bench.common import RESULTS, display_program
 from policies.report import before_finetune_lead
-from policies.stats import difference
+from policies.stats import difference, mean_std
 from scripts import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -688,42 +688,89 @@ def _seeds(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _pool(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """One strategy's rows from compare runs at several search seeds, pooled: every fine-tune
+    seed of every search seed is one sample of what a user gets after fine-tuning."""
+    rows = [r["strategies"][name] for r in runs]
+    after = [a for x in rows for a in x["test_acc_seeds"] if a is not None]
+    before = [x["test_acc_before_finetune"] for x in rows]
+    mean, std = mean_std(after) if after else (None, None)
+    return {"test_acc_before_finetune": statistics.fmean(before), "test_acc": mean,
+            "test_acc_std": std, "samples": after,
+            "per_search_seed": [x["test_acc"] for x in rows]}
+
+
 def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
     """Compare results of one checkpoint and criterion at two or more budgets: a table of test
-    accuracy before and after fine-tuning per strategy and budget, and a plot per model."""
-    groups: dict[tuple[str, str, str], dict[float, dict[str, Any]]] = defaultdict(dict)
+    accuracy before and after fine-tuning per strategy and budget (pooled over search seeds where
+    a budget ran with several), the verdicts against Torch-Pruning's strategies, and a plot."""
+    groups: dict[tuple[str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
     for k, r in results.items():
         if k.startswith("compare_") and r.get("config", {}).get("target") == "flops":
             groups[(r["checkpoint"], str(r["config"]["criterion"]),
-                    str(r["config"].get("finetune_images")))][r["config"]["budget"]] = r
+                    str(r["config"].get("finetune_images")))][r["config"]["budget"]].append(r)
     out: list[str] = []
-    for (ckpt, crit, ft_images), rungs in groups.items():
-        if len(rungs) < 2:
+    for (ckpt, crit, ft_images), by_budget in groups.items():
+        if len(by_budget) < 2:
             continue
-        budgets = sorted(rungs, reverse=True)
+        budgets = sorted(by_budget, reverse=True)
         model = Path(ckpt).stem
-        names = [n for n in rungs[budgets[0]]["strategies"]
-                 if all(n in rungs[b]["strategies"] for b in budgets)]
+        names = [n for n in by_budget[budgets[0]][0]["strategies"]
+                 if all(n in r["strategies"] for b in budgets for r in by_budget[b])]
+        rungs = {b: {n: _pool(by_budget[b], n) for n in names} for b in budgets}
+        seeds = {b: sorted(r["config"].get("seed", 0) for r in by_budget[b]) for b in budgets}
         out += [f"## Difficulty ladder (`{ckpt}`, criterion {crit}, MACs budgets "
                 f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
-                "Test accuracy before fine-tuning / after (mean ± std over the fine-tune seeds; "
-                f"{ft_images} fine-tune images). **Bold**: best mean after fine-tuning at that "
-                "budget; a difference counts only beyond the seed spread (see each budget's "
-                "compare table).", "",
+                "Test accuracy before fine-tuning / after (mean ± std over every fine-tune run; "
+                f"{ft_images} fine-tune images). Search seeds per budget: "
+                + ", ".join(f"{100 * b:.0f}%: {', '.join(map(str, seeds[b]))}" for b in budgets)
+                + " (several: before-FT is their mean, after-FT pools every fine-tune seed of "
+                "every search seed, so the spread includes the search's own). **Bold**: best "
+                "mean after fine-tuning at that budget.", "",
                 "| strategy | " + " | ".join(f"{100 * b:.0f}% MACs" for b in budgets) + " |",
                 "|---|" + "---|" * len(budgets)]
-        best = {b: max(names, key=lambda n, b=b: rungs[b]["strategies"][n]["test_acc"] or 0)
-                for b in budgets}
+        best = {b: max(names, key=lambda n, b=b: rungs[b][n]["test_acc"] or 0) for b in budgets}
         for n in names:
             cells = []
             for b in budgets:
-                x = rungs[b]["strategies"][n]
+                x = rungs[b][n]
                 after = f"{100 * x['test_acc']:.2f} ± {100 * (x['test_acc_std'] or 0):.2f}"
                 after = f"**{after}**" if best[b] == n else after
                 cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}")
             out.append(f"| {n} | " + " | ".join(cells) + " |")
+        out += ["", *_ladder_verdicts(budgets, names, rungs)]
         plot = _ladder_plot(model, crit, budgets, names, rungs)
         out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
+    return out
+
+
+LEARNED = ("amc-ddpg", "amc-ppo")
+PEERS = ("tp-uniform", "tp-global")
+
+
+def _ladder_verdicts(budgets: list[float], names: list[str],
+                     rungs: dict[float, dict[str, dict[str, Any]]]) -> list[str]:
+    """Per budget: the learned policy against every other strategy after fine-tuning, as
+    ahead / tied / behind beyond two standard errors of the pooled runs (policies.stats)."""
+    out = ["The learned policy after fine-tuning, per budget, against every other strategy "
+           "(ahead or behind only beyond two standard errors of the pooled runs; else tied). "
+           "The test split's own sampling error is shared by every row and not in these error "
+           "bars (see each budget's compare table): a lead of a few tenths is reproducible on "
+           "this split, not proof that it generalises.", ""]
+    for b in budgets:
+        for learned in (n for n in names if n in LEARNED):
+            verdicts: dict[str, list[str]] = {"ahead of": [], "tied with": [], "behind": []}
+            for other in names:
+                if other == learned:
+                    continue
+                d = difference(rungs[b][learned]["samples"], rungs[b][other]["samples"])
+                key = "tied with" if not d["exceeds_spread"] else (
+                    "ahead of" if d["delta"] > 0 else "behind")
+                peer = ", Torch-Pruning's" if other in PEERS else ""
+                verdicts[key].append(f"{other} ({100 * d['delta']:+.2f}{peer})")
+            out.append(f"- {100 * b:.0f}% MACs, {learned}: " + "; ".join(
+                f"{k} {', '.join(v)}" for k, v in verdicts.items() if v) + ".")
     return out
 
 
@@ -735,7 +782,7 @@ def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for i, n in enumerate(names):
-        rows = [rungs[b]["strategies"][n] for b in budgets]
+        rows = [rungs[b][n] for b in budgets]
         x = [100 * b for b in budgets]
         style = {"marker": "os^vD<>p*"[i % 9], "label": n}
         axes[0].plot(x, [100 * r["test_acc_before_finetune"] for r in rows], **style)

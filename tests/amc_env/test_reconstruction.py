@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torchvision.ops import Permute
 
 from amc_env.criteria import UnitContext, make_criterion
 from amc_env.reconstruction import Calibrator, ConsumerSample, ridge_solve
@@ -30,6 +31,12 @@ def chain(kind: str) -> tuple[nn.Sequential, str]:
                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)]
         consumer = "6"
         nn.init.uniform_(layers[3].weight, 0.1, 0.5)  # no dead channel: all carry signal
+    elif kind == "channels-last":
+        # Linear layers on (B, H, W, C) maps (ConvNeXt, Swin): the channel axis is the last one,
+        # and H == W == 8 == the consumer's outputs, so a channel-first reading would pass shapes.
+        layers = [Permute([0, 2, 3, 1]), nn.Linear(3, 12), nn.GELU(), nn.Linear(12, 8),
+                  Permute([0, 3, 1, 2]), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)]
+        consumer = "3"
     else:  # a linear layer reading a flattened 12 x 4 x 4 map
         layers = [nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
                   nn.Flatten(), nn.Linear(12 * 16, 4)]
@@ -68,7 +75,7 @@ def context(model: nn.Module, images: int = 32, points: int = 10,
                        calibrator=Calibrator(model, data or batches(), images, points, owners))
 
 
-KINDS = ["1x1", "3x3", "depthwise", "linear"]
+KINDS = ["1x1", "3x3", "depthwise", "linear", "channels-last"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -105,11 +112,13 @@ def test_reconstruction_never_raises_and_on_random_layers_lowers_the_error(kind:
     assert errors[consumer] == pytest.approx(after / sample.energy())
 
 
-def test_refit_is_exact_when_the_kept_channels_suffice() -> None:
+@pytest.mark.parametrize("kind", ["3x3", "channels-last"])
+def test_refit_is_exact_when_the_kept_channels_suffice(kind: str) -> None:
     """Channels the consumer ignores carry nothing: cutting them leaves zero error, and a refit
-    keeps it (near) zero instead of moving the weights."""
+    keeps it (near) zero instead of moving the weights (so the sampled targets are the
+    consumer's true outputs at the sampled positions)."""
     torch.manual_seed(2)
-    model, consumer = chain("3x3")
+    model, consumer = chain(kind)
     ignore(model, consumer, IGNORED)
     ctx = context(model)
     kept = make_criterion("thinet").select(ctx, 8)
