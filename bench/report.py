@@ -690,14 +690,18 @@ def _seeds(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _pool(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """One strategy's rows from compare runs at several search seeds, pooled: every fine-tune
-    seed of every search seed is one sample of what a user gets after fine-tuning."""
-    rows = [r["strategies"][name] for r in runs]
+    seed of every search seed is one sample of what a user gets after fine-tuning. A strategy
+    that does not depend on the search seed (a heuristic) may have run at one seed only."""
+    rows = [r["strategies"][name] for r in runs if name in r["strategies"]]
     after = [a for x in rows for a in x["test_acc_seeds"] if a is not None]
     before = [x["test_acc_before_finetune"] for x in rows]
     mean, std = mean_std(after) if after else (None, None)
+    per_seed = [x["test_acc"] for x in rows if x["test_acc"] is not None]
+    # Runs of one search share its policy: with several search seeds, each seed's mean is one
+    # independent sample (pooling the runs as independent would understate the spread).
     return {"test_acc_before_finetune": statistics.fmean(before), "test_acc": mean,
-            "test_acc_std": std, "samples": after,
-            "per_search_seed": [x["test_acc"] for x in rows]}
+            "test_acc_std": std, "samples": per_seed if len(per_seed) > 1 else after,
+            "per_search_seed": per_seed}
 
 
 def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -717,7 +721,7 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
         budgets = sorted(by_budget, reverse=True)
         model = Path(ckpt).stem
         names = [n for n in by_budget[budgets[0]][0]["strategies"]
-                 if all(n in r["strategies"] for b in budgets for r in by_budget[b])]
+                 if all(any(n in r["strategies"] for r in by_budget[b]) for b in budgets)]
         rungs = {b: {n: _pool(by_budget[b], n) for n in names} for b in budgets}
         seeds = {b: sorted(r["config"].get("seed", 0) for r in by_budget[b]) for b in budgets}
         out += [f"## Difficulty ladder (`{ckpt}`, criterion {crit}, MACs budgets "
@@ -737,7 +741,9 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
                 x = rungs[b][n]
                 after = f"{100 * x['test_acc']:.2f} ± {100 * (x['test_acc_std'] or 0):.2f}"
                 after = f"**{after}**" if best[b] == n else after
-                cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}")
+                runs = len(x["per_search_seed"])
+                cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}"
+                             + (f" ({runs} search seeds)" if runs > 1 else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out += ["", *_ladder_verdicts(budgets, names, rungs)]
         plot = _ladder_plot(model, crit, budgets, names, rungs)
@@ -754,7 +760,9 @@ def _ladder_verdicts(budgets: list[float], names: list[str],
     """Per budget: the learned policy against every other strategy after fine-tuning, as
     ahead / tied / behind beyond two standard errors of the pooled runs (policies.stats)."""
     out = ["The learned policy after fine-tuning, per budget, against every other strategy "
-           "(ahead or behind only beyond two standard errors of the pooled runs; else tied). "
+           "(ahead or behind only beyond two standard errors; else tied; a strategy searched at "
+           "several seeds counts each search seed's mean as one sample, one searched once each "
+           "fine-tune run). "
            "The test split's own sampling error is shared by every row and not in these error "
            "bars (see each budget's compare table): a lead of a few tenths is reproducible on "
            "this split, not proof that it generalises.", ""]

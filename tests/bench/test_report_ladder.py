@@ -1,0 +1,42 @@
+"""The ladder pools compare runs at several search seeds and states verdicts by the seed rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import report
+
+
+def _run(budget: float, seed: int, accs: dict[str, list[float]]) -> dict[str, Any]:
+    """A compare result as bench.bench_compare writes it, reduced to what the ladder reads."""
+    rows = {n: {"test_acc_seeds": a, "test_acc": sum(a) / len(a), "test_acc_std": 0.0,
+                "test_acc_before_finetune": 0.5} for n, a in accs.items()}
+    return {"checkpoint": "runs/r20.pt", "strategies": rows,
+            "config": {"target": "flops", "budget": budget, "criterion": "group-l2",
+                       "finetune_images": 1000, "seed": seed}}
+
+
+@pytest.fixture()
+def no_plot(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(report, "_ladder_plot", lambda *a: report.ROOT / "bench" / "x.png")
+
+
+def test_search_seeds_pool_and_heuristics_may_run_once(no_plot) -> None:
+    results = {
+        "compare_r20_flops0.5": _run(0.5, 0, {"amc-ddpg": [0.90, 0.91, 0.90],
+                                              "tp-uniform": [0.85, 0.86, 0.85]}),
+        "compare_r20_flops0.3": _run(0.3, 0, {"amc-ddpg": [0.80, 0.81, 0.80],
+                                              "tp-uniform": [0.80, 0.79, 0.81]}),
+        "compare_r20_flops0.3_s1": _run(0.3, 1, {"amc-ddpg": [0.70, 0.71, 0.70]}),
+    }
+    text = "\n".join(report._ladder(results))
+    # amc-ddpg at 30% pools six runs over two search seeds: mean 75.33; its verdict counts each
+    # search seed once, and their 10-point swing is too wide to call the 4.7-point gap.
+    assert "| amc-ddpg | 50.00% / **90.33 ± 0.58** | 50.00% / 75.33 ± 5.50 (2 search seeds) |" \
+        in text
+    assert "| tp-uniform | 50.00% / 85.33 ± 0.58 | 50.00% / **80.00 ± 1.00** |" in text
+    assert "- 50% MACs, amc-ddpg: ahead of tp-uniform (+5.00, Torch-Pruning's)." in text
+    assert "- 30% MACs, amc-ddpg: tied with tp-uniform (-4.67, Torch-Pruning's)." in text
+    assert "30%: 0, 1" in text
