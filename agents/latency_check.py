@@ -6,10 +6,12 @@ among hundreds of single timings favours policies that were timed while the mach
 and then 6.66 ms). So before a winner is declared, the best candidates, in the order the search
 ranks them (after re-scoring, if any), are measured again round-robin with the original model
 (policies.finetune.interleaved_latency: the same load hits both), and the first whose measured
-latency *ratio* to the original is within the budget is declared. If none is, the top candidate
-stays, flagged ``met: false``. The record (``latency_check.json``) also holds the latency
-predictor's error over every episode of the search and the share of episodes whose own timing
-broke the budget.
+latency *ratio* to the original is within the budget in every round (each round times the
+original and the candidate back to back) is declared: a median ratio under the budget was not
+enough on this host (a candidate confirmed at 0.656 against a 0.70 budget measured 0.761 a minute
+later). If none holds, the top candidate stays, flagged ``met: false``. The record
+(``latency_check.json``) also holds the latency predictor's error over every episode of the
+search and the share of episodes whose own timing broke the budget.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from policies.finetune import interleaved_latency
 
 CHECK_TOP = 5
 """Candidates re-measured at most."""
-ROUNDS = 3
-"""Round-robin passes per candidate."""
+ROUNDS = 5
+"""Round-robin passes per candidate; the budget must hold in each."""
 
 
 def predictor_errors(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,13 +58,16 @@ def confirm_latency(env: ChannelPruningEnv, candidates: list[dict[str, Any]],
                                   rounds=rounds, min_time_s=env.cfg.latency_min_time_s,
                                   backend=env.cfg.latency_backend)
         key = f"b{env.cfg.latency_batch}"
-        orig, cand = lat["original"][key]["median_ms"], lat["candidate"][key]["median_ms"]
-        ok = cand / orig <= env.cfg.budget + 1e-9
+        orig, cand = lat["original"][key], lat["candidate"][key]
+        ratios = [c / o for c, o in zip(cand["round_ms"], orig["round_ms"], strict=True)]
+        ok = max(ratios) <= env.cfg.budget + 1e-9
         checked.append({"episode": row["episode"], "search_latency_ms": row["latency_ms"],
                         "predicted_latency_ms": row["predicted_latency_ms"],
-                        "remeasured_ms": cand, "remeasured_original_ms": orig,
-                        "latency_ratio": cand / orig, "meets_budget": ok,
-                        "backend": lat["candidate"][key]["backend"]})
+                        "remeasured_ms": cand["median_ms"],
+                        "remeasured_original_ms": orig["median_ms"],
+                        "latency_ratio": cand["median_ms"] / orig["median_ms"],
+                        "round_ratios": ratios, "worst_ratio": max(ratios), "meets_budget": ok,
+                        "backend": cand["backend"]})
         if ok:
             declared, met = row["episode"], True
             break

@@ -52,7 +52,9 @@ def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ..
                         ) -> dict[str, dict[str, dict[str, Any]]]:
     """Latency of several models measured round-robin (``rounds`` passes over all of them), the
     median of each model's per-round medians: load on a shared machine then hits every model
-    alike, so ratios between them stay honest. ``backend``: amc_env.latency.BACKENDS."""
+    alike, so ratios between them stay honest. Each entry also lists its per-round medians
+    (``round_ms``, in round order) for ratios taken round by round. ``backend``:
+    amc_env.latency.BACKENDS."""
     runs: dict[str, dict[int, list]] = {n: {b: [] for b in batch_sizes} for n in models}
     for _ in range(rounds):
         for name, model in models.items():
@@ -65,7 +67,8 @@ def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ..
         out[name] = {}
         for b, lats in per.items():
             best = sorted(lats, key=lambda lat: lat.median_ms)[len(lats) // 2]
-            out[name][f"b{b}"] = {**best.to_dict(), "rounds": rounds}
+            out[name][f"b{b}"] = {**best.to_dict(), "rounds": rounds,
+                                  "round_ms": [lat.median_ms for lat in lats]}
     return out
 
 

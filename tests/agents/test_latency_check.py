@@ -1,5 +1,6 @@
 """A latency-target search declares a winner only after measuring it again against the original:
-the first candidate whose re-measured ratio meets the budget wins, and the record says so."""
+the first candidate whose re-measured ratio meets the budget in every round wins, and the record
+says so."""
 
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ def test_winner_is_the_first_candidate_that_meets_the_budget_when_measured_again
     calls: list[int] = []
 
     def remeasure(models, shape, device, batch_sizes, rounds, min_time_s, backend):
-        # The search's top candidate turns out slow when measured again; the next one holds.
+        # The search's top candidate turns out slow when measured again; the second meets the
+        # budget in its median round but not in one of them (a noisy host); the third holds.
         calls.append(len(calls))
-        ratio = 0.9 if len(calls) == 1 else 0.6
+        ratios = ([0.9] * rounds, [0.6, 0.65, 0.6, 0.75, 0.6], [0.6] * rounds)[len(calls) - 1]
         b = f"b{batch_sizes[0]}"
-        return {"original": {b: {"median_ms": 10.0, "backend": "eager"}},
-                "candidate": {b: {"median_ms": 10.0 * ratio, "backend": "eager"}}}
+        cand = sorted(10.0 * r for r in ratios)[rounds // 2]
+        return {"original": {b: {"median_ms": 10.0, "round_ms": [10.0] * rounds,
+                                 "backend": "eager"}},
+                "candidate": {b: {"median_ms": cand, "backend": "eager",
+                                  "round_ms": [10.0 * r for r in ratios]}}}
 
     monkeypatch.setattr(latency_check, "interleaved_latency", remeasure)
     out = tmp_path / "s"
@@ -46,12 +51,15 @@ def test_winner_is_the_first_candidate_that_meets_the_budget_when_measured_again
     check = json.loads((out / "latency_check.json").read_text())
     rows = [json.loads(ln) for ln in (out / "episodes.jsonl").read_text().splitlines()]
     ranked = top_distinct(rows, 5)  # best reward first, ties by episode, one per policy
-    assert [c["episode"] for c in check["candidates"]] == [r["episode"] for r in ranked[:2]]
-    assert [c["meets_budget"] for c in check["candidates"]] == [False, True]
-    assert check["declared"] == ranked[1]["episode"] and check["met"]
+    assert [c["episode"] for c in check["candidates"]] == [r["episode"] for r in ranked[:3]]
+    assert [c["meets_budget"] for c in check["candidates"]] == [False, False, True]
+    assert check["candidates"][1]["latency_ratio"] == 0.6  # the median met the budget
+    assert check["candidates"][1]["worst_ratio"] == 0.75
+    assert check["rounds"] == latency_check.ROUNDS == 5
+    assert check["declared"] == ranked[2]["episode"] and check["met"]
     assert check["predictor"]["episodes"] == 6 and check["predictor"]["median_abs_error"] < 1e-9
     policy = Policy.load(out / "policy.json")
-    assert policy.agent["found_at_episode"] == ranked[1]["episode"]
+    assert policy.agent["found_at_episode"] == ranked[2]["episode"]
     assert policy.metrics["remeasured_latency"]["latency_ratio"] == 0.6
     assert summary["latency_budget_met"] and summary["remeasured_latency_ratio"] == 0.6
 
