@@ -30,7 +30,7 @@ $(FMNIST): | $(STAMP)
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist) \
 	    || echo "warning: apt could not install dataset-fashion-mnist; trying a download"; \
 	fi
-	$(BIN)/python -m scripts.prepare_data --data-root $(DATA_ROOT)
+	$(BIN)/python -m amc_agent.cli.prepare_data --data-root $(DATA_ROOT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

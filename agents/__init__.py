@@ -2,7 +2,12 @@
 search, Optuna's TPE and CMA-ES) and the search loop. Importing the package registers every agent
 in ``AGENTS``."""
 
-from agents import amc_ddpg, blackbox, random_search, sb3_agents  # noqa: F401  (registration)
-from agents.base import AGENTS, Agent, AgentSpec, make_agent
+from amc_agent.agents import (  # noqa: F401  (registration)
+    amc_ddpg,
+    blackbox,
+    random_search,
+    sb3_agents,
+)
+from amc_agent.agents.base import AGENTS, Agent, AgentSpec, make_agent
 
 __all__ = ["AGENTS", "Agent", "AgentSpec", "make_agent"]

@@ -9,7 +9,8 @@ SB3's TD3 with one critic, no target-policy smoothing and ``policy_delay=1`` *is
 - tau 0.01, gamma 1 (the episode is short and the reward comes at its end), batch 64;
 - a replay buffer sized in episodes;
 - warm-up episodes of uniform random actions, then truncated-normal exploration around the
-  actor's output, sigma 0.5 decayed per episode (:mod:`agents.noise`). AMC decays x0.95, sized
+  actor's output, sigma 0.5 decayed per episode (:mod:`amc_agent.agents.noise`). AMC decays x0.95,
+  sized
   to its 400-800-episode searches: after a 100-episode warm-up sigma is below 0.003 from episode
   ~220 on, so the last third of a 300-episode search replays one policy. Here the decay is sized
   to the search instead (``sigma_final`` at the last episode; ``{sigma_decay: 0.95}`` restores
@@ -31,10 +32,10 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import update_learning_rate
 
-from agents.base import AGENTS, Agent, AgentSpec
-from agents.noise import TruncatedNormalNoise
-from agents.sb3_agents import OffPolicyAgent, SpacesEnv
-from amc_env.errors import UserError
+from amc_agent.agents.base import AGENTS, Agent, AgentSpec
+from amc_agent.agents.noise import TruncatedNormalNoise
+from amc_agent.agents.sb3_agents import OffPolicyAgent, SpacesEnv
+from amc_agent.env.errors import UserError
 
 
 @dataclass

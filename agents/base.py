@@ -16,8 +16,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from amc_env.errors import UserError
-from amc_env.registry import Registry
+from amc_agent.env.errors import UserError
+from amc_agent.env.registry import Registry
 
 
 @dataclass(frozen=True)

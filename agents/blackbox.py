@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from agents.base import AGENTS, Agent, AgentSpec
+from amc_agent.agents.base import AGENTS, Agent, AgentSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 

@@ -5,7 +5,8 @@ among hundreds of single timings favours policies that were timed while the mach
 (seen on 2 CPU cores: a winner timed at 3.67 ms measured 5.8 ms again, with the original at 5.0
 and then 6.66 ms). So before a winner is declared, the best candidates, in the order the search
 ranks them (after re-scoring, if any), are measured again round-robin with the original model
-(policies.finetune.interleaved_latency: the same load hits both), and the first whose measured
+(amc_agent.policies.finetune.interleaved_latency: the same load hits both), and the first whose
+measured
 latency *ratio* to the original is within the budget in every round (each round times the
 original and the candidate back to back) is declared: a median ratio under the budget was not
 enough on this host (a candidate confirmed at 0.656 against a 0.70 budget measured 0.761 a minute
@@ -20,8 +21,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from amc_env.env import ChannelPruningEnv
-from policies.finetune import interleaved_latency
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.policies.finetune import interleaved_latency
 
 CHECK_TOP = 5
 """Candidates re-measured at most."""

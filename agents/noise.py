@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import truncnorm
 from stable_baselines3.common.noise import ActionNoise
 
-from agents.rng import generator_state, set_generator_state
+from amc_agent.agents.rng import generator_state, set_generator_state
 
 
 class TruncatedNormalNoise(ActionNoise):

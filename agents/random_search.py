@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import AGENTS, Agent, AgentSpec
-from agents.rng import generator_state, set_generator_state
-from amc_env.errors import UserError
+from amc_agent.agents.base import AGENTS, Agent, AgentSpec
+from amc_agent.agents.rng import generator_state, set_generator_state
+from amc_agent.env.errors import UserError
 
 
 class RandomSearch(Agent):

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from amc_env.datasets import make_loader
-from amc_env.env import ChannelPruningEnv
-from amc_env.errors import UserError
-from amc_env.evaluation import accuracy
-from amc_env.models import clone_model
-from amc_env.training import Diverged, TrainConfig, fit
+from amc_agent.env.datasets import make_loader
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.errors import UserError
+from amc_agent.env.evaluation import accuracy
+from amc_agent.env.models import clone_model
+from amc_agent.env.training import Diverged, TrainConfig, fit
 
 DEFAULT_TOP = 5
 

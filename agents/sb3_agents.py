@@ -23,10 +23,10 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import obs_as_tensor
 
-from agents.base import AGENTS, Agent, AgentSpec
-from agents.noise import TruncatedNormalNoise
-from agents.rng import generator_state, set_generator_state
-from amc_env.errors import UserError
+from amc_agent.agents.base import AGENTS, Agent, AgentSpec
+from amc_agent.agents.noise import TruncatedNormalNoise
+from amc_agent.agents.rng import generator_state, set_generator_state
+from amc_agent.env.errors import UserError
 
 DEFAULT_WARMUP_EPISODES = 100
 

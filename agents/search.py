@@ -7,10 +7,12 @@ Output folder::
     actor.pt           the agent's actor at the time of the best policy (if it has one)
     episodes.jsonl     one JSON line per finished episode
     rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
-                       held-out validation images (agents.rescore), after a short fine-tune with
+                       held-out validation images (amc_agent.agents.rescore), after a short
+                       fine-tune with
                        ``rescore_finetune``; the best of them is policy.json
     latency_check.json target ``latency``: the best candidates measured again against the original
-                       until one meets the budget (agents.latency_check); that one is policy.json
+                       until one meets the budget (amc_agent.agents.latency_check); that one is
+                       policy.json
     checkpoint/state.pt  agent (networks, optimisers, replay buffer, noise), RNG states, episode
                          count, best so far: ``--resume`` continues with nothing lost and the same
                          result as an uninterrupted run with the same seed
@@ -35,16 +37,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.base import Agent, AgentSpec, make_agent
-from agents.latency_check import CHECK_TOP, confirm_latency
-from agents.rescore import ShortFinetune, rescore, top_distinct
-from agents.rng import global_rng_state, set_global_rng_state
-from agents.tracking import Tracker
-from amc_env import atomic
-from amc_env.env import ChannelPruningEnv
-from amc_env.errors import UserError
-from policies.artifact import Policy, fingerprint
-from policies.heuristics import heuristic_policy
+from amc_agent.agents.base import Agent, AgentSpec, make_agent
+from amc_agent.agents.latency_check import CHECK_TOP, confirm_latency
+from amc_agent.agents.rescore import ShortFinetune, rescore, top_distinct
+from amc_agent.agents.rng import global_rng_state, set_global_rng_state
+from amc_agent.agents.tracking import Tracker
+from amc_agent.env import atomic
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.errors import UserError
+from amc_agent.policies.artifact import Policy, fingerprint
+from amc_agent.policies.heuristics import heuristic_policy
 
 STATE_FILE = Path("checkpoint") / "state.pt"
 
@@ -78,10 +80,12 @@ class SearchConfig:
     """Held-out images for re-scoring (default: every validation image the episodes never saw)."""
     rescore_finetune: ShortFinetune | None = None
     """Fine-tune each re-scored policy briefly before its held-out score and rank by the score
-    after it (agents.rescore; NetAdapt's short-term fine-tune)."""
+    after it (amc_agent.agents.rescore; NetAdapt's short-term fine-tune)."""
     seed_policies: tuple[str, ...] = ()
-    """Heuristics (policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose policies
-    are the search's first episodes (:meth:`agents.base.Agent.seed_with`); they count against
+    """Heuristics (amc_agent.policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose
+    policies
+    are the search's first episodes (:meth:`amc_agent.agents.base.Agent.seed_with`); they count
+    against
     the episode budget."""
 
 
@@ -306,7 +310,7 @@ class Search:
     def _confirm_latency(self, rows: list[dict[str, Any]],
                          rescored: list[dict[str, Any]] | None,
                          policy: Policy | None) -> tuple[dict[str, Any], Policy]:
-        """Measure the best candidates again against the original (agents.latency_check),
+        """Measure the best candidates again against the original (amc_agent.agents.latency_check),
         declare the first that meets the budget and write ``latency_check.json``."""
         by_episode = {r["episode"]: r for r in rows}
         order = [by_episode[r["episode"]] for r in rescored] if rescored else \
@@ -322,7 +326,7 @@ class Search:
         return best, policy
 
     def _rescore(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Re-score the top policies (see agents.rescore) and write ``rescore.json``."""
+        """Re-score the top policies (see amc_agent.agents.rescore) and write ``rescore.json``."""
         if self.cfg.rescore_top < 1:
             return None
         records = rescore(self.env, top_distinct(rows, self.cfg.rescore_top),

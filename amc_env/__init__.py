@@ -7,4 +7,4 @@ import gymnasium
 ENV_ID = "amc_env/ChannelPruning-v0"
 
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="amc_env.env:ChannelPruningEnv")
+    gymnasium.register(id=ENV_ID, entry_point="amc_agent.env.env:ChannelPruningEnv")

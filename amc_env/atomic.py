@@ -2,7 +2,7 @@
 checked ``torch.load`` reads.
 
 A reader never sees a half-written checkpoint, policy or report; a crash leaves either the old
-file or the new one. A missing or unreadable file is a :class:`~amc_env.errors.UserError` that
+file or the new one. A missing or unreadable file is a :class:`~amc_agent.env.errors.UserError` that
 names the file.
 """
 
@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import torch
 
-from amc_env.errors import UserError
+from amc_agent.env.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

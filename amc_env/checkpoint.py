@@ -2,15 +2,16 @@
 
 Layout (``"format": "amc-checkpoint/1"``)::
 
-    recipe      {"name", "kwargs"}: rebuilds the original architecture (amc_env.models)
+    recipe      {"name", "kwargs"}: rebuilds the original architecture (amc_agent.env.models)
     state_dict  tensors of the (possibly pruned) model
     state_metadata  the state dict's per-module version numbers (some modules, e.g. MNASNet,
                 refuse to load weights without them)
-    pruning     None, or amc_env.surgery's record {"input_shape", "kept": {unit root module name:
+    pruning     None, or amc_agent.env.surgery's record {"input_shape", "kept": {unit root module
+    name:
                 [kept channel indices]}}, replayed on the recipe's original architecture before
                 loading state_dict
     dataset     name of the dataset the model was trained on
-    split       the validation split it was trained with (amc_env.datasets.split_record:
+    split       the validation split it was trained with (amc_agent.env.datasets.split_record:
                 dataset, seed, val_size, train_size); every later command rebuilds it
     metrics     numbers (accuracies as fractions, MACs, params, latency dicts)
     train_state optimizer/scheduler/epoch for ``amc-train --resume`` (omitted when finished)
@@ -34,10 +35,10 @@ import torch_pruning
 import torchvision
 from torch import nn
 
-from amc_env import atomic
-from amc_env.errors import UserError
-from amc_env.models import build_model, clone_model
-from amc_env.surgery import apply_pruning_record
+from amc_agent.env import atomic
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import build_model, clone_model
+from amc_agent.env.surgery import apply_pruning_record
 
 FORMAT = "amc-checkpoint/1"
 

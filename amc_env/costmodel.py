@@ -6,9 +6,9 @@ tensor scale with the kept fraction of their output channels (dim 0) and input c
 each governed by at most one output unit and any number of input units (concatenations). Depthwise
 convs scale with their channels once; a grouped conv keeps its group count (its units are cut group-
 balanced), so its cost scales with kept inputs and outputs like any conv. The prediction equals a
-recount of the physically pruned model by :mod:`amc_env.cost` (tested). The attention matmuls
-of a window-attention block whose width is a unit (:mod:`amc_env.attention`) scale with that
-width; any other MACs that :mod:`amc_env.cost` counts outside conv/linear layers are kept as a
+recount of the physically pruned model by :mod:`amc_agent.env.cost` (tested). The attention matmuls
+of a window-attention block whose width is a unit (:mod:`amc_agent.env.attention`) scale with that
+width; any other MACs that :mod:`amc_agent.env.cost` counts outside conv/linear layers are kept as a
 constant.
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc_env import attention
-from amc_env.cost import count_macs_by_module, count_params
-from amc_env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
+from amc_agent.env import attention
+from amc_agent.env.cost import count_macs_by_module, count_params
+from amc_agent.env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
 
 @dataclass(frozen=True)

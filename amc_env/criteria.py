@@ -11,7 +11,7 @@ exact since a position's channels go together.
 the original model, fixed calibration batches, the reconstruction calibrator and a seeded
 generator, so criteria that need data (SNIP, ThiNet, LASSO) have it. A criterion whose
 ``reconstruct`` is true has the environment refit the unit's consumer layers by least squares
-after the cut (:mod:`amc_env.reconstruction`).
+after the cut (:mod:`amc_agent.env.reconstruction`).
 
 Registered: ``l1``, ``l2`` (filter norms of the producing layers only; Li et al., "Pruning Filters
 for Efficient ConvNets", ICLR 2017), ``group-l1``, ``group-l2`` (the whole coupled group: every
@@ -36,10 +36,10 @@ import torch_pruning as tp
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amc_env.errors import UserError
-from amc_env.reconstruction import Calibrator, ConsumerSample
-from amc_env.registry import Registry
-from amc_env.units import PRUNABLE_ROOTS, Unit
+from amc_agent.env.errors import UserError
+from amc_agent.env.reconstruction import Calibrator, ConsumerSample
+from amc_agent.env.registry import Registry
+from amc_agent.env.units import PRUNABLE_ROOTS, Unit
 
 RECONSTRUCT = "+reconstruct"
 

@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from amc_env.errors import UserError
-from amc_env.registry import Registry
+from amc_agent.env.errors import UserError
+from amc_agent.env.registry import Registry
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (

@@ -28,8 +28,8 @@ from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping as _im
 from torch_pruning.dependency import shape_infer
 
-from amc_env import attention
-from amc_env.errors import UserError, first_line
+from amc_agent.env import attention
+from amc_agent.env.errors import UserError, first_line
 
 _MAPPERS: dict[object, Callable] = {
     ops.OPTYPE.CONCAT: _im.update_concat_index_mapping,
@@ -189,7 +189,8 @@ def prune_group(group: tp.Group) -> None:
 def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
 
-    Window-attention blocks are first switched to their prunable form (:mod:`amc_env.attention`,
+    Window-attention blocks are first switched to their prunable form
+    (:mod:`amc_agent.env.attention`,
     outputs unchanged), so their q/k/v width is a unit. A model whose forward Torch-Pruning cannot
     trace at all is a :class:`UserError` naming the failure; operations it traces but cannot map
     are opaque (see the module docstring)."""

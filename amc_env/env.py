@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from amc_env.cost import count_macs, count_params
-from amc_env.costmodel import CostModel
-from amc_env.criteria import Criterion, UnitContext, make_criterion
-from amc_env.datasets import DataSplits
-from amc_env.errors import UserError
-from amc_env.evaluation import (
+from amc_agent.env.cost import count_macs, count_params
+from amc_agent.env.costmodel import CostModel
+from amc_agent.env.criteria import Criterion, UnitContext, make_criterion
+from amc_agent.env.datasets import DataSplits
+from amc_agent.env.errors import UserError
+from amc_agent.env.evaluation import (
     accuracy,
     channels_last,
     fold_plan,
@@ -30,14 +30,14 @@ from amc_env.evaluation import (
     recalibrate_bn,
     take_batches,
 )
-from amc_env.latency import measure_latency
-from amc_env.latency_model import LatencyModel, calibrate_latency
-from amc_env.latency_table import LatencyTable, build_latency_table
-from amc_env.reconstruction import Calibrator
-from amc_env.rewards import Reward, make_reward
-from amc_env.surgery import Surgeon, full_group
-from amc_env.units import Unit, build_graph, discover_units
-from amc_env.wall import ActionWall, allowed_counts, round_channels
+from amc_agent.env.latency import measure_latency
+from amc_agent.env.latency_model import LatencyModel, calibrate_latency
+from amc_agent.env.latency_table import LatencyTable, build_latency_table
+from amc_agent.env.reconstruction import Calibrator
+from amc_agent.env.rewards import Reward, make_reward
+from amc_agent.env.surgery import Surgeon, full_group
+from amc_agent.env.units import Unit, build_graph, discover_units
+from amc_agent.env.wall import ActionWall, allowed_counts, round_channels
 
 TARGETS = ("flops", "params", "latency")
 OBS_FEATURES = ("t", "channels", "in_channels", "height", "width", "stride", "kernel", "macs",
@@ -55,13 +55,13 @@ class EnvConfig:
     lbound: float = 0.2
     """Smallest keep ratio an action may ask for (AMC: 0.2)."""
     round_to: int = 8
-    """Kept channels are multiples of this where a unit is wide enough (see amc_env.wall)."""
+    """Kept channels are multiples of this where a unit is wide enough (see amc_agent.env.wall)."""
     criterion: str | Criterion = "group-l2"
-    """Which channels go: a registered name (amc_env.criteria) or a Criterion object. The
+    """Which channels go: a registered name (amc_agent.env.criteria) or a Criterion object. The
     default, ``group-l2`` (Torch-Pruning's default importance), kept 85% validation accuracy
     where ``l1`` kept 68% at the same channel counts (ResNet-20, 50% MACs; BENCHMARKS.md)."""
     reward: str | Reward = "acc"
-    """A registered reward name (amc_env.rewards) or a callable on the final ``info``."""
+    """A registered reward name (amc_agent.env.rewards) or a callable on the final ``info``."""
     val_size: int = 1000
     """Validation images (held out from the training split) scored per episode."""
     eval_batch: int = 250
@@ -77,7 +77,7 @@ class EnvConfig:
     calib_points: int = 10
     """Output positions sampled per image and consumer layer (AMC: 10)."""
     fill_budget: bool = True
-    """Two-sided wall: also force the budget to be used (see amc_env.wall). Off whatever this
+    """Two-sided wall: also force the budget to be used (see amc_agent.env.wall). Off whatever this
     says with reward ``acc_log_flops``, which trades accuracy against MACs: forcing MACs to the
     budget would make its log(MACs) term a constant."""
     include: Sequence[str] = ()
@@ -91,16 +91,16 @@ class EnvConfig:
     latency_min_time_s: float = 0.2
     """Seconds each CPU latency measurement runs for at least."""
     latency_backend: str | None = None
-    """How latency is measured (amc_env.latency.BACKENDS; default: cudagraph on CUDA, eager on
+    """How latency is measured (amc_agent.env.latency.BACKENDS; default: cudagraph on CUDA, eager on
     CPU)."""
     latency_predictor: str = "table"
     """What the wall predicts latency with: ``table`` (per-layer latency tables,
-    amc_env.latency_table) or ``line`` (a + b x MACs, amc_env.latency_model)."""
+    amc_agent.env.latency_table) or ``line`` (a + b x MACs, amc_agent.env.latency_model)."""
     data_seed: int = 0
     """Seeds which training images form the recalibration batches."""
     fast_scoring: bool = True
     """Score episodes on an inference copy (BN folded into convolutions, channels-last layout;
-    :func:`amc_env.evaluation.inference_copy`): the same network up to float rounding, checked
+    :func:`amc_agent.env.evaluation.inference_copy`): the same network up to float rounding, checked
     on the original model when the env is built (falls back to plain scoring where the copy
     fails or disagrees)."""
     cache: bool = True
@@ -116,12 +116,13 @@ class ChannelPruningEnv(gym.Env):
 
     ## Episode
     One episode prunes a fresh copy of the model: step ``t`` decides unit ``t`` (units in forward
-    order, see :mod:`amc_env.units`). The episode ends (``terminated``) after the last unit; it is
+    order, see :mod:`amc_agent.env.units`). The episode ends (``terminated``) after the last unit;
+    it is
     never truncated.
 
     ## Action space
     ``Box(lbound, 1, (1,), float32)``: the fraction of the unit's channels to keep. The action
-    wall (:mod:`amc_env.wall`) clips it so the budget stays reachable (and used), then it is
+    wall (:mod:`amc_agent.env.wall`) clips it so the budget stays reachable (and used), then it is
     rounded to the unit's channel step; ``info["keep_ratios"]`` holds what was applied.
 
     ## Observation space
@@ -134,7 +135,8 @@ class ChannelPruningEnv(gym.Env):
     latency, parameters for params).
 
     ## Reward
-    0 at every step but the last, which gets ``reward(info)`` (:mod:`amc_env.rewards`), computed
+    0 at every step but the last, which gets ``reward(info)`` (:mod:`amc_agent.env.rewards`),
+    computed
     from validation accuracy after optional BN recalibration on a fixed subset.
 
     ## Info at episode end

@@ -18,8 +18,8 @@ from torch import Tensor, fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import Dataset
 
-from amc_env.datasets import make_loader
-from amc_env.models import clone_model
+from amc_agent.env.datasets import make_loader
+from amc_agent.env.models import clone_model
 
 _BN = nn.modules.batchnorm._BatchNorm
 

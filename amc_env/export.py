@@ -11,6 +11,7 @@ model's, refusing a difference above :data:`TOLERANCE` (relative to the largest 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import warnings
 from collections.abc import Sequence
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc_env.errors import UserError, first_line
-from amc_env.models import clone_model
+from amc_agent.env.errors import UserError, first_line
+from amc_agent.env.models import clone_model
 
 OPSET = 17
 """ONNX operator set (onnxruntime 1.32 runs 7-23)."""
@@ -29,10 +30,19 @@ TOLERANCE = 1e-4
 """Largest accepted |onnxruntime - PyTorch| output difference, relative to max(1, max |output|)."""
 
 
+def require_onnx(module: str = "onnxruntime") -> None:
+    """A :class:`UserError` naming the ``onnx`` extra when ``module`` (``onnx`` for export,
+    ``onnxruntime`` for checking and timing) is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{module} is not installed; ONNX export and the onnxruntime backend "
+                        "need the onnx extra: pip install 'amc-agent[onnx]'")
+
+
 def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
     """The ONNX serialisation of ``model`` in eval mode on CPU for inputs of ``input_shape``
     (channels, height, width in pixels); the batch dimension is dynamic. ``model`` is untouched.
     """
+    require_onnx("onnx")
     m = clone_model(model).cpu().eval()
     buf = io.BytesIO()
     x = torch.zeros(1, *input_shape)
@@ -50,6 +60,7 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
 def onnx_session(data: bytes, threads: int) -> Any:
     """An onnxruntime CPU session for serialised model ``data`` with ``threads`` intra-op
     threads, sequential execution (as a CPU deployment would pin it)."""
+    require_onnx("onnxruntime")
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -4,7 +4,7 @@ Backends (:data:`BACKENDS`):
 
 - ``eager``: PyTorch's eager forward. CPU: ``torch.utils.benchmark.Timer`` with a fixed thread
   count, warm-up runs, then repeated timed blocks; CUDA: CUDA events around each run after warm-up.
-- ``onnxruntime`` (CPU): the model exported to ONNX (:mod:`amc_env.export`) and run by an
+- ``onnxruntime`` (CPU): the model exported to ONNX (:mod:`amc_agent.env.export`) and run by an
   onnxruntime session pinned to the thread count, sequential execution; what a CPU deployment sees.
 - ``cudagraph`` (CUDA): the forward captured once as a CUDA graph and replayed, so kernel launch
   overhead (which dominates small networks in eager mode and hides what pruning saves) is gone.
@@ -30,7 +30,7 @@ from torch import nn
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
 
-from amc_env.errors import UserError  # noqa: E402
+from amc_agent.env.errors import UserError  # noqa: E402
 
 BACKENDS = ("eager", "onnxruntime", "cudagraph")
 MIN_BLOCKS = 5
@@ -123,7 +123,7 @@ def _cpu_loop(model: nn.Module, x: torch.Tensor, threads: int, warmup: int,
 
 def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, warmup: int,
                  min_time_s: float) -> Latency:
-    from amc_env.export import onnx_bytes, onnx_session
+    from amc_agent.env.export import onnx_bytes, onnx_session
 
     sess = onnx_session(onnx_bytes(model, tuple(x.shape[1:])), threads)
     feed = {sess.get_inputs()[0].name: x.cpu().numpy()}

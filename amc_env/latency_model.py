@@ -16,10 +16,10 @@ import torch
 from scipy.optimize import nnls
 from torch import nn
 
-from amc_env.costmodel import CostModel
-from amc_env.latency import measure_latency
-from amc_env.surgery import Surgeon
-from amc_env.units import Unit
+from amc_agent.env.costmodel import CostModel
+from amc_agent.env.latency import measure_latency
+from amc_agent.env.surgery import Surgeon
+from amc_agent.env.units import Unit
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from amc_env import atomic
-from amc_env.evaluation import fold_plan
-from amc_env.latency import default_backend, measure_latency
-from amc_env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
+from amc_agent.env import atomic
+from amc_agent.env.evaluation import fold_plan
+from amc_agent.env.latency import default_backend, measure_latency
+from amc_agent.env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
 CONCAT_GRID = 6
 """Grid points of a layer's input width when several units feed it."""

@@ -39,7 +39,7 @@ import torch_pruning as tp
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amc_env.units import Unit, is_out_pruning
+from amc_agent.env.units import Unit, is_out_pruning
 
 RIDGE = 1e-4
 """Ridge strength of the weight update, relative to the mean input energy per feature."""

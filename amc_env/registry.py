@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from amc_env.errors import UserError
+from amc_agent.env.errors import UserError
 
 F = TypeVar("F", bound=Callable)
 

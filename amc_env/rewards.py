@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from amc_env.registry import Registry
+from amc_agent.env.registry import Registry
 
 Reward = Callable[[dict[str, Any]], float]
 REWARDS: Registry[Reward] = Registry("reward")

@@ -16,9 +16,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env.depgraph import build_graph, prune_group, unit_group, unit_width
-from amc_env.errors import UserError
-from amc_env.models import clone_model
+from amc_agent.env.depgraph import build_graph, prune_group, unit_group, unit_width
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import clone_model
 
 
 def full_group(graph: tp.DependencyGraph, model: nn.Module, root: str) -> tp.Group:

@@ -32,7 +32,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env import atomic
+from amc_agent.env import atomic
 
 FORMAT = 1
 

@@ -19,7 +19,8 @@ way and are cut balanced, so each concatenated member keeps its share.
 
 Some coupled channels cannot be cut on an arbitrary model, and are left unpruned with a warning:
 groups that reach an operation Torch-Pruning cannot map (a channel shuffle, attention-head
-reshapes, a concatenation of unknown widths: :mod:`amc_env.depgraph`), channels tied irregularly,
+reshapes, a concatenation of unknown widths: :mod:`amc_agent.env.depgraph`), channels tied
+irregularly,
 groups whose convolution groups leave nothing to cut (one channel per group), and groups whose
 removal breaks the forward pass, typically because the model's code hard-codes a width (a ViT's
 ``reshape(n, hidden_dim, -1)``). The second kind is found by trying: each unit loses one channel
@@ -41,10 +42,10 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env import attention, depgraph, unit_cache
-from amc_env.depgraph import build_graph, prune_group, root_groups
-from amc_env.errors import UserError, first_line
-from amc_env.models import clone_model
+from amc_agent.env import attention, depgraph, unit_cache
+from amc_agent.env.depgraph import build_graph, prune_group, root_groups
+from amc_agent.env.errors import UserError, first_line
+from amc_agent.env.models import clone_model
 
 PRUNABLE_ROOTS = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -151,7 +152,7 @@ def discover_units(
     ``include``/``exclude`` are shell patterns (``fnmatch``) on a unit's root module name: with
     ``include``, only matching units are kept; matching ``exclude`` removes a unit. Raises
     :class:`UserError` when nothing is left to prune, or when discovery takes longer than
-    ``timeout_s`` seconds. Results are cached per architecture (:mod:`amc_env.unit_cache`).
+    ``timeout_s`` seconds. Results are cached per architecture (:mod:`amc_agent.env.unit_cache`).
     """
     attention.prepare(model)  # before the fingerprint: it reads the module classes
     key = unit_cache.fingerprint(model, example, include, exclude,

@@ -9,7 +9,8 @@ the searched winners re-scored on held-out images, and several fine-tune seeds p
 Writes ``bench/results/compare_<model>_<target><budget>.json`` (``..._s<N>.json`` with
 ``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
 MACs, budget kept, latency) and the differences against the best mean with whether each exceeds
-the seed spread (policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``: the
+the seed spread (amc_agent.policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``:
+the
 searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
 (``--split-seed``), so runs at several search seeds pool into one comparison (bench.report).
 """
@@ -22,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from amc_env.checkpoint import load_checkpoint
+from amc_agent.cli import compare
+from amc_agent.env.checkpoint import load_checkpoint
 from bench.common import write_result
-from scripts import compare
 
 KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_images",
         "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",

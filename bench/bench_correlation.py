@@ -12,7 +12,8 @@ recalibration (EagleEye, Li et al., ECCV 2020, argue the recalibrated figure is 
 predicts fine-tuned accuracy), then fine-tuned with one recipe and seed and scored on the test
 split. With ``--short-finetune N`` each policy is also scored on the held-out validation images
 (the ones no episode saw) before and after the search's short fine-tune (``amc-search
---rescore-finetune N``, agents.rescore.ShortFinetune), so the benchmark says which signal ranks
+--rescore-finetune N``, amc_agent.agents.rescore.ShortFinetune), so the benchmark says which signal
+ranks
 policies as the final accuracy does. ``--finetune-seeds K`` averages the final accuracy over K
 fine-tune seeds and reports its own spread: a predictor cannot rank policies whose final
 accuracies differ by less than that. Reported: Pearson and Spearman (ties at their mean rank)
@@ -36,15 +37,15 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from agents.rescore import ShortFinetune
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data, make_loader
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.evaluation import accuracy
-from amc_env.training import TrainConfig, evaluate
+from amc_agent.agents.rescore import ShortFinetune
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data, make_loader
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.evaluation import accuracy
+from amc_agent.env.training import TrainConfig, evaluate
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.finetune import finetune_or_diverged
 from bench.common import write_result
-from policies.artifact import Policy
-from policies.finetune import finetune_or_diverged
 
 
 def select(rows: list[dict[str, Any]], top: int, spread: int) -> list[tuple[str, dict]]:

@@ -6,7 +6,8 @@ unit, so only *which* channels differ.
 
 Two count sets by default, both fixed before any criterion runs: ``uniform`` (the largest single
 keep ratio meeting the budget, completed through the wall) and ``tp-global`` (the widths
-Torch-Pruning's global pruner chooses with its default importance; policies.peers). Each criterion
+Torch-Pruning's global pruner chooses with its default importance; amc_agent.policies.peers). Each
+criterion
 runs ``--repeats`` episodes per count set on the same environment settings (1000 validation images
 scored, BN recalibration on 512 training images), and the last episode's model is also scored on
 ``--heldout`` further validation images, which halves the binomial error of the comparison. The
@@ -24,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.evaluation import accuracy
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.evaluation import accuracy
+from amc_agent.policies.heuristics import heuristic_policy
+from amc_agent.policies.peers import PEER_CRITERION
 from bench.common import write_result
-from policies.heuristics import heuristic_policy
-from policies.peers import PEER_CRITERION
 
 CRITERIA = ("random", "l1", "l2", "group-l1", "group-l2", "taylor", "snip", "slimming",
             "l1+reconstruct", "group-l2+reconstruct", "thinet", "lasso")

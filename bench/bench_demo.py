@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from amc_env.checkpoint import load_checkpoint
+from amc_agent.env.checkpoint import load_checkpoint
 from bench.bench_compare import summary
 from bench.common import write_result
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.evaluation import accuracy
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.evaluation import accuracy
 from bench.common import write_result
 
 

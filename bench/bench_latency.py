@@ -7,7 +7,8 @@
 
 Models: the unpruned checkpoint, uniform keep ratios meeting each ``--budgets`` MACs fraction,
 and the given policies (their keep ratios, same architecture). Latency is measured round-robin
-over all models (amc_env.latency: torch.utils.benchmark on CPU, CUDA events on GPU; ``--backend``
+over all models (amc_agent.env.latency: torch.utils.benchmark on CPU, CUDA events on GPU;
+``--backend``
 eager, onnxruntime or cudagraph), so machine load hits every model alike. Writes
 ``bench/results/latency_<model>_<device>[_<backend>].json`` (no suffix for the device's default).
 """
@@ -20,15 +21,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.cost import count_macs, count_params
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.latency import default_backend
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.cost import count_macs, count_params
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.latency import default_backend
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.finetune import interleaved_latency
+from amc_agent.policies.heuristics import uniform
 from bench.common import write_result
-from policies.artifact import Policy
-from policies.finetune import interleaved_latency
-from policies.heuristics import uniform
 
 
 def main() -> None:

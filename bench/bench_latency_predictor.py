@@ -7,8 +7,10 @@ For ``--policies`` random policies at ``--budget`` (MACs, the random strategy th
 each pruned model is measured with the original round-robin (``--rounds`` passes; ``--backend``,
 ``--batch``, the torch thread count; on these shared machines single timings of the same model
 differ by up to 2x), and its latency *ratio* to the original is compared with the
-ratio each predictor gives: the per-layer latency table (amc_env.latency_table, built or loaded
-from its cache) and the line a + b x MACs (amc_env.latency_model). Ratios, not milliseconds, so
+ratio each predictor gives: the per-layer latency table (amc_agent.env.latency_table, built or
+loaded
+from its cache) and the line a + b x MACs (amc_agent.env.latency_model). Ratios, not milliseconds,
+so
 drift in machine load between the predictor's calibration and the measurement cancels as it
 does in a search (budgets are ratios). Writes ``bench/results/latency_predictor_<model>_<backend>
 _b<batch>.json`` with the median and 90th-percentile absolute relative error of each predictor.
@@ -23,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.latency_model import calibrate_latency
-from amc_env.latency_table import build_latency_table
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.latency_model import calibrate_latency
+from amc_agent.env.latency_table import build_latency_table
+from amc_agent.policies.finetune import interleaved_latency
+from amc_agent.policies.heuristics import random_policy
 from bench.common import write_result
-from policies.finetune import interleaved_latency
-from policies.heuristics import random_policy
 
 
 def main() -> None:

@@ -5,11 +5,12 @@ machine, and how far off was the latency predictor the action wall relies on?
         --budget 0.9 --latency-batch 1 --episodes 100
 
 Runs ``amc-search --target latency`` (amc-ddpg) into ``--work`` (whose winner is already the first
-of its best candidates to meet the budget when measured again, agents.latency_check), then re-
+of its best candidates to meet the budget when measured again, amc_agent.agents.latency_check),
+then re-
 measures that policy's pruned model independently against the original, round-robin over
 ``--rounds`` passes so machine load hits both alike. Reported: the budget in ms, the best model's
 latency as the search measured it, as the predictor (``--predictor``: per-layer latency table,
-amc_env.latency_table, or ``a + b x MACs``, amc_env.latency_model)
+amc_agent.env.latency_table, or ``a + b x MACs``, amc_agent.env.latency_model)
 predicted it, and as re-measured; the predictor's error over every episode; the share of episodes
 whose measured latency broke the budget. Writes
 ``bench/results/latency_target_<model>_b<batch>.json``.
@@ -25,12 +26,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.finetune import interleaved_latency
 from bench.common import write_result
-from policies.artifact import Policy
-from policies.finetune import interleaved_latency
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]
     work = args.work or Path(f"runs/bench_latency_target_b{args.latency_batch}")
-    search = [sys.executable, "-m", "scripts.search", "--checkpoint", str(args.checkpoint),
+    search = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
               "--target", "latency", "--budget", str(args.budget), "--latency-batch",
               str(args.latency_batch), "--episodes", str(args.episodes), "--round-to",
               str(args.round_to), "--latency-predictor", args.predictor,
@@ -64,7 +65,8 @@ def main() -> None:
     policy = Policy.load(work / "policy.json")
     rows = [json.loads(line) for line in (work / "episodes.jsonl").read_text().splitlines()
             if line.strip()]
-    # The declared winner: the search re-measures its best candidates (agents.latency_check).
+    # The declared winner: the search re-measures its best candidates
+    # (amc_agent.agents.latency_check).
     best = next(r for r in rows if r["episode"] == policy.agent["found_at_episode"])
     check = json.loads((work / "latency_check.json").read_text())
     errors = [(r["predicted_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in rows]

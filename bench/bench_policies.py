@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.training import TrainConfig
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.finetune import finetune, interleaved_latency, measure
+from amc_agent.policies.heuristics import uniform
 from bench.common import write_result
-from policies.artifact import Policy
-from policies.finetune import finetune, interleaved_latency, measure
-from policies.heuristics import uniform
 
 
 def pruned(model: nn.Module, data: Any, policy: Policy) -> nn.Module:

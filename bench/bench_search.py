@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from agents import AGENTS
-from agents.search import Search, SearchConfig
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.datasets import load_checkpoint_data
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.evaluation import accuracy
+from amc_agent.agents import AGENTS
+from amc_agent.agents.search import Search, SearchConfig
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.evaluation import accuracy
+from amc_agent.policies.heuristics import heuristic_policy
 from bench.common import write_result
-from policies.heuristics import heuristic_policy
 
 
 def main() -> None:

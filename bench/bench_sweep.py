@@ -43,13 +43,13 @@ from typing import Any
 
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from amc_env.datasets import synthetic
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.errors import first_line
-from amc_env.models import ZOO, build_model, torchvision_names
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from amc_agent.env.datasets import synthetic
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.errors import first_line
+from amc_agent.env.models import ZOO, build_model, torchvision_names
+from amc_agent.policies.heuristics import random_policy
 from bench.common import RESULTS, command_line, write_result
-from policies.heuristics import random_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 0.5

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from amc_env.checkpoint import load_checkpoint
+from amc_agent.cli import train
+from amc_agent.env.checkpoint import load_checkpoint
 from bench.common import write_result
-from scripts import train
 
 
 def main() -> None:

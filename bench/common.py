@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from amc_env import atomic
-from amc_env.checkpoint import library_versions
+from amc_agent.env import atomic
+from amc_agent.env.checkpoint import library_versions
 
 RESULTS = Path(os.environ.get("AMC_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 """Where results go; ``AMC_BENCH_RESULTS`` redirects them (the device session collects them)."""

@@ -22,7 +22,13 @@ trap 'tar czf "$OUT/$STAGE.tgz" -C "$WORK" .' EXIT
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled AMC_BENCH_RESULTS=$WORK/results
 [ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target /tmp/site .gpu/whl/*.whl
-export PYTHONPATH=$PWD:/tmp/site AMC_DATA_ROOT=$PWD/data
+# The repository's folders as the one import package amc_agent (what pyproject's package-dir maps).
+PKG=/tmp/amc-pkg/amc_agent
+mkdir -p "$PKG" && cp amc_agent/__init__.py "$PKG/"
+for pair in env:amc_env agents:agents policies:policies cli:scripts; do
+  ln -sfn "$PWD/${pair#*:}" "$PKG/${pair%%:*}"
+done
+export PYTHONPATH=$PWD:/tmp/amc-pkg:/tmp/site AMC_DATA_ROOT=$PWD/data
 mkdir -p data/FashionMNIST/raw
 for f in .gpu/*.gz; do
   b=$(basename "$f" .gz)
@@ -54,13 +60,13 @@ policies)
     -- --round-to 1 --device cuda 2>&1 | tail -n 40
   ;;
 transfer)
-  $PY -m scripts.train --model resnet56 --dataset fashion-mnist --epochs "${EPOCHS56:-10}" \
+  $PY -m amc_agent.cli.train --model resnet56 --dataset fashion-mnist --epochs "${EPOCHS56:-10}" \
     --device cuda \
     --no-progress --out "$WORK/base_resnet56.pt"
-  $PY -m scripts.apply --policy $SEARCH/policy.json --checkpoint "$WORK/base_resnet56.pt" \
+  $PY -m amc_agent.cli.apply --policy $SEARCH/policy.json --checkpoint "$WORK/base_resnet56.pt" \
     --budget 0.5 --finetune-epochs 1 --device cuda --no-progress --out "$WORK/r56_transfer.pt" \
     | tee "$WORK/apply.json"
-  $PY -m scripts.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
+  $PY -m amc_agent.cli.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
   ;;
 correlation)

@@ -11,11 +11,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from amc_env import atomic
+from amc_agent.cli import train
+from amc_agent.env import atomic
+from amc_agent.policies.report import before_finetune_lead
+from amc_agent.policies.stats import difference, mean_std
 from bench.common import RESULTS, display_program
-from policies.report import before_finetune_lead
-from policies.stats import difference, mean_std
-from scripts import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,7 +192,7 @@ def _search(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _search_findings(by: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Each searched strategy (two or more seeds) against every other row on held-out accuracy:
-    ahead/behind only beyond two standard errors of the difference (policies.stats); a
+    ahead/behind only beyond two standard errors of the difference (amc_agent.policies.stats); a
     heuristic is one deterministic policy, so only the search's own spread counts."""
     held = {k: [r["rescored_val_acc"] for r in g if r.get("rescored_val_acc") is not None]
             for k, g in by.items()}
@@ -758,7 +758,8 @@ PEERS = ("tp-uniform", "tp-global")
 def _ladder_verdicts(budgets: list[float], names: list[str],
                      rungs: dict[float, dict[str, dict[str, Any]]]) -> list[str]:
     """Per budget: the learned policy against every other strategy after fine-tuning, as
-    ahead / tied / behind beyond two standard errors of the pooled runs (policies.stats)."""
+    ahead / tied / behind beyond two standard errors of the pooled runs
+    (amc_agent.policies.stats)."""
     out = ["The learned policy after fine-tuning, per budget, against every other strategy "
            "(ahead or behind only beyond two standard errors; else tied; a strategy searched at "
            "several seeds counts each search seed's mean as one sample, one searched once each "

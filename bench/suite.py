@@ -76,7 +76,7 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
         ("criteria", ["bench.bench_criteria", "--checkpoint", str(ckpt), "--round-to", "1"],
          None),
         *search,
-        ("compare", ["scripts.compare", "--checkpoint", str(ckpt), "--search",
+        ("compare", ["amc_agent.cli.compare", "--checkpoint", str(ckpt), "--search",
                      str(work / "amc-ddpg_s0"), "--strategies",
                      "amc-ddpg,random,uniform,sensitivity,global,scratch", "--episodes", "300",
                      "--finetune-epochs", "1", "--budget", "0.5", "--round-to", "1",

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from agents import AgentSpec, make_agent
-from amc_env import atomic
-from amc_env.datasets import DataSplits
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.errors import UserError
-from policies.artifact import Policy, fingerprint
+from amc_agent.agents import AgentSpec, make_agent
+from amc_agent.env import atomic
+from amc_agent.env.datasets import DataSplits
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.errors import UserError
+from amc_agent.policies.artifact import Policy, fingerprint
 
 MODES = {"ratios": "applied the policy's keep ratios by unit name (same architecture)",
          "actor": "derived keep ratios by running the policy's actor on this model (transfer)"}

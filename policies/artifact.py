@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amc_env import atomic
-from amc_env.errors import UserError
-from amc_env.units import Unit
+from amc_agent.env import atomic
+from amc_agent.env.errors import UserError
+from amc_agent.env.units import Unit
 
 FORMAT = "amc-policy/1"
 

@@ -9,13 +9,14 @@ images no episode saw, test accuracy before and after fine-tuning (mean and stan
 ICLR 2019, scratch-E), with the same seeds.
 
 Every strategy spends the same budget: agents through the filling action wall, heuristics
-completed through it (policies.heuristics); each row records the cost it kept and whether it is
+completed through it (amc_agent.policies.heuristics); each row records the cost it kept and whether
+it is
 within one rounding step of the budget (``budget_ok``), and the report flags a row that is not.
 
 Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., the black-box ``tpe`` and
 ``cmaes``, and ``random``, random search, all with the same episode budget), the heuristics
 ``uniform``, ``sensitivity`` and ``global``, Torch-Pruning's own pruning ``tp-uniform`` and
-``tp-global`` (policies.peers: its default importance chooses their channels whatever
+``tp-global`` (amc_agent.policies.peers: its default importance chooses their channels whatever
 ``--criterion`` says, because that is what a Torch-Pruning user gets), and ``scratch``. Each row
 records the criterion that chose its channels.
 """
@@ -33,22 +34,27 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from agents import AGENTS
-from agents.rescore import ShortFinetune, resolve_top
-from agents.search import Search, SearchConfig
-from agents.tracking import Tracker
-from amc_env.cost import measure_cost
-from amc_env.datasets import DataSplits
-from amc_env.env import ChannelPruningEnv, EnvConfig
-from amc_env.errors import UserError
-from amc_env.evaluation import accuracy
-from amc_env.models import clone_model
-from amc_env.training import TrainConfig
-from policies.artifact import Policy, fingerprint
-from policies.finetune import finetune_or_diverged, interleaved_latency, measure, scratch_model
-from policies.heuristics import HEURISTICS
-from policies.peers import PEER_CRITERION, PEER_STRATEGIES
-from policies.stats import difference, mean_std
+from amc_agent.agents import AGENTS
+from amc_agent.agents.rescore import ShortFinetune, resolve_top
+from amc_agent.agents.search import Search, SearchConfig
+from amc_agent.agents.tracking import Tracker
+from amc_agent.env.cost import measure_cost
+from amc_agent.env.datasets import DataSplits
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.errors import UserError
+from amc_agent.env.evaluation import accuracy
+from amc_agent.env.models import clone_model
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies.artifact import Policy, fingerprint
+from amc_agent.policies.finetune import (
+    finetune_or_diverged,
+    interleaved_latency,
+    measure,
+    scratch_model,
+)
+from amc_agent.policies.heuristics import HEURISTICS
+from amc_agent.policies.peers import PEER_CRITERION, PEER_STRATEGIES
+from amc_agent.policies.stats import difference, mean_std
 
 HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global", *PEER_STRATEGIES)
 
@@ -90,13 +96,15 @@ class CompareConfig:
     every strategy and fine-tune seed (a short fine-tune, as NetAdapt's per-proposal one);
     0: the whole training split. ``scratch`` always trains on the whole split."""
     rescore_top: int | None = None
-    """Searched strategies: re-score this many best policies on held-out images (agents.rescore;
+    """Searched strategies: re-score this many best policies on held-out images
+    (amc_agent.agents.rescore;
     ``None``: its default where the split has such images)."""
     rescore_images: int | None = None
     """Held-out validation images for re-scoring and for every row's held-out accuracy."""
     rescore_finetune: int = 0
     """Searched strategies: fine-tune each re-scored policy on this many training images (one
-    pass at the fine-tune learning rate) before its held-out score (agents.rescore); 0: off."""
+    pass at the fine-tune learning rate) before its held-out score (amc_agent.agents.rescore); 0:
+    off."""
     seed_policies: tuple[str, ...] = ()
     """Heuristics whose policies every searched strategy plays first (SearchConfig)."""
     search_dir: Path | None = None
@@ -105,7 +113,7 @@ class CompareConfig:
     group: str = "compare"
     latency_time_s: float = 0.5
     latency_backend: str | None = None
-    """amc_env.latency.BACKENDS (default: cudagraph on CUDA, eager on CPU)."""
+    """amc_agent.env.latency.BACKENDS (default: cudagraph on CUDA, eager on CPU)."""
     progress: bool = True
 
 
@@ -290,7 +298,8 @@ def _scratch(first_agent: dict[str, Any], agent_row: dict[str, Any], recipe: dic
 
 def differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each strategy's test accuracy after fine-tuning against the best strategy's (highest
-    mean): the difference of means and whether it exceeds the seed spread (policies.stats)."""
+    mean): the difference of means and whether it exceeds the seed spread
+    (amc_agent.policies.stats)."""
     rows = {n: [a for a in r.get("test_acc_seeds", []) if a is not None]
             for n, r in results["strategies"].items()}
     rows = {n: v for n, v in rows.items() if v}

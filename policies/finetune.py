@@ -2,7 +2,7 @@
 
 Train-from-scratch follows Liu et al., "Rethinking the Value of Network Pruning" (ICLR 2019),
 scratch-E: the pruned architecture with freshly initialised weights, trained for as many epochs
-as the baseline. Both reuse :func:`amc_env.training.fit`.
+as the baseline. Both reuse :func:`amc_agent.env.training.fit`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc_env.cost import measure_cost
-from amc_env.datasets import DataSplits, make_loader
-from amc_env.latency import measure_latency
-from amc_env.models import build_model
-from amc_env.surgery import apply_pruning_record
-from amc_env.training import Diverged, TrainConfig, evaluate, fit
+from amc_agent.env.cost import measure_cost
+from amc_agent.env.datasets import DataSplits, make_loader
+from amc_agent.env.latency import measure_latency
+from amc_agent.env.models import build_model
+from amc_agent.env.surgery import apply_pruning_record
+from amc_agent.env.training import Diverged, TrainConfig, evaluate, fit
 
 
 def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
@@ -54,7 +54,7 @@ def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ..
     median of each model's per-round medians: load on a shared machine then hits every model
     alike, so ratios between them stay honest. Each entry also lists its per-round medians
     (``round_ms``, in round order) for ratios taken round by round. ``backend``:
-    amc_env.latency.BACKENDS."""
+    amc_agent.env.latency.BACKENDS."""
     runs: dict[str, dict[int, list]] = {n: {b: [] for b in batch_sizes} for n in models}
     for _ in range(rounds):
         for name, model in models.items():

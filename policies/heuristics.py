@@ -1,13 +1,15 @@
 """Heuristic policies at a budget, spending the same budget through the same wall as the agents.
 
-Each takes a :class:`~amc_env.env.ChannelPruningEnv` (its units, cost model, wall and budget) and
-returns keep ratios by unit name; play them with :meth:`~amc_env.env.ChannelPruningEnv.play`
+Each takes a :class:`~amc_agent.env.env.ChannelPruningEnv` (its units, cost model, wall and budget)
+and
+returns keep ratios by unit name; play them with :meth:`~amc_agent.env.env.ChannelPruningEnv.play`
 (without the wall), so the ratios are applied as given.
 
 A heuristic's own rule rounds channel counts and so leaves part of the budget unused (uniform
 pruning to 50% of MACs kept 0.417 of them at round-to 8); compared that way against an agent that
 spends it all, the heuristic would lose on budget, not on choice. So each rule's counts are
-completed through the wall (:meth:`~amc_env.wall.ActionWall.complete`) in the rule's own order of
+completed through the wall (:meth:`~amc_agent.env.wall.ActionWall.complete`) in the rule's own
+order of
 preference until no rounding step fits, and every strategy ends within one step of the budget:
 
 - ``uniform``: one keep ratio for every unit, the largest whose rounded channel counts meet the
@@ -18,7 +20,7 @@ preference until no rounding step fits, and every strategy ends within one step 
 - ``global``: one importance threshold across all units (Network Slimming, Liu et al. 2017);
   completed by the highest-scoring channel not yet kept;
 - ``tp-uniform``, ``tp-global``: Torch-Pruning's own pruner with its default importance
-  (:mod:`policies.peers`; play them on an env with criterion ``group-l2``).
+  (:mod:`amc_agent.policies.peers`; play them on an env with criterion ``group-l2``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from amc_env.env import ChannelPruningEnv
-from amc_env.registry import Registry
-from amc_env.wall import ActionWall, round_channels
-from policies.peers import tp_global, tp_uniform
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.registry import Registry
+from amc_agent.env.wall import ActionWall, round_channels
+from amc_agent.policies.peers import tp_global, tp_uniform
 
 Heuristic = Callable[..., dict[str, float]]
 HEURISTICS: Registry[Heuristic] = Registry("strategy")

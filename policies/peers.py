@@ -14,13 +14,15 @@ the indices it would remove; nothing is cut), limited to the env's units (the cl
 and unprunable layers are the pruner's ``ignored_layers``), with ``max_pruning_ratio = 1 - lbound``.
 Counts are then snapped down to the rounding grid every strategy shares (``round_to``; a global
 threshold that empties a group below the floor is raised to it) and completed through the action
-wall as every heuristic is (:mod:`policies.heuristics`): ``tp-uniform`` raises the lowest keep
+wall as every heuristic is (:mod:`amc_agent.policies.heuristics`): ``tp-uniform`` raises the lowest
+keep
 ratio first, ``tp-global`` the channel of highest normalised importance not yet kept. So the
 strategies spend the same budget and differ only in what they keep.
 
 The channels themselves are chosen by the same importance: play these ratios on an env whose
 criterion is :data:`PEER_CRITERION` (``group-l2``, which is ``GroupMagnitudeImportance()`` per
-unit and keeps the indices the pruner keeps); :mod:`policies.compare` builds that env for them.
+unit and keeps the indices the pruner keeps); :mod:`amc_agent.policies.compare` builds that env for
+them.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch_pruning as tp
 
-from amc_env.criteria import make_criterion
-from amc_env.env import ChannelPruningEnv
-from amc_env.errors import UserError
-from amc_env.units import PRUNABLE_ROOTS
+from amc_agent.env.criteria import make_criterion
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.errors import UserError
+from amc_agent.env.units import PRUNABLE_ROOTS
 
 PEER_CRITERION = "group-l2"
 """The criterion whose channel choice is Torch-Pruning's default importance."""

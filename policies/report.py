@@ -14,10 +14,10 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
 
-from amc_env import atomic
-from amc_env.checkpoint import library_versions
-from policies.compare import HEURISTIC_STRATEGIES
-from policies.peers import PEER_STRATEGIES
+from amc_agent.env import atomic
+from amc_agent.env.checkpoint import library_versions
+from amc_agent.policies.compare import HEURISTIC_STRATEGIES
+from amc_agent.policies.peers import PEER_STRATEGIES
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

@@ -10,16 +10,16 @@ from typing import Any
 
 import torch
 
-from amc_env import atomic
-from amc_env.checkpoint import save_checkpoint
-from amc_env.errors import UserError
-from amc_env.export import OPSET, check_onnx, onnx_bytes
-from amc_env.latency import BACKENDS, check_backend
-from amc_env.training import TrainConfig
-from policies.apply import MODES, apply_policy
-from policies.artifact import Policy
-from policies.finetune import finetune, measure, scratch_model
-from scripts import cli
+from amc_agent.cli import cli
+from amc_agent.env import atomic
+from amc_agent.env.checkpoint import save_checkpoint
+from amc_agent.env.errors import UserError
+from amc_agent.env.export import OPSET, check_onnx, onnx_bytes
+from amc_agent.env.latency import BACKENDS, check_backend
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies.apply import MODES, apply_policy
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.finetune import finetune, measure, scratch_model
 
 PROG = "amc-apply"
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import yaml
 
-from amc_env.datasets import AUGMENTS, DataSplits, load_checkpoint_data
-from amc_env.errors import UserError
-from amc_env.training import Diverged
+from amc_agent.env.datasets import AUGMENTS, DataSplits, load_checkpoint_data
+from amc_agent.env.errors import UserError
+from amc_agent.env.training import Diverged
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,7 +76,7 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
 def source_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``--checkpoint`` file read once (``None`` with ``--model``), for
     :func:`dataset_name` and :func:`resolve_model` to share."""
-    from amc_env.checkpoint import load_checkpoint
+    from amc_agent.env.checkpoint import load_checkpoint
 
     if args.checkpoint is not None and args.model is not None:
         raise UserError("give either --checkpoint or --model, not both")
@@ -95,7 +95,7 @@ def dataset_name(args: argparse.Namespace, ckpt: dict[str, Any] | None,
 def load_data(args: argparse.Namespace, ckpt: dict[str, Any] | None,
               fallback: str = "fashion-mnist") -> DataSplits:
     """The dataset the flags name, with the validation split the checkpoint ``ckpt`` was
-    trained with (:func:`amc_env.datasets.load_checkpoint_data`)."""
+    trained with (:func:`amc_agent.env.datasets.load_checkpoint_data`)."""
     return load_checkpoint_data(ckpt, dataset_name(args, ckpt, fallback), args.data_root,
                                 args.val_size, args.split_seed, image_size=args.image_size,
                                 augment=args.augment)
@@ -230,8 +230,8 @@ def resolve_model(
     The model must run on one input of ``input_shape`` (the dataset's channels, height, width in
     pixels), so a mismatch is one line before anything is trained, searched or written.
     """
-    from amc_env.checkpoint import model_from_checkpoint
-    from amc_env.models import build_model, build_pretrained, check_input_shape
+    from amc_agent.env.checkpoint import model_from_checkpoint
+    from amc_agent.env.models import build_model, build_pretrained, check_input_shape
 
     if ckpt is None:
         ckpt = source_checkpoint(args)

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from amc_env import atomic
-from amc_env.errors import UserError
-from amc_env.training import TrainConfig
-from policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
-from policies.report import write_report
-from scripts import cli
-from scripts.search import add_env_args, add_seed_policies_arg, check_common, env_config
+from amc_agent.cli import cli
+from amc_agent.cli.search import add_env_args, add_seed_policies_arg, check_common, env_config
+from amc_agent.env import atomic
+from amc_agent.env.errors import UserError
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
+from amc_agent.policies.report import write_report
 
 PROG = "amc-compare"
 

@@ -1,12 +1,13 @@
-"""``python -m scripts.prepare_data``: put Fashion-MNIST where torchvision reads it (for make)."""
+"""``python -m amc_agent.cli.prepare_data``: put Fashion-MNIST where torchvision reads it (for
+make)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from amc_env.datasets import default_data_root, prepare_fashion_mnist
-from scripts import cli
+from amc_agent.cli import cli
+from amc_agent.env.datasets import default_data_root, prepare_fashion_mnist
 
 PROG = "prepare-data"
 

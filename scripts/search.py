@@ -12,18 +12,18 @@ from typing import Any
 
 import yaml
 
-from agents import AGENTS
-from agents.rescore import DEFAULT_TOP, ShortFinetune, resolve_top
-from agents.search import STATE_FILE, Search, SearchConfig
-from agents.tracking import MODES
-from amc_env import atomic
-from amc_env.criteria import CRITERIA, RECONSTRUCT, criterion_name
-from amc_env.env import TARGETS, ChannelPruningEnv, EnvConfig
-from amc_env.errors import UserError
-from amc_env.latency import BACKENDS, check_backend
-from amc_env.rewards import REWARDS
-from policies.heuristics import HEURISTICS
-from scripts import cli
+from amc_agent.agents import AGENTS
+from amc_agent.agents.rescore import DEFAULT_TOP, ShortFinetune, resolve_top
+from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
+from amc_agent.agents.tracking import MODES
+from amc_agent.cli import cli
+from amc_agent.env import atomic
+from amc_agent.env.criteria import CRITERIA, RECONSTRUCT, criterion_name
+from amc_agent.env.env import TARGETS, ChannelPruningEnv, EnvConfig
+from amc_agent.env.errors import UserError
+from amc_agent.env.latency import BACKENDS, check_backend
+from amc_agent.env.rewards import REWARDS
+from amc_agent.policies.heuristics import HEURISTICS
 
 PROG = "amc-search"
 
@@ -174,7 +174,8 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-# What a search writes before its first checkpoint (agents.search): a folder holding only these
+# What a search writes before its first checkpoint (amc_agent.agents.search): a folder holding only
+# these
 # has nothing to resume from, so --resume starts it again instead of refusing it.
 PRE_CHECKPOINT = ("config.yaml", "episodes.jsonl", "policy.json", "actor.pt", "wandb",
                   STATE_FILE.parent.name)

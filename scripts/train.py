@@ -10,13 +10,18 @@ from typing import Any
 
 import torch
 
-from amc_env.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint, verify_rebuild
-from amc_env.cost import measure_cost
-from amc_env.datasets import make_loader
-from amc_env.errors import UserError
-from amc_env.latency import measure_latency
-from amc_env.training import TrainConfig, evaluate, fit
-from scripts import cli
+from amc_agent.cli import cli
+from amc_agent.env.checkpoint import (
+    checkpoint_dict,
+    load_checkpoint,
+    save_checkpoint,
+    verify_rebuild,
+)
+from amc_agent.env.cost import measure_cost
+from amc_agent.env.datasets import make_loader
+from amc_agent.env.errors import UserError
+from amc_agent.env.latency import measure_latency
+from amc_agent.env.training import TrainConfig, evaluate, fit
 
 PROG = "amc-train"
 

@@ -30,12 +30,12 @@ import torchvision
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from amc_env import atomic
-from amc_env.errors import UserError
-from amc_env.models.cifar_resnet import CifarResNet
-from amc_env.models.small_cnn import SmallCNN, cnn10
-from amc_env.models.vgg import CifarVGG
-from amc_env.registry import Registry
+from amc_agent.env import atomic
+from amc_agent.env.errors import UserError
+from amc_agent.env.models.cifar_resnet import CifarResNet
+from amc_agent.env.models.small_cnn import SmallCNN, cnn10
+from amc_agent.env.models.vgg import CifarVGG
+from amc_agent.env.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 ZOO: Registry[ModelFactory] = Registry("model")

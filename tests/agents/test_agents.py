@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents import AGENTS, AgentSpec, make_agent
-from agents.amc_ddpg import BaselineReplayBuffer
-from agents.noise import TruncatedNormalNoise
-from agents.rng import global_rng_state, set_global_rng_state
-from amc_env.errors import UserError
+from amc_agent.agents import AGENTS, AgentSpec, make_agent
+from amc_agent.agents.amc_ddpg import BaselineReplayBuffer
+from amc_agent.agents.noise import TruncatedNormalNoise
+from amc_agent.agents.rng import global_rng_state, set_global_rng_state
+from amc_agent.env.errors import UserError
 
 SPEC = AgentSpec(gym.spaces.Box(0, 1, (12,), np.float32),
                  gym.spaces.Box(np.float32(0.2), np.float32(1.0), (1,), np.float32), 4, 20)

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from agents import search as search_module
-from agents.base import make_agent
-from amc_env.errors import UserError
-from policies.artifact import Policy
-from scripts import search
+from amc_agent.agents import search as search_module
+from amc_agent.agents.base import make_agent
+from amc_agent.cli import search
+from amc_agent.env.errors import UserError
+from amc_agent.policies.artifact import Policy
 from tests.agents.test_agents import SPEC
 from tests.agents.test_search import BASE, rows
 

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from agents.search import STATE_FILE
+from amc_agent.agents.search import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 EPISODES = 12
-COMMAND = [sys.executable, "-m", "scripts.search", "--model", "cnn", "--dataset", "synthetic",
+COMMAND = [sys.executable, "-m", "amc_agent.cli.search", "--model", "cnn", "--dataset", "synthetic",
            "--eval-size", "32", "--recalib-batches", "1", "--recalib-batch-size", "16",
            "--no-progress", "--wandb-mode", "disabled", "--threads", "1",
            "--agent", "amc-ddpg", "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}",

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 
-from agents import latency_check
-from agents.rescore import top_distinct
-from amc_env import env as env_module
-from amc_env import latency_model, latency_table
-from amc_env.cost import count_macs
-from amc_env.latency import Latency
-from policies.artifact import Policy
-from scripts import search
+from amc_agent.agents import latency_check
+from amc_agent.agents.rescore import top_distinct
+from amc_agent.cli import search
+from amc_agent.env import env as env_module
+from amc_agent.env import latency_model, latency_table
+from amc_agent.env.cost import count_macs
+from amc_agent.env.latency import Latency
+from amc_agent.policies.artifact import Policy
 from tests.agents.test_search import BASE
 
 

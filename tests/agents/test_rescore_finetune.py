@@ -9,12 +9,12 @@ import math
 
 import pytest
 
-from agents import rescore as rescore_module
-from agents.rescore import ShortFinetune, rescore
-from amc_env.errors import UserError
-from amc_env.evaluation import accuracy
-from policies.artifact import Policy
-from scripts import search
+from amc_agent.agents import rescore as rescore_module
+from amc_agent.agents.rescore import ShortFinetune, rescore
+from amc_agent.cli import search
+from amc_agent.env.errors import UserError
+from amc_agent.env.evaluation import accuracy
+from amc_agent.policies.artifact import Policy
 from tests.agents.test_search import BASE, rows
 from tests.amc_env.helpers import make_env
 

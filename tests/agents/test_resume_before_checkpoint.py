@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.search import STATE_FILE
-from amc_env.errors import UserError
-from scripts.search import prepare_out
+from amc_agent.agents.search import STATE_FILE
+from amc_agent.cli.search import prepare_out
+from amc_agent.env.errors import UserError
 from tests.agents.test_kill_resume import COMMAND, REPO, line_count, rows, run_to_end
 
 EPISODES = 3

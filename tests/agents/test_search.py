@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from agents import AGENTS
-from agents import search as search_module
-from agents.tracking import offline_runs, read_offline_run
-from policies.artifact import Policy
-from scripts import search
+from amc_agent.agents import AGENTS
+from amc_agent.agents import search as search_module
+from amc_agent.agents.tracking import offline_runs, read_offline_run
+from amc_agent.cli import search
+from amc_agent.policies.artifact import Policy
 
 BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--recalib-batches",
         "1", "--recalib-batch-size", "16", "--no-progress", "--wandb-mode", "disabled"]
@@ -58,7 +58,7 @@ def test_config_yaml_reruns_the_same_search(tmp_path) -> None:
 def test_nan_accuracy_is_reported_never_best(tmp_path, monkeypatch, capsys) -> None:
     # Episode 1's pruned model "outputs NaN": its row says so, the policy comes from another
     # episode, and the agent keeps learning from finite rewards.
-    from amc_env import env as env_module
+    from amc_agent.env import env as env_module
 
     real_accuracy, calls = env_module.accuracy, []
 
@@ -170,7 +170,7 @@ def test_refuses_to_overwrite_a_search(tmp_path, capsys) -> None:
 
 
 def test_dataset_defaults_to_the_checkpoints(tmp_path) -> None:
-    from scripts import train
+    from amc_agent.cli import train
 
     ckpt = tmp_path / "m.pt"
     assert train.main(["--model", "cnn", "--dataset", "synthetic", "--epochs", "1",

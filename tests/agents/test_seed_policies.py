@@ -9,11 +9,11 @@ import json
 import pytest
 import yaml
 
-from agents import search as search_module
-from agents.search import Search, SearchConfig
-from policies.artifact import Policy
-from policies.heuristics import heuristic_policy
-from scripts import search
+from amc_agent.agents import search as search_module
+from amc_agent.agents.search import Search, SearchConfig
+from amc_agent.cli import search
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.heuristics import heuristic_policy
 from tests.agents.test_search import BASE, rows
 from tests.amc_env.helpers import make_env
 

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc_env.datasets import DataSplits
-from amc_env.datasets import synthetic as synthetic_data
-from amc_env.env import ChannelPruningEnv
-from amc_env.models import build_model
+from amc_agent.env.datasets import DataSplits
+from amc_agent.env.datasets import synthetic as synthetic_data
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.models import build_model
 
 FAST = {"val_size": 32, "eval_batch": 32, "recalib_batches": 1, "recalib_batch_size": 16,
         "calib_images": 16, "calib_points": 4}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.errors import UserError
-from amc_env.models import adapt_io, check_input_shape
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import adapt_io, check_input_shape
 from tests.custom_layers import SameConv2d, ScaledLinear, WSConv2d, fixed, make
 
 

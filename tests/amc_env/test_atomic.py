@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-from amc_env import atomic
-from amc_env.checkpoint import load_checkpoint, save_checkpoint
-from amc_env.models import build_model
+from amc_agent.env import atomic
+from amc_agent.env.checkpoint import load_checkpoint, save_checkpoint
+from amc_agent.env.models import build_model
 
 RECIPE = {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 3}}
 
@@ -45,7 +45,7 @@ def test_sigkill_while_writing_keeps_the_old_file(tmp_path, kind: str) -> None:
     before = target.read_bytes()
     child = textwrap.dedent(f"""
         import os, signal, torch
-        from amc_env import atomic
+        from amc_agent.env import atomic
 
         class Kill:
             def __reduce__(self):

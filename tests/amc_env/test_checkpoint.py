@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amc_env.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint
-from amc_env.errors import UserError
-from amc_env.models import build_model
+from amc_agent.env.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import build_model
 
 RECIPE = {"name": "resnet20", "kwargs": {"in_channels": 1, "num_classes": 10}}
 SHAPE = (1, 28, 28)

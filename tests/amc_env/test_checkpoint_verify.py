@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.checkpoint import load_checkpoint, save_checkpoint
-from amc_env.errors import UserError
-from amc_env.models import build_model
-from amc_env.models.small_cnn import SmallCNN
+from amc_agent.env.checkpoint import load_checkpoint, save_checkpoint
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import build_model
+from amc_agent.env.models.small_cnn import SmallCNN
 
 RECIPE = {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 3}}
 SHAPE = (1, 16, 16)

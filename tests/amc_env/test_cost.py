@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.cost import count_macs, count_params, measure_cost
-from amc_env.latency import measure_latency
-from amc_env.models import build_model
+from amc_agent.env.cost import count_macs, count_params, measure_cost
+from amc_agent.env.latency import measure_latency
+from amc_agent.env.models import build_model
 
 
 def test_macs_of_hand_computable_net() -> None:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.cost import count_macs, count_params
-from amc_env.costmodel import CostModel
-from amc_env.surgery import Surgeon
-from amc_env.units import discover_units
+from amc_agent.env.cost import count_macs, count_params
+from amc_agent.env.costmodel import CostModel
+from amc_agent.env.surgery import Surgeon
+from amc_agent.env.units import discover_units
 from tests.amc_env.helpers import model
 from tests.amc_env.test_grouped import ResNeXtNet
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.criteria import CRITERIA, Criterion, UnitContext, make_criterion
-from amc_env.errors import UserError
-from amc_env.surgery import Surgeon, full_group
-from amc_env.units import build_graph, discover_units
+from amc_agent.env.criteria import CRITERIA, Criterion, UnitContext, make_criterion
+from amc_agent.env.errors import UserError
+from amc_agent.env.surgery import Surgeon, full_group
+from amc_agent.env.units import build_graph, discover_units
 
 EXAMPLE = torch.zeros(1, 2, 6, 6)
 

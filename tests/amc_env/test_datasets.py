@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torchvision import datasets as tvd
 
-from amc_env import datasets as D
-from amc_env.errors import UserError
+from amc_agent.env import datasets as D
+from amc_agent.env.errors import UserError
 
 needs_debian = pytest.mark.skipif(
     not (D.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),

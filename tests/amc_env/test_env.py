@@ -10,13 +10,13 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from torch import nn
 
-from amc_env import ENV_ID, latency_model
-from amc_env import env as env_module
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from amc_env.cost import count_macs
-from amc_env.env import OBS_FEATURES, ChannelPruningEnv
-from amc_env.errors import UserError
-from amc_env.latency import Latency
+from amc_agent.env import ENV_ID, latency_model
+from amc_agent.env import env as env_module
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from amc_agent.env.cost import count_macs
+from amc_agent.env.env import OBS_FEATURES, ChannelPruningEnv
+from amc_agent.env.errors import UserError
+from amc_agent.env.latency import Latency
 from tests.amc_env.helpers import make_env, model, run_episode, synthetic
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amc_env.datasets import load_dataset
-from amc_env.evaluation import accuracy, recalibrate_bn, take_batches
+from amc_agent.env.datasets import load_dataset
+from amc_agent.env.evaluation import accuracy, recalibrate_bn, take_batches
 
 
 def test_recalibration_is_exact_average_over_batches() -> None:

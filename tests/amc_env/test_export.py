@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from amc_env import export as export_module
-from amc_env.errors import UserError
-from amc_env.export import check_onnx, onnx_bytes, onnx_session
-from amc_env.latency import default_backend, measure_latency
+from amc_agent.env import export as export_module
+from amc_agent.env.errors import UserError
+from amc_agent.env.export import check_onnx, onnx_bytes, onnx_session
+from amc_agent.env.latency import default_backend, measure_latency
 from tests.amc_env.helpers import make_env
 from tests.policies.test_apply import _apply, searched  # noqa: F401 (fixture)
 
@@ -47,7 +47,7 @@ def test_apply_writes_a_checked_onnx_file(searched, tmp_path, capsys) -> None:  
                   "--onnx", str(onnx), "--out", str(out)) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["onnx"] == str(onnx) and onnx.stat().st_size > 1000
-    from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
+    from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(out)
     assert ckpt["metrics"]["onnx"]["max_relative_difference"] <= 1e-4
@@ -58,7 +58,7 @@ def test_apply_writes_nothing_when_the_export_fails(searched, tmp_path, monkeypa
     def broken(*args, **kwargs):
         raise UserError("ONNX export failed (test)")
 
-    monkeypatch.setattr("scripts.apply.onnx_bytes", broken)
+    monkeypatch.setattr("amc_agent.cli.apply.onnx_bytes", broken)
     with pytest.raises(UserError, match="ONNX export failed"):
         _apply("--policy", str(searched / "policy.json"), "--model", "resnet20",
                "--onnx", str(tmp_path / "p.onnx"), "--out", str(tmp_path / "p.pt"))
@@ -99,3 +99,16 @@ def test_backends_are_checked_against_the_device() -> None:
         measure_latency(model, (3, 16, 16), backend="cudagraph")
     with pytest.raises(UserError, match="unknown --latency-backend 'tensorrt'"):
         measure_latency(model, (3, 16, 16), backend="tensorrt")
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_without_the_onnx_extra_the_error_names_it(monkeypatch, missing: str) -> None:
+    real = export_module.importlib.util.find_spec
+    monkeypatch.setattr(export_module.importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else real(name, *a))
+    model = make_env("cnn").model
+    with pytest.raises(UserError, match=r"onnx extra: pip install 'amc-agent\[onnx\]'"):
+        if missing == "onnx":
+            onnx_bytes(model, (3, 16, 16))
+        else:
+            onnx_session(b"", threads=1)

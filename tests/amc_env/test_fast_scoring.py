@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.evaluation import accuracy, channels_last, fold_plan, inference_copy
-from scripts import search
+from amc_agent.cli import search
+from amc_agent.env.evaluation import accuracy, channels_last, fold_plan, inference_copy
 from tests.amc_env.helpers import make_env, run_episode, synthetic
 from tests.custom_layers import SameConv2d
 
@@ -88,7 +88,7 @@ def test_a_model_that_rejects_channels_last_input_is_scored_plainly() -> None:
             y = self.bn(self.conv(x))
             return self.head(y.view(len(y), -1))
 
-    from amc_env.env import ChannelPruningEnv
+    from amc_agent.env.env import ChannelPruningEnv
     from tests.amc_env.helpers import FAST
     with pytest.warns(UserWarning, match="fast scoring off"):
         env = ChannelPruningEnv(Flat(), synthetic(), **FAST)

@@ -7,7 +7,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc_env.criteria import make_criterion
+from amc_agent.env.criteria import make_criterion
 from tests.amc_env.helpers import make_env
 from tests.amc_env.test_criteria import context
 

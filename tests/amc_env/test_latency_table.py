@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env import env as env_module
-from amc_env import latency_table
-from amc_env.env import ChannelPruningEnv
-from amc_env.latency import Latency
-from amc_env.surgery import Surgeon
-from amc_env.wall import allowed_counts
-from scripts import cli, search
+from amc_agent.cli import cli, search
+from amc_agent.env import env as env_module
+from amc_agent.env import latency_table
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.latency import Latency
+from amc_agent.env.surgery import Surgeon
+from amc_agent.env.wall import allowed_counts
 from tests.amc_env.helpers import FAST, model, synthetic
 from tests.amc_env.test_costmodel import Concat
 from tests.amc_env.test_grouped import ResNeXtNet

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from amc_env.errors import UserError
-from amc_env.models import ZOO, build_model, build_pretrained, model_names
+from amc_agent.env.errors import UserError
+from amc_agent.env.models import ZOO, build_model, build_pretrained, model_names
 
 # (in_channels, image size): Fashion-MNIST and CIFAR inputs.
 SHAPES = [(1, 28), (3, 32)]

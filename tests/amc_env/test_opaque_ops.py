@@ -12,11 +12,11 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.shufflenetv2 import InvertedResidual
 
-from amc_env.cost import count_macs, count_params
-from amc_env.env import ChannelPruningEnv
-from amc_env.surgery import Surgeon, apply_pruning_record
-from amc_env.units import discover_units
-from policies.heuristics import HEURISTICS
+from amc_agent.env.cost import count_macs, count_params
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.surgery import Surgeon, apply_pruning_record
+from amc_agent.env.units import discover_units
+from amc_agent.policies.heuristics import HEURISTICS
 from tests.amc_env.helpers import FAST, synthetic
 
 EXAMPLE = torch.zeros(1, 3, 16, 16)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torchvision.ops import Permute
 
-from amc_env.criteria import UnitContext, make_criterion
-from amc_env.reconstruction import Calibrator, ConsumerSample, ridge_solve
-from amc_env.surgery import Surgeon, full_group, prune_root
-from amc_env.units import build_graph, discover_units
+from amc_agent.env.criteria import UnitContext, make_criterion
+from amc_agent.env.reconstruction import Calibrator, ConsumerSample, ridge_solve
+from amc_agent.env.surgery import Surgeon, full_group, prune_root
+from amc_agent.env.units import build_graph, discover_units
 
 SHAPE = (3, 8, 8)
 IGNORED = [1, 4, 5, 9]  # input channels the consumer provably ignores (zero weights)
@@ -201,7 +201,7 @@ def test_env_episode_on_a_residual_net(name: str) -> None:
 def test_sampled_patches_equal_unfold(k: int, stride: int, pad: int, dil: int) -> None:
     from torch.nn import functional as F
 
-    from amc_env.reconstruction import _rows
+    from amc_agent.env.reconstruction import _rows
 
     conv = nn.Conv2d(4, 5, k, stride=stride, padding=pad, dilation=dil)
     g = torch.Generator().manual_seed(0)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.datasets import load_dataset, make_loader
-from amc_env.models import build_model
-from amc_env.training import Diverged, TrainConfig, evaluate, fit
+from amc_agent.env.datasets import load_dataset, make_loader
+from amc_agent.env.models import build_model
+from amc_agent.env.training import Diverged, TrainConfig, evaluate, fit
 
 RECIPE = {"name": "cnn", "kwargs": {"in_channels": 3, "num_classes": 4, "widths": (8, 8, 16)}}
 

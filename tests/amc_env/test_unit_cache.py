@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env import unit_cache, units
-from amc_env.errors import UserError
-from amc_env.units import discover_units
+from amc_agent.env import unit_cache, units
+from amc_agent.env.errors import UserError
+from amc_agent.env.units import discover_units
 from tests.amc_env.test_opaque_ops import ShuffleNet
 
 EXAMPLE = torch.zeros(1, 3, 16, 16)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from amc_env.units import discover_units
+from amc_agent.env.units import discover_units
 
 EXAMPLE = torch.zeros(1, 3, 8, 8)
 
@@ -61,7 +61,7 @@ def test_untraceable_model_is_one_user_error(monkeypatch) -> None:
     # As Torch-Pruning 1.6 does on ShuffleNetV2's channel shuffle.
     import torch_pruning as tp
 
-    from amc_env.errors import UserError
+    from amc_agent.env.errors import UserError
 
     def fail(*_, **__):
         raise ZeroDivisionError("integer division or modulo by zero")

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from amc_env.costmodel import CostModel
-from amc_env.units import discover_units
-from amc_env.wall import ActionWall, allowed_counts, channel_step, removal_ratio, round_channels
+from amc_agent.env.costmodel import CostModel
+from amc_agent.env.units import discover_units
+from amc_agent.env.wall import (
+    ActionWall,
+    allowed_counts,
+    channel_step,
+    removal_ratio,
+    round_channels,
+)
 from tests.amc_env.helpers import model
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from amc_env.models import ZOO, torchvision_names
+from amc_agent.env.models import ZOO, torchvision_names
 from bench.bench_sweep import QUICK, all_models, check_model, run_isolated
 
 # Plain, residual, inverted-residual + squeeze-excite, fire-module and grouped-conv families

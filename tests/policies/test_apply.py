@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from policies.artifact import Policy
-from scripts import apply, search
+from amc_agent.cli import apply, search
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.policies.artifact import Policy
 
 BASE = ["--dataset", "synthetic", "--eval-size", "32", "--recalib-batches", "1",
         "--recalib-batch-size", "16", "--no-progress", "--wandb-mode", "disabled"]
@@ -44,8 +44,8 @@ def test_same_architecture_applies_ratios_and_exports(searched, tmp_path, capsys
     raw = torch.load(out, weights_only=True)
     rebuilt = model_from_checkpoint(load_checkpoint(out)).eval()
     x = torch.randn(2, 3, 16, 16)
-    from amc_env.models import build_model
-    from amc_env.surgery import apply_pruning_record
+    from amc_agent.env.models import build_model
+    from amc_agent.env.surgery import apply_pruning_record
 
     direct = apply_pruning_record(build_model(raw["recipe"]), raw["pruning"])
     direct.load_state_dict(raw["state_dict"])
@@ -120,8 +120,8 @@ def test_reconstructing_search_replays_with_the_refit(tmp_path, capsys) -> None:
                   str(pruned)) == 0
     ckpt = load_checkpoint(pruned)
     assert ckpt["metrics"]["val_acc_before_finetune"] == policy.metrics["val_accuracy"]
-    from amc_env.models import build_model
-    from amc_env.surgery import apply_pruning_record
+    from amc_agent.env.models import build_model
+    from amc_agent.env.surgery import apply_pruning_record
 
     torch.manual_seed(0)
     plain = apply_pruning_record(build_model(ckpt["recipe"]), ckpt["pruning"]).state_dict()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from amc_env.errors import UserError
-from policies.artifact import FORMAT, Policy
+from amc_agent.env.errors import UserError
+from amc_agent.policies.artifact import FORMAT, Policy
 
 GOOD = {"model": {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}},
         "fingerprint": "abc", "input_shape": [1, 28, 28], "dataset": "fashion-mnist",

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from agents.tracking import offline_runs, read_offline_run
-from scripts import compare, search
+from amc_agent.agents.tracking import offline_runs, read_offline_run
+from amc_agent.cli import compare, search
 
 BASE = ["--model", "cnn", "--dataset", "synthetic", "--criterion", "l1", "--eval-size", "32",
         "--recalib-batches", "1", "--recalib-batch-size", "16", "--no-progress", "--latency-time",
@@ -179,7 +179,7 @@ def test_bad_agent_setting_is_refused_before_anything_is_written(tmp_path, monke
 
 
 def test_short_finetune_uses_one_seeded_subset(tmp_path, monkeypatch, capsys) -> None:
-    from policies.compare import finetune_subset
+    from amc_agent.policies.compare import finetune_subset
     from tests.amc_env.helpers import synthetic
 
     data = synthetic()

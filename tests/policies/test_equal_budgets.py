@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents import AGENTS
-from agents.search import Search, SearchConfig
-from amc_env.env import ChannelPruningEnv
-from policies.heuristics import HEURISTICS, heuristic_policy
+from amc_agent.agents import AGENTS
+from amc_agent.agents.search import Search, SearchConfig
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.policies.heuristics import HEURISTICS, heuristic_policy
 from tests.amc_env.helpers import make_env
 
 SETTINGS = [("resnet20", 1), ("resnet20", 8), ("mobilenetv2", 8), ("cnn10", 8)]

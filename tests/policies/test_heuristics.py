@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amc_env.datasets import make_loader
-from amc_env.env import ChannelPruningEnv
-from amc_env.training import TrainConfig, fit
-from policies.heuristics import HEURISTICS, heuristic_policy
+from amc_agent.env.datasets import make_loader
+from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env.training import TrainConfig, fit
+from amc_agent.policies.heuristics import HEURISTICS, heuristic_policy
 from tests.amc_env.helpers import FAST, make_env, synthetic
 
 

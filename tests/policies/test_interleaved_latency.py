@@ -3,8 +3,8 @@ medians so ratios can be taken round by round."""
 
 from __future__ import annotations
 
-from amc_env.latency import Latency
-from policies import finetune
+from amc_agent.env.latency import Latency
+from amc_agent.policies import finetune
 from tests.amc_env.helpers import model
 
 

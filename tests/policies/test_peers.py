@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch_pruning as tp
 
-from amc_env.units import PRUNABLE_ROOTS
-from policies.heuristics import heuristic_policy
-from policies.peers import pruner_counts
+from amc_agent.env.units import PRUNABLE_ROOTS
+from amc_agent.policies.heuristics import heuristic_policy
+from amc_agent.policies.peers import pruner_counts
 from tests.amc_env.helpers import make_env
 
 

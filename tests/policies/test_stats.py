@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policies.stats import difference, mean_std
+from amc_agent.policies.stats import difference, mean_std
 
 
 def test_mean_and_sample_std() -> None:

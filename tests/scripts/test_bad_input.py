@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import amc_env.datasets as datasets_module
-from amc_env.checkpoint import save_checkpoint
-from amc_env.models import build_model
-from scripts import apply, cli, compare, search, train
+import amc_agent.env.datasets as datasets_module
+from amc_agent.cli import apply, cli, compare, search, train
+from amc_agent.env.checkpoint import save_checkpoint
+from amc_agent.env.models import build_model
 
 COMMANDS = {"amc-train": train, "amc-search": search, "amc-apply": apply, "amc-compare": compare}
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from scripts import cli
+from amc_agent.cli import cli
 from tests.scripts.test_bad_input import COMMANDS, case, listing
 
 REJECTS_SHAPE = r"the model cannot take the dataset's 3x16x16 inputs \(RuntimeError: mat1 and mat2"

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.errors import UserError
-from policies.artifact import Policy
-from scripts import apply, compare, search, train
+from amc_agent.cli import apply, compare, search, train
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.errors import UserError
+from amc_agent.policies.artifact import Policy
 from tests.amc_env.test_datasets import _folder
 
 FAST = ["--eval-size", "32", "--recalib-batches", "1", "--recalib-batch-size", "16",

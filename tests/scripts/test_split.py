@@ -8,11 +8,11 @@ import sys
 import pytest
 import torch
 
-from amc_env import datasets as D
-from amc_env import env as env_module
-from amc_env.checkpoint import load_checkpoint
-from policies import finetune as finetune_module
-from scripts import apply, compare, search, train
+from amc_agent.cli import apply, compare, search, train
+from amc_agent.env import datasets as D
+from amc_agent.env import env as env_module
+from amc_agent.env.checkpoint import load_checkpoint
+from amc_agent.policies import finetune as finetune_module
 
 DATA = ["--dataset", "synthetic", "--no-progress"]
 FAST = ["--eval-size", "32", "--recalib-batches", "1", "--recalib-batch-size", "16",

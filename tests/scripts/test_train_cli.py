@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from amc_env import training
-from amc_env.checkpoint import load_checkpoint
-from scripts import train
-from scripts.cli import parse
+from amc_agent.cli import train
+from amc_agent.cli.cli import parse
+from amc_agent.env import training
+from amc_agent.env.checkpoint import load_checkpoint
 
 BASE = ["--model", "cnn", "--dataset", "synthetic", "--batch-size", "32", "--lr", "0.05",
         "--no-progress"]

@@ -8,10 +8,10 @@ import functools
 import pytest
 import torch
 
-import amc_env.datasets as datasets_module
-from amc_env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_env.training import evaluate
-from scripts import train
+import amc_agent.env.datasets as datasets_module
+from amc_agent.cli import train
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.training import evaluate
 from tests.custom_layers import SameConv2d, ScaledLinear, WSConv2d, make
 
 
@@ -55,8 +55,8 @@ def test_trained_user_model_reloads_identically(tmp_path, monkeypatch,
 
 def test_a_model_its_recipe_cannot_rebuild_is_refused_before_training(tmp_path,
                                                                       monkeypatch) -> None:
-    from amc_env import training
-    from scripts import cli
+    from amc_agent.cli import cli
+    from amc_agent.env import training
 
     real = cli.resolve_model
 
