@@ -14,7 +14,8 @@ generator, so criteria that need data (SNIP, ThiNet, LASSO) have it. A criterion
 after the cut (:mod:`amc_agent.env.reconstruction`).
 
 Registered: ``l1``, ``l2`` (filter norms of the producing layers only; Li et al., "Pruning Filters
-for Efficient ConvNets", ICLR 2017), ``group-l1``, ``group-l2`` (the whole coupled group: every
+for Efficient ConvNets", ICLR 2017), ``consumer-l1`` (AMC's: the L1 norm of each channel's input
+columns in the layers that read it), ``group-l1``, ``group-l2`` (the whole coupled group: every
 member's filters, BN scales and the consumers' input columns; ``group-l2`` is Torch-Pruning's
 default importance), ``taylor`` (first-order Taylor expansion of the loss over the group; Molchanov
 et al., CVPR 2019), ``slimming`` (BN-gamma magnitude; Liu et al., ICCV 2017), ``snip`` (connection
@@ -171,6 +172,30 @@ class L2(FilterNorm):
     """L2 norm of filters."""
 
     name, p = "l2", 2
+
+
+@CRITERIA.register("consumer-l1")
+class ConsumerL1(Criterion):
+    """AMC's channel ranking (He et al. 2018, the authors' code): the L1 norm of each channel's
+    input columns in the layers that read it (every consumer conv/linear; a linear layer after a
+    flatten contributes all the features the channel feeds). Grouped (not depthwise) consumers are
+    left out: their columns hold one group's inputs. A unit that no such layer reads is ranked by
+    its producers' filter L1 (``l1``)."""
+
+    name = "consumer-l1"
+
+    def scores(self, ctx: UnitContext) -> Tensor:
+        total = torch.zeros(ctx.unit.channels, dtype=torch.float64)
+        found = False
+        for item in ctx.group:
+            mod = item.dep.target.module
+            if (not isinstance(mod, PRUNABLE_ROOTS) or _is_out(ctx.graph, item)
+                    or getattr(mod, "groups", 1) > 1):
+                continue
+            w = mod.weight.detach().transpose(0, 1)[item.idxs].flatten(1)
+            total += _per_channel(item, w.abs().sum(dim=1), ctx.unit.channels)
+            found = True
+        return total if found else L1().scores(ctx)
 
 
 class GroupMagnitude(Criterion):

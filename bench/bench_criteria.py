@@ -19,9 +19,11 @@ layer; ``random`` is the floor every criterion should clear. Writes
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,10 +33,11 @@ from amc_agent.env.env import ChannelPruningEnv, EnvConfig
 from amc_agent.env.evaluation import accuracy
 from amc_agent.policies.heuristics import heuristic_policy
 from amc_agent.policies.peers import PEER_CRITERION
-from bench.common import write_result
+from bench.common import RESULTS, command_line, write_result
 
-CRITERIA = ("random", "l1", "l2", "group-l1", "group-l2", "taylor", "snip", "slimming",
-            "l1+reconstruct", "group-l2+reconstruct", "thinet", "lasso")
+CRITERIA = ("random", "l1", "l2", "consumer-l1", "group-l1", "group-l2", "taylor", "snip",
+            "slimming", "l1+reconstruct", "consumer-l1+reconstruct", "group-l2+reconstruct",
+            "thinet", "lasso")
 COUNT_SETS = ("uniform", "tp-global")
 
 
@@ -54,6 +57,9 @@ def main() -> None:
     p.add_argument("--calib-points", type=int, default=EnvConfig.calib_points)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--update", action="store_true",
+                   help="rerun only --criteria and keep the other rows of the existing result "
+                        "(same checkpoint and settings; the rerun is listed in the result)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
@@ -95,7 +101,33 @@ def main() -> None:
               "count_sets": count_sets, "original_val_acc": ckpt["metrics"].get("val_acc"),
               "rows": rows}
     name = "criteria_" + result["model"]
+    if args.update:
+        result = _merged(RESULTS / f"{name}.json", result, args.criteria.split(","))
     print(f"wrote {write_result(name, result)}")
+
+
+SETTINGS = ("checkpoint", "budget", "round_to", "val_size", "heldout_images", "calib_images",
+            "calib_points", "count_sets")
+
+
+def _merged(path: Path, new: dict[str, Any], rerun: list[str]) -> dict[str, Any]:
+    """``new``'s rows merged into the result at ``path`` (rows of ``rerun`` replaced, the rest
+    kept, in registry order); the settings must match, or the rows would not compare."""
+    if not path.is_file():
+        raise SystemExit(f"--update: no earlier result at {path}")
+    prev = json.loads(path.read_text())
+    differ = [k for k in SETTINGS if prev.get(k) != new[k]]
+    if differ:
+        raise SystemExit(f"--update: settings differ from {path} ({', '.join(differ)}); "
+                         "rerun every criterion instead")
+    order = list(CRITERIA)
+    rows = [r for r in prev["rows"] if r["criterion"] not in rerun] + new["rows"]
+    rows.sort(key=lambda r: order.index(r["criterion"]) if r["criterion"] in order else 99)
+    update = {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+              "criteria": rerun}
+    return {**new, "rows": rows, "first_command": prev.get("first_command", prev["command"]),
+            "first_date": prev.get("first_date", prev["date"]),
+            "updates": [*prev.get("updates", []), update]}
 
 
 if __name__ == "__main__":

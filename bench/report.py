@@ -264,7 +264,15 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
             out.append(f"| {crit} | " + " | ".join(accs)
                        + f" | {first['episode_s']:.2f} | {first['criterion_s']:.2f} |")
         out += ["", *_criteria_findings(by, sets)]
-        out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+        if r.get("updates"):
+            out += ["", f"Command: `{r['first_command']}` ({r['first_date']}); rows rerun or "
+                    "added later (same settings; their episode times measured then, possibly "
+                    "beside other jobs):"]
+            out += [f"- {', '.join(u['criteria'])}: `{u['command']}` ({u['date']})"
+                    for u in r["updates"]]
+            out += [f"Machine: {_machine(r)}", ""]
+        else:
+            out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
 
 

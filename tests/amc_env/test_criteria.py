@@ -86,7 +86,8 @@ def test_random_is_seeded() -> None:
 
 
 def test_registry_and_custom_object() -> None:
-    assert CRITERIA.names() == ["l1", "l2", "group-l1", "group-l2", "taylor", "slimming", "snip",
+    assert CRITERIA.names() == ["l1", "l2", "consumer-l1", "group-l1", "group-l2", "taylor",
+                                "slimming", "snip",
                                 "random", "thinet", "lasso"]
 
     class LastChannels(Criterion):

@@ -117,3 +117,17 @@ def test_group_l2_keeps_what_torch_pruning_keeps() -> None:
         assert sorted(set(range(u.channels)) - set(keep)) == gone, u.name
         checked += 1
     assert checked == env.n_units
+
+
+def test_consumer_l1_ranks_by_the_readers_input_columns() -> None:
+    # AMC's ranking: the L1 norm of each channel's columns in conv1 and head (the unit's
+    # consumers), summed; the producers and BN scales play no part.
+    m = stage()
+    with torch.no_grad():
+        m.head.weight[:, 1] = 0.0  # channel 1 now weighs less than 2 in the readers
+    ctx = context(m)
+    expected = (m.conv1.weight.abs().sum((0, 2, 3)) + m.head.weight.abs().sum((0, 2, 3))).double()
+    assert torch.allclose(make_criterion("consumer-l1").scores(ctx), expected.detach())
+    assert make_criterion("consumer-l1").select(ctx, 2) == [2, 3]
+    assert make_criterion("l1").select(ctx, 2) == [0, 1]
+
