@@ -127,6 +127,7 @@ def _merged(path: Path, new: dict[str, Any], rerun: list[str]) -> dict[str, Any]
               "criteria": rerun}
     return {**new, "rows": rows, "first_command": prev.get("first_command", prev["command"]),
             "first_date": prev.get("first_date", prev["date"]),
+            "first_machine": prev.get("first_machine", prev["machine"]),
             "updates": [*prev.get("updates", []), update]}
 
 

@@ -270,7 +270,9 @@ def _criteria(results: dict[str, dict[str, Any]]) -> list[str]:
                     "beside other jobs):"]
             out += [f"- {', '.join(u['criteria'])}: `{u['command']}` ({u['date']})"
                     for u in r["updates"]]
-            out += [f"Machine: {_machine(r)}", ""]
+            first = {"machine": r["first_machine"], "date": r["first_date"]}
+            out += ["", f"Machine: {_machine(first)} (first run; the updates ran on the same "
+                    "machine at their own --threads)", ""]
         else:
             out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
