@@ -28,7 +28,7 @@ the suffix ``+reconstruct`` (``l1+reconstruct``) to add that refit (AMC's step) 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -84,6 +84,19 @@ def _per_channel(item: tp._helpers.GroupItem, values: Tensor, channels: int) -> 
 
 def _is_out(graph: tp.DependencyGraph, item: tp._helpers.GroupItem) -> bool:
     return graph.is_out_channel_pruning_fn(item.dep.handler)
+
+
+def _summed(ctx: UnitContext,
+            values: Callable[[tp._helpers.GroupItem, nn.Module], Tensor | None]) -> Tensor | None:
+    """``values(item, module)`` (one number per index of the item, or None to skip the item)
+    summed onto the unit's channels over the group; None when every item was skipped."""
+    total, found = torch.zeros(ctx.unit.channels, dtype=torch.float64), False
+    for item in ctx.group:
+        v = values(item, item.dep.target.module)
+        if v is not None:
+            total += _per_channel(item, v, ctx.unit.channels)
+            found = True
+    return total if found else None
 
 
 def _grad_weight_products(ctx: UnitContext, name: str,
@@ -151,13 +164,13 @@ class FilterNorm(Criterion):
     p: ClassVar[int]
 
     def scores(self, ctx: UnitContext) -> Tensor:
-        total = torch.zeros(ctx.unit.channels, dtype=torch.float64)
-        for item in ctx.group:
-            mod = item.dep.target.module
-            if isinstance(mod, PRUNABLE_ROOTS) and _is_out(ctx.graph, item):
-                w = mod.weight.detach()[item.idxs].flatten(1)
-                total += _per_channel(item, w.norm(p=self.p, dim=1), ctx.unit.channels)
-        return total
+        def norms(item: tp._helpers.GroupItem, mod: nn.Module) -> Tensor | None:
+            if not (isinstance(mod, PRUNABLE_ROOTS) and _is_out(ctx.graph, item)):
+                return None
+            return mod.weight.detach()[item.idxs].flatten(1).norm(p=self.p, dim=1)
+
+        total = _summed(ctx, norms)
+        return torch.zeros(ctx.unit.channels, dtype=torch.float64) if total is None else total
 
 
 @CRITERIA.register("l1")
@@ -185,17 +198,14 @@ class ConsumerL1(Criterion):
     name = "consumer-l1"
 
     def scores(self, ctx: UnitContext) -> Tensor:
-        total = torch.zeros(ctx.unit.channels, dtype=torch.float64)
-        found = False
-        for item in ctx.group:
-            mod = item.dep.target.module
+        def columns(item: tp._helpers.GroupItem, mod: nn.Module) -> Tensor | None:
             if (not isinstance(mod, PRUNABLE_ROOTS) or _is_out(ctx.graph, item)
                     or getattr(mod, "groups", 1) > 1):
-                continue
-            w = mod.weight.detach().transpose(0, 1)[item.idxs].flatten(1)
-            total += _per_channel(item, w.abs().sum(dim=1), ctx.unit.channels)
-            found = True
-        return total if found else L1().scores(ctx)
+                return None
+            return mod.weight.detach().transpose(0, 1)[item.idxs].flatten(1).abs().sum(dim=1)
+
+        total = _summed(ctx, columns)
+        return L1().scores(ctx) if total is None else total
 
 
 class GroupMagnitude(Criterion):
@@ -290,15 +300,13 @@ class Slimming(Criterion):
     name = "slimming"
 
     def scores(self, ctx: UnitContext) -> Tensor:
-        total = torch.zeros(ctx.unit.channels, dtype=torch.float64)
-        found = False
-        for item in ctx.group:
-            mod = item.dep.target.module
+        def gammas(item: tp._helpers.GroupItem, mod: nn.Module) -> Tensor | None:
             if isinstance(mod, _BN) and mod.weight is not None and _is_out(ctx.graph, item):
-                found = True
-                total += _per_channel(item, mod.weight.detach()[item.idxs].abs(),
-                                      ctx.unit.channels)
-        if not found:
+                return mod.weight.detach()[item.idxs].abs()
+            return None
+
+        total = _summed(ctx, gammas)
+        if total is None:
             raise UserError(f"criterion 'slimming' needs BatchNorm after unit {ctx.unit.name!r}; "
                             "use l1 for this model")
         return total

@@ -12,12 +12,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.shufflenetv2 import InvertedResidual
 
-from amc_agent.env.cost import count_macs, count_params
+from amc_agent.env.cost import count_macs
 from amc_agent.env.env import ChannelPruningEnv
-from amc_agent.env.surgery import Surgeon, apply_pruning_record
+from amc_agent.env.surgery import Surgeon
 from amc_agent.env.units import discover_units
 from amc_agent.policies.heuristics import HEURISTICS
-from tests.amc_env.helpers import FAST, synthetic
+from tests.amc_env.helpers import FAST, check_exact_cost_and_export, synthetic
 
 EXAMPLE = torch.zeros(1, 3, 16, 16)
 
@@ -130,15 +130,7 @@ def test_pruning_next_to_a_shuffle_cuts_the_intended_channels() -> None:
 def test_prunes_with_exact_cost_and_identical_export(cls: type[nn.Module], seed: int) -> None:
     env = ChannelPruningEnv(_net(cls), synthetic(), **FAST, budget=0.5)
     info = env.play(HEURISTICS.get("random")(env, seed=seed))
-    pruned = env.pruned_model().eval()
-    assert info["predicted_macs"] == info["macs"] == count_macs(pruned, (3, 16, 16))
-    assert info["macs"] <= 0.5 * env.cost.original["flops"]
-    assert info["params"] == count_params(pruned)
-    rebuilt = apply_pruning_record(_net(cls), env._surgeon.record())
-    rebuilt.load_state_dict(pruned.state_dict())
-    x = torch.randn(4, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.equal(rebuilt.eval()(x), pruned(x))
+    check_exact_cost_and_export(env, info, lambda: _net(cls), 0.5)
 
 
 def test_channels_tied_by_a_depthwise_copy_are_cut_in_balanced_blocks() -> None:
