@@ -10,10 +10,9 @@ SB3's TD3 with one critic, no target-policy smoothing and ``policy_delay=1`` *is
 - a replay buffer sized in episodes;
 - warm-up episodes of uniform random actions, then truncated-normal exploration around the
   actor's output, sigma 0.5 decayed per episode (:mod:`amc_agent.agents.noise`). AMC decays x0.95,
-  sized
-  to its 400-800-episode searches: after a 100-episode warm-up sigma is below 0.003 from episode
-  ~220 on, so the last third of a 300-episode search replays one policy. Here the decay is sized
-  to the search instead (``sigma_final`` at the last episode; ``{sigma_decay: 0.95}`` restores
+  sized to its 400-800-episode searches: after a 100-episode warm-up sigma is below 0.003 from
+  episode ~220 on, so the last third of a 300-episode search replays one policy. Here the decay is
+  sized to the search instead (``sigma_final`` at the last episode; ``{sigma_decay: 0.95}`` restores
   AMC's);
 - the episode's final reward given to every transition of the episode;
 - a moving-average reward baseline subtracted from the rewards in the critic target

@@ -6,8 +6,7 @@ among hundreds of single timings favours policies that were timed while the mach
 and then 6.66 ms). So before a winner is declared, the best candidates, in the order the search
 ranks them (after re-scoring, if any), are measured again round-robin with the original model
 (amc_agent.policies.finetune.interleaved_latency: the same load hits both), and the first whose
-measured
-latency *ratio* to the original is within the budget in every round (each round times the
+measured latency *ratio* to the original is within the budget in every round (each round times the
 original and the candidate back to back) is declared: a median ratio under the budget was not
 enough on this host (a candidate confirmed at 0.656 against a 0.70 budget measured 0.761 a minute
 later). If none holds, the top candidate stays, flagged ``met: false``. The record

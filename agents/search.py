@@ -8,8 +8,7 @@ Output folder::
     episodes.jsonl     one JSON line per finished episode
     rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
                        held-out validation images (amc_agent.agents.rescore), after a short
-                       fine-tune with
-                       ``rescore_finetune``; the best of them is policy.json
+                       fine-tune with ``rescore_finetune``; the best of them is policy.json
     latency_check.json target ``latency``: the best candidates measured again against the original
                        until one meets the budget (amc_agent.agents.latency_check); that one is
                        policy.json
@@ -83,10 +82,8 @@ class SearchConfig:
     after it (amc_agent.agents.rescore; NetAdapt's short-term fine-tune)."""
     seed_policies: tuple[str, ...] = ()
     """Heuristics (amc_agent.policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose
-    policies
-    are the search's first episodes (:meth:`amc_agent.agents.base.Agent.seed_with`); they count
-    against
-    the episode budget."""
+    policies are the search's first episodes (:meth:`amc_agent.agents.base.Agent.seed_with`); they
+    count against the episode budget."""
 
 
 @dataclass

@@ -190,10 +190,9 @@ def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
 
     Window-attention blocks are first switched to their prunable form
-    (:mod:`amc_agent.env.attention`,
-    outputs unchanged), so their q/k/v width is a unit. A model whose forward Torch-Pruning cannot
-    trace at all is a :class:`UserError` naming the failure; operations it traces but cannot map
-    are opaque (see the module docstring)."""
+    (:mod:`amc_agent.env.attention`, outputs unchanged), so their q/k/v width is a unit. A model
+    whose forward Torch-Pruning cannot trace at all is a :class:`UserError` naming the failure;
+    operations it traces but cannot map are opaque (see the module docstring)."""
     attention.prepare(model)
     try:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,

@@ -117,8 +117,7 @@ class ChannelPruningEnv(gym.Env):
     ## Episode
     One episode prunes a fresh copy of the model: step ``t`` decides unit ``t`` (units in forward
     order, see :mod:`amc_agent.env.units`). The episode ends (``terminated``) after the last unit;
-    it is
-    never truncated.
+    it is never truncated.
 
     ## Action space
     ``Box(lbound, 1, (1,), float32)``: the fraction of the unit's channels to keep. The action
@@ -136,8 +135,7 @@ class ChannelPruningEnv(gym.Env):
 
     ## Reward
     0 at every step but the last, which gets ``reward(info)`` (:mod:`amc_agent.env.rewards`),
-    computed
-    from validation accuracy after optional BN recalibration on a fixed subset.
+    computed from validation accuracy after optional BN recalibration on a fixed subset.
 
     ## Info at episode end
     ``accuracy``, ``macs``, ``params`` (recounted on the pruned model) and their predictions,

@@ -20,11 +20,10 @@ way and are cut balanced, so each concatenated member keeps its share.
 Some coupled channels cannot be cut on an arbitrary model, and are left unpruned with a warning:
 groups that reach an operation Torch-Pruning cannot map (a channel shuffle, attention-head
 reshapes, a concatenation of unknown widths: :mod:`amc_agent.env.depgraph`), channels tied
-irregularly,
-groups whose convolution groups leave nothing to cut (one channel per group), and groups whose
-removal breaks the forward pass, typically because the model's code hard-codes a width (a ViT's
-``reshape(n, hidden_dim, -1)``). The second kind is found by trying: each unit loses one channel
-per block on a scratch copy and the copy must still run.
+irregularly, groups whose convolution groups leave nothing to cut (one channel per group), and
+groups whose removal breaks the forward pass, typically because the model's code hard-codes a width
+(a ViT's ``reshape(n, hidden_dim, -1)``). The second kind is found by trying: each unit loses one
+channel per block on a scratch copy and the copy must still run.
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ Writes ``bench/results/compare_<model>_<target><budget>.json`` (``..._s<N>.json`
 ``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
 MACs, budget kept, latency) and the differences against the best mean with whether each exceeds
 the seed spread (amc_agent.policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``:
-the
-searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
+the searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
 (``--split-seed``), so runs at several search seeds pool into one comparison (bench.report).
 """
 

@@ -13,8 +13,7 @@ predicts fine-tuned accuracy), then fine-tuned with one recipe and seed and scor
 split. With ``--short-finetune N`` each policy is also scored on the held-out validation images
 (the ones no episode saw) before and after the search's short fine-tune (``amc-search
 --rescore-finetune N``, amc_agent.agents.rescore.ShortFinetune), so the benchmark says which signal
-ranks
-policies as the final accuracy does. ``--finetune-seeds K`` averages the final accuracy over K
+ranks policies as the final accuracy does. ``--finetune-seeds K`` averages the final accuracy over K
 fine-tune seeds and reports its own spread: a predictor cannot rank policies whose final
 accuracies differ by less than that. Reported: Pearson and Spearman (ties at their mean rank)
 correlation of each signal with the final accuracy, over the top set, the spread set and both. A

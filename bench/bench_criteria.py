@@ -7,12 +7,11 @@ unit, so only *which* channels differ.
 Two count sets by default, both fixed before any criterion runs: ``uniform`` (the largest single
 keep ratio meeting the budget, completed through the wall) and ``tp-global`` (the widths
 Torch-Pruning's global pruner chooses with its default importance; amc_agent.policies.peers). Each
-criterion
-runs ``--repeats`` episodes per count set on the same environment settings (1000 validation images
-scored, BN recalibration on 512 training images), and the last episode's model is also scored on
-``--heldout`` further validation images, which halves the binomial error of the comparison. The
-reconstruction-based criteria sample ``--calib-images`` x ``--calib-points`` rows per consumer
-layer; ``random`` is the floor every criterion should clear. Writes
+criterion runs ``--repeats`` episodes per count set on the same environment settings (1000
+validation images scored, BN recalibration on 512 training images), and the last episode's model is
+also scored on ``--heldout`` further validation images, which halves the binomial error of the
+comparison. The reconstruction-based criteria sample ``--calib-images`` x ``--calib-points`` rows
+per consumer layer; ``random`` is the floor every criterion should clear. Writes
 ``bench/results/criteria_<model>.json``.
 """
 

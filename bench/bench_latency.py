@@ -8,8 +8,7 @@
 Models: the unpruned checkpoint, uniform keep ratios meeting each ``--budgets`` MACs fraction,
 and the given policies (their keep ratios, same architecture). Latency is measured round-robin
 over all models (amc_agent.env.latency: torch.utils.benchmark on CPU, CUDA events on GPU;
-``--backend``
-eager, onnxruntime or cudagraph), so machine load hits every model alike. Writes
+``--backend`` eager, onnxruntime or cudagraph), so machine load hits every model alike. Writes
 ``bench/results/latency_<model>_<device>[_<backend>].json`` (no suffix for the device's default).
 """
 

@@ -8,12 +8,11 @@ each pruned model is measured with the original round-robin (``--rounds`` passes
 ``--batch``, the torch thread count; on these shared machines single timings of the same model
 differ by up to 2x), and its latency *ratio* to the original is compared with the
 ratio each predictor gives: the per-layer latency table (amc_agent.env.latency_table, built or
-loaded
-from its cache) and the line a + b x MACs (amc_agent.env.latency_model). Ratios, not milliseconds,
-so
-drift in machine load between the predictor's calibration and the measurement cancels as it
-does in a search (budgets are ratios). Writes ``bench/results/latency_predictor_<model>_<backend>
-_b<batch>.json`` with the median and 90th-percentile absolute relative error of each predictor.
+loaded from its cache) and the line a + b x MACs (amc_agent.env.latency_model). Ratios, not
+milliseconds, so drift in machine load between the predictor's calibration and the measurement
+cancels as it does in a search (budgets are ratios). Writes
+``bench/results/latency_predictor_<model>_<backend>_b<batch>.json`` with the median and
+90th-percentile absolute relative error of each predictor.
 """
 
 from __future__ import annotations

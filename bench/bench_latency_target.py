@@ -6,8 +6,7 @@ machine, and how far off was the latency predictor the action wall relies on?
 
 Runs ``amc-search --target latency`` (amc-ddpg) into ``--work`` (whose winner is already the first
 of its best candidates to meet the budget when measured again, amc_agent.agents.latency_check),
-then re-
-measures that policy's pruned model independently against the original, round-robin over
+then re-measures that policy's pruned model independently against the original, round-robin over
 ``--rounds`` passes so machine load hits both alike. Reported: the budget in ms, the best model's
 latency as the search measured it, as the predictor (``--predictor``: per-layer latency table,
 amc_agent.env.latency_table, or ``a + b x MACs``, amc_agent.env.latency_model)

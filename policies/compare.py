@@ -10,8 +10,8 @@ ICLR 2019, scratch-E), with the same seeds.
 
 Every strategy spends the same budget: agents through the filling action wall, heuristics
 completed through it (amc_agent.policies.heuristics); each row records the cost it kept and whether
-it is
-within one rounding step of the budget (``budget_ok``), and the report flags a row that is not.
+it is within one rounding step of the budget (``budget_ok``), and the report flags a row that
+is not.
 
 Strategy names: any registered agent (``amc-ddpg``, ``td3``, ..., the black-box ``tpe`` and
 ``cmaes``, and ``random``, random search, all with the same episode budget), the heuristics
@@ -97,8 +97,7 @@ class CompareConfig:
     0: the whole training split. ``scratch`` always trains on the whole split."""
     rescore_top: int | None = None
     """Searched strategies: re-score this many best policies on held-out images
-    (amc_agent.agents.rescore;
-    ``None``: its default where the split has such images)."""
+    (amc_agent.agents.rescore; ``None``: its default where the split has such images)."""
     rescore_images: int | None = None
     """Held-out validation images for re-scoring and for every row's held-out accuracy."""
     rescore_finetune: int = 0

@@ -1,16 +1,16 @@
 """Heuristic policies at a budget, spending the same budget through the same wall as the agents.
 
 Each takes a :class:`~amc_agent.env.env.ChannelPruningEnv` (its units, cost model, wall and budget)
-and
-returns keep ratios by unit name; play them with :meth:`~amc_agent.env.env.ChannelPruningEnv.play`
-(without the wall), so the ratios are applied as given.
+and returns keep ratios by unit name; play them with
+:meth:`~amc_agent.env.env.ChannelPruningEnv.play` (without the wall), so the ratios are applied as
+given.
 
 A heuristic's own rule rounds channel counts and so leaves part of the budget unused (uniform
 pruning to 50% of MACs kept 0.417 of them at round-to 8); compared that way against an agent that
 spends it all, the heuristic would lose on budget, not on choice. So each rule's counts are
 completed through the wall (:meth:`~amc_agent.env.wall.ActionWall.complete`) in the rule's own
-order of
-preference until no rounding step fits, and every strategy ends within one step of the budget:
+order of preference until no rounding step fits, and every strategy ends within one step of the
+budget:
 
 - ``uniform``: one keep ratio for every unit, the largest whose rounded channel counts meet the
   budget (bisection); completed lowest keep ratio first;

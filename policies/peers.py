@@ -15,8 +15,7 @@ and unprunable layers are the pruner's ``ignored_layers``), with ``max_pruning_r
 Counts are then snapped down to the rounding grid every strategy shares (``round_to``; a global
 threshold that empties a group below the floor is raised to it) and completed through the action
 wall as every heuristic is (:mod:`amc_agent.policies.heuristics`): ``tp-uniform`` raises the lowest
-keep
-ratio first, ``tp-global`` the channel of highest normalised importance not yet kept. So the
+keep ratio first, ``tp-global`` the channel of highest normalised importance not yet kept. So the
 strategies spend the same budget and differ only in what they keep.
 
 The channels themselves are chosen by the same importance: play these ratios on an env whose

@@ -175,8 +175,7 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # What a search writes before its first checkpoint (amc_agent.agents.search): a folder holding only
-# these
-# has nothing to resume from, so --resume starts it again instead of refusing it.
+# these has nothing to resume from, so --resume starts it again instead of refusing it.
 PRE_CHECKPOINT = ("config.yaml", "episodes.jsonl", "policy.json", "actor.pt", "wandb",
                   STATE_FILE.parent.name)
 
