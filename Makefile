@@ -73,7 +73,7 @@ bench-quick: $(STAMP) $(FMNIST)
 device-kit: $(STAMP)
 	mkdir -p .gpu/whl
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-	  --platform any -d .gpu/whl $$(grep -iE '^(gymnasium|farama-notifications|stable.baselines3|torch-pruning)==' requirements.lock)
+	  --platform any -d .gpu/whl $$(grep -iE '^(gymnasium|farama-notifications|stable.baselines3|torch-pruning|optuna|alembic|colorlog|sqlalchemy|mako)==' requirements.lock)
 	cp $(dir $(DEBIAN_FMNIST))*.gz .gpu/
 
 clean:

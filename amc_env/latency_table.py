@@ -70,7 +70,9 @@ def cache_dir() -> Path:
         "latency_tables"
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
+    """The device a latency was measured on, as tables and benchmark rows name it: the GPU's
+    name on CUDA, the processor's on CPU."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return platform.processor() or platform.machine()
@@ -227,7 +229,7 @@ def build_latency_table(
     threads = torch.get_num_threads()
     key = {"layers": [[s.name, s.kind, s.in_features, s.out_features, list(s.in_shape), s.conv,
                        s.bn, s.depthwise] for s in specs], "grids": grids,
-           "input": list(example.shape[1:]), "device": _device_name(device), "backend": backend,
+           "input": list(example.shape[1:]), "device": device_name(device), "backend": backend,
            "batch": batch_size, "threads": threads, "torch": str(torch.__version__)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / f"{digest}.json"

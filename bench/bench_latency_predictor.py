@@ -11,7 +11,7 @@ ratio each predictor gives: the per-layer latency table (amc_agent.env.latency_t
 loaded from its cache) and the line a + b x MACs (amc_agent.env.latency_model). Ratios, not
 milliseconds, so drift in machine load between the predictor's calibration and the measurement
 cancels as it does in a search (budgets are ratios). Writes
-``bench/results/latency_predictor_<model>_<backend>_b<batch>.json`` with the median and
+``bench/results/latency_predictor_<model>_<backend>_b<batch>[_cuda].json`` with the median and
 90th-percentile absolute relative error of each predictor.
 """
 
@@ -28,7 +28,7 @@ from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
 from amc_agent.env.latency_model import calibrate_latency
-from amc_agent.env.latency_table import build_latency_table
+from amc_agent.env.latency_table import build_latency_table, device_name
 from amc_agent.policies.finetune import interleaved_latency
 from amc_agent.policies.heuristics import random_policy
 from bench.common import write_result
@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the models are timed")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -54,13 +55,14 @@ def main() -> None:
     model = model_from_checkpoint(ckpt).eval()
     data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=args.budget, round_to=args.round_to,
-                                                   val_size=1, recalibrate=False))
+                                                   val_size=1, recalibrate=False,
+                                                   device=args.device))
     shape = data.spec.input_shape
     t0 = time.perf_counter()
-    table = build_latency_table(model, env.units, env.example, env.wall.options, "cpu",
+    table = build_latency_table(model, env.units, env.example, env.wall.options, args.device,
                                 args.batch, args.backend, progress=True)
     table_s = time.perf_counter() - t0
-    line = calibrate_latency(model, env.units, env.cost, env.example, "cpu", args.batch,
+    line = calibrate_latency(model, env.units, env.cost, env.example, args.device, args.batch,
                              min_time_s=args.min_time, backend=args.backend)
     rows = []
     for seed in range(args.policies):
@@ -68,7 +70,7 @@ def main() -> None:
         env.play(ratios)
         kept = [round(ratios[u.name] * u.channels) for u in env.units]
         lat = interleaved_latency({"original": model, "pruned": env.pruned_model()}, shape,
-                                  "cpu", batch_sizes=(args.batch,), rounds=args.rounds,
+                                  args.device, batch_sizes=(args.batch,), rounds=args.rounds,
                                   min_time_s=args.min_time, backend=args.backend)
         b = f"b{args.batch}"
         orig, ms = lat["original"][b]["median_ms"], lat["pruned"][b]["median_ms"]
@@ -85,8 +87,11 @@ def main() -> None:
                        "p90_abs_error": float(np.quantile(err, 0.9)),
                        "max_abs_error": float(err.max())}
     print(stats)
-    name = f"latency_predictor_{ckpt['recipe']['name']}_{args.backend}_b{args.batch}"
+    dev = torch.device(args.device).type
+    name = (f"latency_predictor_{ckpt['recipe']['name']}_{args.backend}_b{args.batch}"
+            + ("" if dev == "cpu" else f"_{dev}"))
     result = {"checkpoint": str(args.checkpoint), "batch": args.batch, "backend": args.backend,
+              "device_name": device_name(args.device),
               "budget": args.budget, "round_to": args.round_to, "rounds": args.rounds,
               "policies": rows,
               "errors": stats, "table_build_s": table_s, "table_layers": len(table.specs)}

@@ -25,9 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.latency_table import device_name
 from amc_agent.policies.artifact import Policy
 from amc_agent.policies.finetune import interleaved_latency
 from bench.common import write_result
@@ -48,6 +51,7 @@ def main() -> None:
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--predictor", default="table", help="table or line (--latency-predictor)")
     p.add_argument("--backend", default="eager", help="--latency-backend")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: search and timing device")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]
@@ -58,6 +62,7 @@ def main() -> None:
               str(args.round_to), "--latency-predictor", args.predictor,
               "--latency-backend", args.backend,
               "--eval-size", str(args.eval_size), "--seed", str(args.seed),
+              "--device", args.device,
               "--wandb-mode", "disabled", "--no-progress", "--out", str(work)]
     shutil.rmtree(work, ignore_errors=True)  # the benchmark's own scratch folder: search afresh
     subprocess.run(search, check=True)
@@ -74,16 +79,18 @@ def main() -> None:
     data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=policy.round_to,
                                                    lbound=policy.lbound, fill_budget=False,
-                                                   val_size=1, recalibrate=False))
+                                                   val_size=1, recalibrate=False,
+                                                   device=args.device))
     env.play(policy.keep_ratios)
     b = args.latency_batch
     lat = interleaved_latency({"original": model, "searched": env.pruned_model()},
-                              data.spec.input_shape, "cpu", batch_sizes=(b,), rounds=args.rounds,
-                              min_time_s=0.5, backend=args.backend)
+                              data.spec.input_shape, args.device, batch_sizes=(b,),
+                              rounds=args.rounds, min_time_s=0.5, backend=args.backend)
     original_ms = lat["original"][f"b{b}"]["median_ms"]
     final_ms = lat["searched"][f"b{b}"]["median_ms"]
     result = {
-        "model": name, "budget": args.budget, "latency_batch": b, "episodes": len(rows),
+        "model": name, "device_name": device_name(args.device), "budget": args.budget,
+        "latency_batch": b, "episodes": len(rows),
         "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
         "search_command": " ".join(["amc-search", *search[3:]]),
         "original_ms_at_search": best["original_latency_ms"],
@@ -104,7 +111,9 @@ def main() -> None:
                          != check["declared"]},
     }
     print(json.dumps(result, indent=1))
-    print(f"wrote {write_result(f'latency_target_{name}_b{b}', result)}")
+    dev = torch.device(args.device).type
+    suffix = "" if dev == "cpu" else f"_{args.backend}_{dev}"
+    print(f"wrote {write_result(f'latency_target_{name}_b{b}{suffix}', result)}")
 
 
 if __name__ == "__main__":

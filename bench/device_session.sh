@@ -7,6 +7,9 @@
 #                                           # seeds, searches re-scored (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
 #   bash bench/device_session.sh correlation # search-vs-final correlation (16 fine-tunes)
+#   bash bench/device_session.sh latency    # CUDA tests, latency table vs measurement (50 random
+#                                           # policies: cudagraph b1, eager b256), latency-target
+#                                           # searches against a measured budget (cudagraph)
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
@@ -14,7 +17,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer or correlation}
+STAGE=${1:?stage: check, policies, transfer, correlation or latency}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -36,6 +39,7 @@ for f in .gpu/*.gz; do
 done
 PY=python3
 SEARCH=runs/bench_search/amc-ddpg_s0
+CKPT=${CKPT:-runs/base_resnet20.pt}
 COMMON=(--budget 0.5 --round-to 1 --device cuda --wandb-mode disabled --no-progress)
 
 case $STAGE in
@@ -74,6 +78,28 @@ correlation)
   timeout "${CORR_S:-480}" $PY -m bench.bench_correlation --checkpoint runs/base_resnet20.pt \
     --search $SEARCH --top 8 --spread 8 --finetune-epochs 1 --device cuda \
     2>&1 | tee "$WORK/correlation.log" | tail -n 40
+  ;;
+latency)
+  # Each step bounded by `timeout` and allowed to fail alone, so one failure still brings back
+  # the others' results.
+  nvidia-smi -L | tee "$WORK/gpu.txt"
+  timeout 60 $PY -m pytest -q -n0 -p no:cacheprovider tests/amc_env/test_cost.py -k cuda \
+    2>&1 | tee "$WORK/pytest.txt" || true
+  for setting in "cudagraph 1" "eager 256"; do
+    read -r backend batch <<< "$setting"
+    timeout "${PRED_S:-100}" $PY -m bench.bench_latency_predictor --checkpoint "$CKPT" \
+      --device cuda --backend "$backend" --batch "$batch" --policies 50 \
+      > "$WORK/predictor_${backend}_b$batch.log" 2>&1 || true
+    tail -n 3 "$WORK/predictor_${backend}_b$batch.log"
+  done
+  IFS=, read -ra targets <<< "${TARGETS:-256:0.7,1:0.9}"  # batch:budget, in this order
+  for t in "${targets[@]}"; do
+    batch=${t%%:*} budget=${t#*:}
+    timeout "${TARGET_S:-120}" $PY -m bench.bench_latency_target --checkpoint "$CKPT" \
+      --device cuda --backend cudagraph --latency-batch "$batch" --budget "$budget" \
+      --episodes 100 --work "$WORK/target_b$batch" > "$WORK/target_b$batch.log" 2>&1 || true
+    tail -n 3 "$WORK/target_b$batch.log"
+  done
   ;;
 *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac

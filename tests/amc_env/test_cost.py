@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from amc_agent.env.cost import count_macs, count_params, measure_cost
+from amc_agent.env.env import ChannelPruningEnv
 from amc_agent.env.latency import measure_latency
+from amc_agent.env.latency_table import LatencyTable
 from amc_agent.env.models import build_model
+from tests.amc_env.helpers import FAST, model, synthetic
 
 
 def test_macs_of_hand_computable_net() -> None:
@@ -75,6 +80,25 @@ def test_cuda_latency(backend: str) -> None:
     lat = measure_latency(model, (1, 28, 28), batch_size=8, device="cuda", repeats=20,
                           backend=backend)
     assert lat.median_ms > 0 and lat.device.startswith("cuda") and lat.backend == backend
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_latency_target_env_tables_and_measures_on_the_gpu(tmp_path, monkeypatch) -> None:
+    """On CUDA a latency-target env builds its per-layer table with CUDA-graph timings (the
+    default backend there), keyed by the GPU's name, and measures every episode on the GPU."""
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path))
+    env = ChannelPruningEnv(model("cnn"), synthetic(), **FAST, target="latency", budget=0.9,
+                            device="cuda")
+    assert isinstance(env.latency_model, LatencyTable)
+    full = [u.channels for u in env.units]
+    assert env.latency_model.predict_rows(np.array([full]))[0] == pytest.approx(
+        env.latency_model.original_ms)
+    (cached,) = (tmp_path / "latency_tables").glob("*.json")
+    key = json.loads(cached.read_text())["key"]
+    assert key["device"] == torch.cuda.get_device_name() and key["backend"] == "cudagraph"
+    info = env.play({u.name: 0.5 for u in env.units})
+    assert info["latency_ms"] > 0 and info["predicted_latency_ms"] > 0
+    assert next(env.pruned_model().parameters()).is_cuda
 
 
 def test_quick_cpu_latency_times_single_calls_at_the_asked_threads() -> None:
