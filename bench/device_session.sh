@@ -25,13 +25,13 @@ trap 'tar czf "$OUT/$STAGE.tgz" -C "$WORK" .' EXIT
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled AMC_BENCH_RESULTS=$WORK/results
 [ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target /tmp/site .gpu/whl/*.whl
-# The repository's folders as the one import package amc_agent (what pyproject's package-dir maps).
-PKG=/tmp/amc-pkg/amc_agent
-mkdir -p "$PKG" && cp amc_agent/__init__.py "$PKG/"
+# The repository's folders as the one import package amc_agent (what pyproject's package-dir
+# maps), linked inside it: `python -m` puts the working directory first on the path, so the
+# folder amc_agent/ here is the package that is imported (the links are git-ignored).
 for pair in env:amc_env agents:agents policies:policies cli:scripts; do
-  ln -sfn "$PWD/${pair#*:}" "$PKG/${pair%%:*}"
+  ln -sfn "../${pair#*:}" "amc_agent/${pair%%:*}"
 done
-export PYTHONPATH=$PWD:/tmp/amc-pkg:/tmp/site AMC_DATA_ROOT=$PWD/data
+export PYTHONPATH=$PWD:/tmp/site AMC_DATA_ROOT=$PWD/data
 mkdir -p data/FashionMNIST/raw
 for f in .gpu/*.gz; do
   b=$(basename "$f" .gz)
