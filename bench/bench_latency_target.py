@@ -52,6 +52,8 @@ def main() -> None:
     p.add_argument("--predictor", default="table", help="table or line (--latency-predictor)")
     p.add_argument("--backend", default="eager", help="--latency-backend")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: search and timing device")
+    p.add_argument("--latency-margin", type=float, default=EnvConfig.latency_margin,
+                   help="the search's --latency-margin")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]
@@ -60,7 +62,7 @@ def main() -> None:
               "--target", "latency", "--budget", str(args.budget), "--latency-batch",
               str(args.latency_batch), "--episodes", str(args.episodes), "--round-to",
               str(args.round_to), "--latency-predictor", args.predictor,
-              "--latency-backend", args.backend,
+              "--latency-backend", args.backend, "--latency-margin", str(args.latency_margin),
               "--eval-size", str(args.eval_size), "--seed", str(args.seed),
               "--device", args.device,
               "--wandb-mode", "disabled", "--no-progress", "--out", str(work)]
@@ -92,6 +94,7 @@ def main() -> None:
         "model": name, "device_name": device_name(args.device), "budget": args.budget,
         "latency_batch": b, "episodes": len(rows),
         "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
+        "latency_margin": args.latency_margin,
         "search_command": " ".join(["amc-search", *search[3:]]),
         "original_ms_at_search": best["original_latency_ms"],
         "budget_ms_at_search": best["budget_latency_ms"],

@@ -28,6 +28,14 @@ def _load() -> dict[str, dict[str, Any]]:
     return results
 
 
+def _timed_on(r: dict[str, Any]) -> str:
+    """The device a latency row was measured on: the GPU's name, or the CPU thread count."""
+    gpu = r["machine"].get("gpu")
+    if gpu and r.get("device_name") == gpu:
+        return gpu
+    return f"CPU ({r['machine']['torch_threads']} threads)"
+
+
 def _machine(r: dict[str, Any]) -> str:
     m = r["machine"]
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
@@ -405,11 +413,12 @@ def _latency_predictor(results: dict[str, dict[str, Any]]) -> list[str]:
            "original (measured round-robin with it) against the ratio each predictor gives: the "
            "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
            "error of the ratio.", "",
-           "| model | backend | batch | policies | table median (p90) | line median (p90) "
-           "| table build s |", "|---|---|---|---|---|---|---|"]
+           "| device | model | backend | batch | policies | table median (p90) "
+           "| line median (p90) | table build s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, ln = r["errors"]["table"], r["errors"]["line"]
-        out.append(f"| {r['benchmark'].split('_')[2]} | {r['backend']} | {r['batch']} "
+        out.append(f"| {_timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
+                   f"| {r['batch']} "
                    f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
                    f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
                    f"({100 * ln['p90_abs_error']:.1f}%) | {r['table_build_s']:.0f} |")
@@ -429,14 +438,19 @@ def _latency_target(results: dict[str, dict[str, Any]]) -> list[str]:
            "episode's model is also measured, and an episode only counts if the measurement "
            "meets the budget. The best model is then measured again against the original, "
            "round-robin.", "",
-           "| model | predictor (backend) | batch | budget | episodes | best val acc "
-           "| MACs kept | search-time ms "
+           "The wall margin is the quantile of measured / predicted latency over recent "
+           "episodes that the wall aims below the budget by (`--latency-margin`; off: the wall "
+           "trusts the predictor).", "",
+           "| device | model | predictor (backend) | wall margin | batch | budget | episodes "
+           "| best val acc | MACs kept | search-time ms "
            "(predicted) | re-measured ratio | meets budget | predictor median abs error "
-           "| episodes over budget |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| episodes over budget |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, m, pr = r["best"], r["remeasured"], r["predictor"]
-        out.append(f"| {r['model']} | {r.get('predictor_kind', 'line')} "
-                   f"({r.get('backend', 'eager')}) | {r['latency_batch']} | {r['budget']:.2f} "
+        out.append(f"| {_timed_on(r)} | {r['model']} | {r.get('predictor_kind', 'line')} "
+                   f"({r.get('backend', 'eager')}) | {r.get('latency_margin') or 'off'} "
+                   f"| {r['latency_batch']} | {r['budget']:.2f} "
                    f"({r['budget_ms_at_search']:.2f} ms) | {r['episodes']} "
                    f"| {_pct(b['accuracy'])} | {b['macs_ratio']:.3f} "
                    f"| {b['latency_ms']:.2f} ({b['predicted_latency_ms']:.2f}) "
@@ -448,6 +462,53 @@ def _latency_target(results: dict[str, dict[str, Any]]) -> list[str]:
     for r in rows:
         out += [f"Command: `{r['command']}` (search: `{r['search_command']}`)  ",
                 f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _equal_latency(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [r for k, r in results.items() if k.startswith("equal_latency_")]
+    if not rows:
+        return []
+    out = ["## Equal measured latency: latency-target search vs FLOPs-target search vs uniform",
+           "", "A latency-target search (`--target latency`), a FLOPs-target search at the "
+           "latency winner's MACs, and uniform pruning, each cut to the same *measured* "
+           "latency: the largest common scale of its keep ratios whose model meets the budget "
+           "in every round-robin round against the original (amc_agent.policies.equal_latency), "
+           "then fine-tuned alike. A difference counts only beyond two standard errors over "
+           "fine-tune seeds.", "",
+           "Latency falls in steps with channel counts: *next step* is what the smallest "
+           "probed scale above the cut measured, so a row far under the budget could not get "
+           "nearer to it with this policy's shape.", "",
+           "| device | model | backend | batch | latency budget | strategy | scale "
+           "| measured latency ratio | next step | MACs kept | test acc before FT "
+           "| test acc after FT | vs best |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, x in r["strategies"].items():
+            above = [q for q in x["probes"] if q["scale"] > x["scale"]]
+            step = f"{min(above, key=lambda q: q['scale'])['worst']:.3f}" if above else "-"
+            d = r["differences"].get(name)
+            verdict = "best" if d is None else (
+                f"{100 * d['delta']:+.2f} ({'beyond' if d['exceeds_spread'] else 'within'} "
+                f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
+                else f"{100 * d['delta']:+.2f}")
+            out.append(f"| {_timed_on(r)} | {r['model']} | {r['backend']} | {r['batch']} "
+                       f"| {r['budget']:.2f} | {name} | {x['scale']:.3f} "
+                       f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
+                       f"| {step} | {x['macs_kept']:.3f} | {_pct(x['test_acc_before_finetune'])} "
+                       f"| {_pct(x['test_acc'])} ± {100 * (x['test_acc_std'] or 0):.2f} "
+                       f"| {verdict} |")
+    out.append("")
+    for r in rows:
+        ft, ls = r["finetune"], r["latency_search"]
+        out += [f"Fine-tune: {ft['epochs']} epoch(s) on {ft['images']} images, lr {ft['lr']}, "
+                f"seeds {ft['seeds']}. Latency search: {r['episodes']} episodes, "
+                f"{100 * ls['predictor']['share_over_budget']:.0f}% of them measured over the "
+                f"budget, predictor median error "
+                f"{100 * ls['predictor']['median_abs_error']:.1f}%; FLOPs search at "
+                f"{r['flops_budget']:.2f} of MACs.  ",
+                f"Command: `{r['command']}`  ", f"Searches: `{r['search_commands']['latency']}`; "
+                f"`{r['search_commands']['flops']}`  ", f"Machine: {_machine(r)}", ""]
     return out
 
 
@@ -832,7 +893,7 @@ def render() -> str:
              "shared machines are noisy: compare ratios measured in the same run.", ""]
     for section in (_training, _env, _criteria, _search, _compare, _ladder, _policies, _seeds,
                     _latency, _latency_predictor,
-                    _latency_target,
+                    _latency_target, _equal_latency,
                     _correlation, _sweep, _reliability, _demo):
         lines += section(results)
     return "\n".join(lines).rstrip() + "\n"

@@ -242,7 +242,7 @@ def _seeds(cfg: CompareConfig) -> list[int]:
     return [cfg.seed + i for i in range(cfg.finetune_seeds)]
 
 
-def _train_seeds(model: nn.Module, data: DataSplits, train: TrainConfig, seeds: list[int],
+def train_seeds(model: nn.Module, data: DataSplits, train: TrainConfig, seeds: list[int],
                  device: str, progress: bool) -> tuple[dict[str, Any], nn.Module]:
     """Train a copy of ``model`` once per seed; returns the accuracy record (per seed, mean,
     std; ``None`` for a diverged seed) and the first seed's trained model."""
@@ -277,7 +277,7 @@ def _scratch(first_agent: dict[str, Any], agent_row: dict[str, Any], recipe: dic
     model: nn.Module | None = None
     for seed in _seeds(cfg):
         init = scratch_model(recipe, first_agent["record"], seed).to(device)
-        rec, trained = _train_seeds(init, data, train, [seed], device, cfg.progress)
+        rec, trained = train_seeds(init, data, train, [seed], device, cfg.progress)
         accs += rec["test_acc_seeds"]
         diverged += [rec["diverged"]] if rec["diverged"] else []
         model = trained if model is None else model
@@ -331,7 +331,7 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
     }
     model = pruned
     if cfg.finetune.epochs:
-        record, model = _train_seeds(pruned, data, cfg.finetune, _seeds(cfg), device,
+        record, model = train_seeds(pruned, data, cfg.finetune, _seeds(cfg), device,
                                      cfg.progress)
         row.update(record)
     else:

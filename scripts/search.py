@@ -68,6 +68,11 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-predictor", default=d.latency_predictor,
                    help="table (per-layer latency tables, cached; default) or line (a + b x "
                         "MACs) for the wall under --target latency")
+    p.add_argument("--latency-margin", type=float, default=d.latency_margin,
+                   help="under --target latency the wall aims below the budget by this quantile "
+                        "of measured / predicted latency over recent episodes, so about 1 - "
+                        "MARGIN of episodes measure over the budget (default %(default)s; 0: "
+                        "trust the predictor)")
     p.add_argument("--latency-backend", default=None,
                    help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
                         "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
@@ -97,7 +102,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      calib_images=args.calib_images, calib_points=args.calib_points,
                      fast_scoring=not args.plain_scoring, cache=not args.no_cache,
                      latency_backend=args.latency_backend,
-                     latency_predictor=args.latency_predictor)
+                     latency_predictor=args.latency_predictor,
+                     latency_margin=args.latency_margin)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:

@@ -4,6 +4,8 @@ drives the wall of latency-target searches."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,28 @@ def test_fine_grids_are_thinned_and_interpolated() -> None:
     ms = np.add.outer(2 * g, g)  # linear in both widths: interpolation is exact
     x, y = np.array([5.0, 33.0, 64.0]), np.array([7.0, 20.0, 4.0])
     np.testing.assert_allclose(latency_table._interp2(g, g, ms, x, y), 2 * x + y)
+
+
+@pytest.mark.parametrize("margin", [0.9, 0.0])
+def test_latency_wall_learns_the_predictors_bias_from_measured_episodes(monkeypatch,
+                                                                       margin: float) -> None:
+    """A predictor 10% optimistic: walled to the budget itself, every episode measures over it.
+    With the online margin the wall aims at budget / 1.1 after the first timed episode, and
+    every later episode measures within the budget."""
+    def slow(mod: nn.Module, *args, **kwargs) -> Latency:
+        lat = fake_latency(mod, *args, **kwargs)
+        return dataclasses.replace(lat, median_ms=1.1 * lat.median_ms)
+
+    monkeypatch.setattr(env_module, "measure_latency", slow)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6, latency_margin=margin)
+    over = []
+    for seed in range(4):
+        env.reset(seed=seed)
+        for _ in env.units:
+            *_, info = env.step(env.action_space.sample())
+        assert info["latency_ms"] == pytest.approx(1.1 * info["predicted_latency_ms"])
+        over.append(info["latency_ms"] > info["budget_latency_ms"] * (1 + 1e-9))
+    assert over == ([True, False, False, False] if margin else [True] * 4)
+    expected = env.budget_abs / 1.1 if margin else env.budget_abs
+    assert info["wall_latency_ms"] == pytest.approx(expected)

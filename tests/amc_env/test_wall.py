@@ -72,3 +72,27 @@ def test_one_sided_wall_lets_the_agent_underuse_the_budget() -> None:
     for t in range(len(units)):
         chosen.append(wall.clip(t, chosen, 0))
     assert cost.macs(chosen) == wall.smallest_cost() < 0.5 * budget
+
+
+def test_wall_holds_a_cost_that_falls_with_more_channels() -> None:
+    """A latency-like cost where 16 channels run slower than 24 (a faster kernel at 24): the
+    smallest counts are not the cheapest. The wall must still end every episode within the
+    budget, and find the budget feasible; assuming later units at their minimum, it did
+    neither (the first unit's every count looked over budget, so it kept the slow 16)."""
+    per = {16: 3.0, 24: 2.0, 32: 2.5, 40: 4.0}
+    options = [np.array([16, 24, 32, 40])] * 3
+
+    def cost(rows: np.ndarray) -> np.ndarray:
+        return np.vectorize(per.get)(rows.astype(int)).sum(1)
+
+    for fill in (True, False):
+        wall = ActionWall(cost, options, budget=7.0, fill=fill, monotone=False)
+        assert wall.smallest_cost() == 6.0 and list(wall.floor) == [24, 24, 24]
+        rng = np.random.default_rng(0)
+        for _ in range(50):
+            chosen: list[int] = []
+            for t in range(3):
+                chosen.append(wall.clip(t, chosen, int(rng.choice([16, 24, 32, 40]))))
+            assert cost(np.array([chosen]))[0] <= 7.0
+    monotone = ActionWall(cost, options, budget=7.0, monotone=True)
+    assert monotone.smallest_cost() == 9.0  # what the old floor believed: infeasible

@@ -1,0 +1,150 @@
+"""Equal measured latency: a latency-target search against a FLOPs-target search and uniform
+pruning, each cut to the same measured latency, then fine-tuned alike.
+
+    python -m bench.bench_equal_latency --checkpoint runs/s5/resnet20_e3.pt --budget 0.8 \
+        --batch 1 --backend eager --episodes 100 --finetune-seeds 3 --finetune-images 10000
+
+1. ``amc-search --target latency --budget B`` (amc-ddpg): policy L, its declared winner confirmed
+   against the original (amc_agent.agents.latency_check).
+2. ``amc-search --target flops`` at L's MACs (rounded up to a percent): policy F, the best a
+   FLOPs budget finds with the same MACs.
+3. Uniform pruning U.
+Each is cut to measured latency ``B`` x the original (amc_agent.policies.equal_latency: the
+largest common scale of its keep ratios whose pruned model meets B in every round-robin round),
+then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
+seeds; differences count only beyond two standard errors over seeds
+(amc_agent.policies.stats). Writes ``bench/results/equal_latency_<model>_<backend>_b<batch>
+[_cuda]_s<seed>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.latency_table import device_name
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies.artifact import Policy
+from amc_agent.policies.compare import finetune_subset, train_seeds
+from amc_agent.policies.equal_latency import cut_to_latency
+from amc_agent.policies.finetune import measure
+from amc_agent.policies.stats import difference
+from bench.common import write_result
+
+
+def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> list[str]:
+    """Run one amc-search into ``out`` (afresh); returns its command line."""
+    cmd = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
+           "--target", target, "--budget", str(budget), "--episodes", str(args.episodes),
+           "--round-to", str(args.round_to), "--seed", str(args.search_seed),
+           "--device", args.device, "--eval-size", str(args.eval_size),
+           "--wandb-mode", "disabled", "--no-progress", "--out", str(out)]
+    if target == "latency":
+        cmd += ["--latency-batch", str(args.batch), "--latency-backend", args.backend]
+    shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch folder
+    subprocess.run(cmd, check=True)
+    return cmd
+
+
+def winner(out: Path) -> tuple[Policy, dict[str, Any]]:
+    """A search's policy and its declared episode's row."""
+    policy = Policy.load(out / "policy.json")
+    rows = [json.loads(ln) for ln in (out / "episodes.jsonl").read_text().splitlines() if ln]
+    return policy, next(r for r in rows if r["episode"] == policy.agent["found_at_episode"])
+
+
+def main() -> None:
+    """Search both ways, cut three policies to one measured latency, fine-tune, compare."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--budget", type=float, default=0.8, help="measured latency fraction")
+    p.add_argument("--batch", type=int, default=1, help="latency batch size")
+    p.add_argument("--backend", default="eager", help="--latency-backend")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--eval-size", type=int, default=1000)
+    p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--search-seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds per probe")
+    p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-seeds", type=int, default=3)
+    p.add_argument("--finetune-images", type=int, default=10000)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--work", type=Path, default=None)
+    args = p.parse_args()
+    ckpt = load_checkpoint(args.checkpoint)
+    name = ckpt["recipe"]["name"]
+    dev = torch.device(args.device).type
+    tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
+          f"_s{args.search_seed}"
+    work = args.work or Path(f"runs/bench_equal_latency/{tag}")
+    lat_cmd = search(args, "latency", args.budget, work / "latency")
+    lat_policy, lat_row = winner(work / "latency")
+    check = json.loads((work / "latency" / "latency_check.json").read_text())
+    flops_budget = math.ceil(lat_row["macs_ratio"] * 100) / 100
+    flops_cmd = search(args, "flops", flops_budget, work / "flops")
+    flops_policy, _ = winner(work / "flops")
+
+    model = model_from_checkpoint(ckpt).eval()
+    data = load_checkpoint_data(ckpt, download=False)
+    env = ChannelPruningEnv(model, data, EnvConfig(budget=1.0, round_to=args.round_to,
+                                                   lbound=lat_policy.lbound, fill_budget=False,
+                                                   val_size=args.eval_size, device=args.device))
+    ft_data = finetune_subset(data, args.finetune_images, args.search_seed)
+    train = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr)
+    seeds = list(range(args.finetune_seeds))
+    policies = {"latency-search": lat_policy.keep_ratios,
+                "flops-search": flops_policy.keep_ratios,
+                "uniform": {u.name: 1.0 for u in env.units}}
+    rows: dict[str, dict[str, Any]] = {}
+    for strategy, ratios in policies.items():
+        cut = cut_to_latency(env, ratios, args.budget, args.batch, args.rounds,
+                             args.backend, args.min_time)
+        info = env.play(cut.keep_ratios)
+        pruned = env.pruned_model()
+        before = measure(pruned, data, args.device, latency_batches=())
+        record, _ = train_seeds(pruned, ft_data, train, seeds, args.device, False)
+        record.pop("finetune_histories")
+        rows[strategy] = {"scale": cut.scale, "met": cut.met, "latency_ratio": cut.ratio,
+                          "round_ratios": cut.round_ratios, "probes": cut.probes,
+                          "keep_ratios": cut.keep_ratios,
+                          "macs_kept": info["macs"] / info["original_macs"],
+                          "params_kept": info["params"] / info["original_params"],
+                          "val_acc_before_finetune": info["accuracy"],
+                          "test_acc_before_finetune": before["test_acc"], **record}
+        print(strategy, {k: rows[strategy][k] for k in ("scale", "latency_ratio", "macs_kept",
+                                                         "test_acc_before_finetune",
+                                                         "test_acc")}, flush=True)
+    accs = {s: [a for a in r["test_acc_seeds"] if a is not None] for s, r in rows.items()}
+    best = max(accs, key=lambda s: sum(accs[s]) / max(len(accs[s]), 1))
+    result = {
+        "model": name, "device_name": device_name(args.device), "budget": args.budget,
+        "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
+        "search_seed": args.search_seed, "flops_budget": flops_budget,
+        "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,
+                     "images": args.finetune_images, "lr": args.finetune_lr},
+        "search_commands": {"latency": " ".join(["amc-search", *lat_cmd[3:]]),
+                            "flops": " ".join(["amc-search", *flops_cmd[3:]])},
+        "latency_search": {"declared_episode": lat_row["episode"], "met": check["met"],
+                           "predictor": check["predictor"], "macs_ratio": lat_row["macs_ratio"]},
+        "strategies": rows, "best": best,
+        "differences": {s: difference(accs[s], accs[best]) for s in rows if s != best},
+    }
+    print(f"wrote {write_result(f'equal_latency_{tag}', result)}")
+
+
+if __name__ == "__main__":
+    main()
