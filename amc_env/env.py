@@ -152,7 +152,10 @@ class ChannelPruningEnv(gym.Env):
     ## Info at episode end
     ``accuracy``, ``macs``, ``params`` (recounted on the pruned model) and their predictions,
     ``keep_ratios`` and ``kept_channels`` by unit name, ``pruning`` (the replayable record),
-    ``latency_ms``/``predicted_latency_ms``/``budget_latency_ms`` for latency targets, and
+    for latency targets ``latency_ratio`` (the model's measured latency over the original's,
+    timed back to back), ``latency_ms`` (that ratio in the predictor's milliseconds, what
+    ``budget_latency_ms`` and ``predicted_latency_ms`` are in) and ``wall_latency_ms`` (what the
+    wall aimed at), and
     ``timings`` (seconds spent in surgery, criterion, recalibration, evaluation and recounting
     MACs and parameters on the pruned model). Every step's
     ``info["applied"]`` is the keep ratio actually applied to the unit just cut.
@@ -493,16 +496,23 @@ class ChannelPruningEnv(gym.Env):
             **self.cfg.extra,
         }
         if self.latency_model is not None:
-            lat = measure_latency(model, shape, batch_size=self.cfg.latency_batch,
-                                  device=self.cfg.device, min_time_s=self.cfg.latency_min_time_s,
-                                  backend=self.cfg.latency_backend)
+            # The original is timed back to back with the episode's model and the latency kept
+            # as their ratio (in the predictor's milliseconds): a change in machine load since
+            # the predictor was built then hits both and cancels.
+            ref, lat = (measure_latency(m, shape, batch_size=self.cfg.latency_batch,
+                                        device=self.cfg.device,
+                                        min_time_s=self.cfg.latency_min_time_s,
+                                        backend=self.cfg.latency_backend)
+                        for m in (self.model, model))
+            ratio = lat.median_ms / ref.median_ms
+            latency_ms = ratio * self.latency_model.original_ms
             predicted = float(self._predict_latency(np.asarray([self._chosen],
                                                                dtype=np.float64))[0])
-            info.update(latency_ms=lat.median_ms, latency=lat.to_dict(),
-                        predicted_latency_ms=predicted, budget_latency_ms=self.budget_abs,
-                        wall_latency_ms=self.wall.budget,
+            info.update(latency_ms=latency_ms, latency_ratio=ratio, latency=lat.to_dict(),
+                        reference_latency=ref.to_dict(), predicted_latency_ms=predicted,
+                        budget_latency_ms=self.budget_abs, wall_latency_ms=self.wall.budget,
                         original_latency_ms=self.latency_model.original_ms)
-            self._calibrate_latency_wall(lat.median_ms / predicted)
+            self._calibrate_latency_wall(latency_ms / predicted)
         info["reward"] = float(self.reward_fn(info))
         return info
 

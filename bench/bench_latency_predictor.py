@@ -12,7 +12,9 @@ loaded from its cache) and the line a + b x MACs (amc_agent.env.latency_model). 
 milliseconds, so drift in machine load between the predictor's calibration and the measurement
 cancels as it does in a search (budgets are ratios). Writes
 ``bench/results/latency_predictor_<model>_<backend>_b<batch>[_cuda].json`` with the median and
-90th-percentile absolute relative error of each predictor.
+90th-percentile absolute relative error of each predictor, and of a second, independent
+measurement of the same pair (``repeat``): the noise floor, under which no predictor's error can
+be shown to fall.
 """
 
 from __future__ import annotations
@@ -69,18 +71,22 @@ def main() -> None:
         ratios = random_policy(env, seed=seed)
         env.play(ratios)
         kept = [round(ratios[u.name] * u.channels) for u in env.units]
-        lat = interleaved_latency({"original": model, "pruned": env.pruned_model()}, shape,
-                                  args.device, batch_sizes=(args.batch,), rounds=args.rounds,
-                                  min_time_s=args.min_time, backend=args.backend)
-        b = f"b{args.batch}"
-        orig, ms = lat["original"][b]["median_ms"], lat["pruned"][b]["median_ms"]
+        measured = []
+        for _ in range(2):  # the second, independent measurement is the noise floor
+            lat = interleaved_latency({"original": model, "pruned": env.pruned_model()}, shape,
+                                      args.device, batch_sizes=(args.batch,),
+                                      rounds=args.rounds, min_time_s=args.min_time,
+                                      backend=args.backend)
+            b = f"b{args.batch}"
+            measured.append(lat["pruned"][b]["median_ms"] / lat["original"][b]["median_ms"])
         t = float(table.predict_rows(np.array([kept]))[0]) / table.original_ms
         ln = float(line.predict(env.cost.macs(kept))) / line.original_ms
         rows.append({"seed": seed, "macs_kept": env.cost.macs(kept) / env.cost.original["flops"],
-                     "measured_ratio": ms / orig, "table_ratio": t, "line_ratio": ln})
+                     "measured_ratio": measured[0], "table_ratio": t, "line_ratio": ln,
+                     "repeat_ratio": measured[1]})
         print(rows[-1], flush=True)
     stats = {}
-    for kind in ("table", "line"):
+    for kind in ("table", "line", "repeat"):
         err = np.array([abs(r[f"{kind}_ratio"] - r["measured_ratio"]) / r["measured_ratio"]
                         for r in rows])
         stats[kind] = {"median_abs_error": float(np.median(err)),

@@ -121,7 +121,8 @@ def test_latency_wall_learns_the_predictors_bias_from_measured_episodes(monkeypa
     every later episode measures within the budget."""
     def slow(mod: nn.Module, *args, **kwargs) -> Latency:
         lat = fake_latency(mod, *args, **kwargs)
-        return dataclasses.replace(lat, median_ms=1.1 * lat.median_ms)
+        pruned = mod is not env.model  # the original, timed beside each episode, runs as known
+        return dataclasses.replace(lat, median_ms=(1.1 if pruned else 1.0) * lat.median_ms)
 
     monkeypatch.setattr(env_module, "measure_latency", slow)
     env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
@@ -136,3 +137,23 @@ def test_latency_wall_learns_the_predictors_bias_from_measured_episodes(monkeypa
     assert over == ([True, False, False, False] if margin else [True] * 4)
     expected = env.budget_abs / 1.1 if margin else env.budget_abs
     assert info["wall_latency_ms"] == pytest.approx(expected)
+
+
+def test_episode_latency_is_a_ratio_to_the_original_timed_beside_it(monkeypatch) -> None:
+    """Machine load doubles after the table was built: the episode's model and the original,
+    timed back to back, both run twice as slow, and the episode's latency (their ratio, in the
+    table's milliseconds) is what it would have been without the load."""
+    monkeypatch.setattr(env_module, "measure_latency", fake_latency)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6)
+    quiet = env.play({u.name: 0.5 for u in env.units})
+
+    def loaded(mod: nn.Module, *args, **kwargs) -> Latency:
+        lat = fake_latency(mod, *args, **kwargs)
+        return dataclasses.replace(lat, median_ms=2 * lat.median_ms)
+
+    monkeypatch.setattr(env_module, "measure_latency", loaded)
+    busy = env.play({u.name: 0.5 for u in env.units})
+    assert busy["latency"]["median_ms"] == pytest.approx(2 * quiet["latency"]["median_ms"])
+    assert busy["latency_ms"] == pytest.approx(quiet["latency_ms"])
+    assert busy["latency_ratio"] == pytest.approx(quiet["latency_ms"] / env.budget_abs * 0.6)
