@@ -6,8 +6,8 @@ the searched winners re-scored on held-out images, and several fine-tune seeds p
         --episodes 150 --finetune-seeds 3 --work runs/bench_compare/cnn10_b05 \
         [-- extra amc-compare flags, e.g. --agent-kwargs '{warmup_episodes: 50}']
 
-Writes ``bench/results/compare_<model>_<target><budget>.json`` (``..._s<N>.json`` with
-``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
+Writes ``bench/results/compare_<model>_<target><budget>[_<variant>].json`` (``..._s<N>.json``
+with ``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
 MACs, budget kept, latency) and the differences against the best mean with whether each exceeds
 the seed spread (amc_agent.policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``:
 the searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
@@ -47,6 +47,9 @@ def main() -> None:
     p.add_argument("--search-seed", type=int, default=0,
                    help="amc-compare --seed: the searches' seed (and the first fine-tune seed)")
     p.add_argument("--work", type=Path, required=True, help="amc-compare output folder")
+    p.add_argument("--variant", default="",
+                   help="a name for runs whose extra flags change a strategy (e.g. ftrescore "
+                        "for --rescore-finetune): kept out of the ladder's pooled seeds")
     p.add_argument("extra", nargs="*", help="further amc-compare flags (after --)")
     args = p.parse_args()
     argv = ["--checkpoint", str(args.checkpoint), "--target", args.target, "--budget",
@@ -62,9 +65,10 @@ def main() -> None:
     results = json.loads((args.work / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
     name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}" + (
+        f"_{args.variant}" if args.variant else "") + (
         f"_s{args.search_seed}" if args.search_seed else "")
     out = write_result(name, {
-        "seconds": time.perf_counter() - t0 if ran else None,
+        "seconds": time.perf_counter() - t0 if ran else None, "variant": args.variant or None,
         "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],
         "base_epochs": ckpt["metrics"].get("epochs"), **summary(results)})
     print(f"wrote {out}")

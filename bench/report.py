@@ -788,7 +788,8 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
     groups: dict[tuple[str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     for k, r in results.items():
-        if k.startswith("compare_") and r.get("config", {}).get("target") == "flops":
+        if k.startswith("compare_") and r.get("config", {}).get("target") == "flops" \
+                and not r.get("variant"):
             groups[(r["checkpoint"], str(r["config"]["criterion"]),
                     str(r["config"].get("finetune_images")))][r["config"]["budget"]].append(r)
     out: list[str] = []
