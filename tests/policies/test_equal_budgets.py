@@ -3,13 +3,21 @@ through the same wall (DESIGN.md section 4)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from torch import nn
 
 from amc_agent.agents import AGENTS
 from amc_agent.agents.search import Search, SearchConfig
-from amc_agent.env.env import ChannelPruningEnv
+from amc_agent.env import env as env_module
+from amc_agent.env import latency_table
+from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.training import TrainConfig
+from amc_agent.policies import compare, finetune
 from amc_agent.policies.heuristics import HEURISTICS, heuristic_policy
-from tests.amc_env.helpers import make_env
+from tests.amc_env.helpers import FAST, make_env, model, synthetic
+from tests.amc_env.test_latency_table import fake_latency
 
 SETTINGS = [("resnet20", 1), ("resnet20", 8), ("mobilenetv2", 8), ("cnn10", 8)]
 
@@ -70,3 +78,29 @@ def test_acc_log_flops_lets_the_agent_trade_macs() -> None:
     for _ in env.units:
         _, _, done, _, info = env.step([env.cfg.lbound])
     assert done and info["macs"] < 0.5 * info["original_macs"]
+
+
+def test_latency_comparison_completes_heuristics_to_the_searchs_calibrated_wall(
+        tmp_path, monkeypatch) -> None:
+    """Latency target, pruned models measuring 10% over the table: the search's wall learns to
+    aim at budget / 1.1, and the heuristics are completed to that same aim (not the nominal
+    budget, and not a wall that moved while they were replayed)."""
+    net = model("cnn").eval()
+
+    def slow(mod: nn.Module, *args, **kwargs):
+        lat = fake_latency(mod, *args, **kwargs)
+        return dataclasses.replace(lat, median_ms=(1.0 if mod is net else 1.1) * lat.median_ms)
+
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(latency_table, "measure_latency", fake_latency)
+    monkeypatch.setattr(env_module, "measure_latency", slow)
+    monkeypatch.setattr(finetune, "measure_latency", fake_latency)
+    cfg = EnvConfig(target="latency", budget=0.6, **FAST)
+    results = compare.run_compare(
+        net, {"name": "cnn", "kwargs": {}}, synthetic(), cfg,
+        compare.CompareConfig(strategies=["uniform", "random", "global"], episodes=3,
+                              finetune=TrainConfig(epochs=0), wandb_mode="disabled",
+                              progress=False), tmp_path / "cmp", "cpu")
+    for name in ("uniform", "global"):
+        row = results["strategies"][name]
+        assert row["cost_kept"] <= 0.6 / 1.1 + 1e-9 and row["budget_ok"], (name, row)
