@@ -100,7 +100,8 @@ def main() -> None:
               "device_name": device_name(args.device),
               "budget": args.budget, "round_to": args.round_to, "rounds": args.rounds,
               "policies": rows,
-              "errors": stats, "table_build_s": table_s, "table_layers": len(table.specs)}
+              "errors": stats, "table_build_s": table_s, "table_scale": table.scale,
+              "table_layers": len(table.specs)}
     print(f"wrote {write_result(name, result)}")
 
 

@@ -414,20 +414,24 @@ def _latency_predictor(results: dict[str, dict[str, Any]]) -> list[str]:
            "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
            "error of the ratio.", "",
            "*Repeat* is a second, independent measurement of the same pair against the first: "
-           "the noise floor of the measurement itself.", "",
+           "the noise floor of the measurement itself. *Table scale*: the factor on the sum of "
+           "layer entries fitted on whole uniformly pruned networks (rows without one predate "
+           "that calibration: the raw sum).", "",
            "| device | model | backend | batch | policies | table median (p90) "
-           "| line median (p90) | repeat median (p90) | table build s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| line median (p90) | repeat median (p90) | table scale | table build s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, ln = r["errors"]["table"], r["errors"]["line"]
         rep = r["errors"].get("repeat")
         repeat = "-" if rep is None else (f"{100 * rep['median_abs_error']:.1f}% "
                                           f"({100 * rep['p90_abs_error']:.1f}%)")
+        scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
         out.append(f"| {_timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
                    f"| {r['batch']} "
                    f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
                    f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
-                   f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {r['table_build_s']:.0f} |")
+                   f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {scale} "
+                   f"| {r['table_build_s']:.0f} |")
     out.append("")
     for r in rows:
         out += [f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
