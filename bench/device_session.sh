@@ -10,6 +10,9 @@
 #   bash bench/device_session.sh latency    # CUDA tests, latency table vs measurement (50 random
 #                                           # policies: cudagraph b1, eager b256), latency-target
 #                                           # searches against a measured budget (cudagraph)
+#   bash bench/device_session.sh equal-latency # latency-target vs FLOPs-target search vs uniform,
+#                                           # each cut to one measured latency (cudagraph b256),
+#                                           # 3 fine-tune seeds, search seeds $SEEDS (default 0 1)
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
@@ -17,7 +20,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer, correlation or latency}
+STAGE=${1:?stage: check, policies, transfer, correlation, latency or equal-latency}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -99,6 +102,15 @@ latency)
       --device cuda --backend cudagraph --latency-batch "$batch" --budget "$budget" \
       --episodes 100 --work "$WORK/target_b$batch" > "$WORK/target_b$batch.log" 2>&1 || true
     tail -n 3 "$WORK/target_b$batch.log"
+  done
+  ;;
+equal-latency)
+  for seed in ${SEEDS:-0 1}; do
+    timeout "${EQUAL_S:-240}" $PY -m bench.bench_equal_latency --checkpoint "$CKPT" \
+      --device cuda --backend cudagraph --batch "${BATCH:-256}" --budget "${BUDGET:-0.8}" \
+      --episodes "${EPISODES:-100}" --search-seed "$seed" --work "$WORK/eq_s$seed" \
+      > "$WORK/eq_s$seed.log" 2>&1 || true
+    tail -n 4 "$WORK/eq_s$seed.log"
   done
   ;;
 *) echo "unknown stage $STAGE" >&2; exit 2 ;;

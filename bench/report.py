@@ -791,11 +791,16 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
     a budget ran with several), the verdicts against Torch-Pruning's strategies, and a plot."""
     groups: dict[tuple[str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
+    variants: dict[tuple[str, str, str], dict[tuple[str, float], list[dict[str, Any]]]] = \
+        defaultdict(lambda: defaultdict(list))
     for k, r in results.items():
-        if k.startswith("compare_") and r.get("config", {}).get("target") == "flops" \
-                and not r.get("variant"):
-            groups[(r["checkpoint"], str(r["config"]["criterion"]),
-                    str(r["config"].get("finetune_images")))][r["config"]["budget"]].append(r)
+        if k.startswith("compare_") and r.get("config", {}).get("target") == "flops":
+            key = (r["checkpoint"], str(r["config"]["criterion"]),
+                   str(r["config"].get("finetune_images")))
+            if r.get("variant"):
+                variants[key][(r["variant"], r["config"]["budget"])].append(r)
+            else:
+                groups[key][r["config"]["budget"]].append(r)
     out: list[str] = []
     for (ckpt, crit, ft_images), by_budget in groups.items():
         if len(by_budget) < 2:
@@ -827,7 +832,8 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
                 cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}"
                              + (f" ({runs} search seeds)" if runs > 1 else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
-        out += ["", *_ladder_verdicts(budgets, names, rungs)]
+        out += ["", *_ladder_verdicts(budgets, names, rungs),
+                *_variant_verdicts(variants[(ckpt, crit, ft_images)], rungs)]
         plot = _ladder_plot(model, crit, budgets, names, rungs)
         out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
     return out
@@ -851,18 +857,45 @@ def _ladder_verdicts(budgets: list[float], names: list[str],
            "this split, not proof that it generalises.", ""]
     for b in budgets:
         for learned in (n for n in names if n in LEARNED):
-            verdicts: dict[str, list[str]] = {"ahead of": [], "tied with": [], "behind": []}
-            for other in names:
-                if other == learned:
-                    continue
-                d = difference(rungs[b][learned]["samples"], rungs[b][other]["samples"])
-                key = "tied with" if not d["exceeds_spread"] else (
-                    "ahead of" if d["delta"] > 0 else "behind")
-                peer = ", Torch-Pruning's" if other in PEERS else ""
-                verdicts[key].append(f"{other} ({100 * d['delta']:+.2f}{peer})")
-            out.append(f"- {100 * b:.0f}% MACs, {learned}: " + "; ".join(
-                f"{k} {', '.join(v)}" for k, v in verdicts.items() if v) + ".")
+            out.append(f"- {100 * b:.0f}% MACs, {learned}: "
+                       + _verdict(rungs[b][learned]["samples"], rungs[b], learned) + ".")
     return out
+
+
+def _verdict(samples: list[float], rung: dict[str, dict[str, Any]], skip: str = "") -> str:
+    """``samples`` against every strategy of one rung: ahead of / tied with / behind."""
+    verdicts: dict[str, list[str]] = {"ahead of": [], "tied with": [], "behind": []}
+    for other, x in rung.items():
+        if other == skip:
+            continue
+        d = difference(samples, x["samples"])
+        key = "tied with" if not d["exceeds_spread"] else (
+            "ahead of" if d["delta"] > 0 else "behind")
+        peer = ", Torch-Pruning's" if other in PEERS else ""
+        verdicts[key].append(f"{other} ({100 * d['delta']:+.2f}{peer})")
+    return "; ".join(f"{k} {', '.join(v)}" for k, v in verdicts.items() if v)
+
+
+def _variant_verdicts(variants: dict[tuple[str, float], list[dict[str, Any]]],
+                      rungs: dict[float, dict[str, dict[str, Any]]]) -> list[str]:
+    """Compare runs with extra search flags (``bench_compare --variant``) at a ladder budget,
+    pooled over their search seeds, against the ladder's strategies at that budget."""
+    out = []
+    for (variant, b), runs in sorted(variants.items()):
+        if b not in rungs:
+            continue
+        for name in runs[0]["strategies"]:
+            x = _pool(runs, name)
+            out.append(f"- {100 * b:.0f}% MACs, {name} ({variant}; "
+                       f"{len(x['per_search_seed'])} search seed(s), "
+                       f"{_pct(x['test_acc_before_finetune'])} / {100 * x['test_acc']:.2f} ± "
+                       f"{100 * (x['test_acc_std'] or 0):.2f}): "
+                       + _verdict(x["samples"], rungs[b]) + ".")
+    if not out:
+        return []
+    return ["", "Variants (the same search with extra flags, e.g. `ftrescore`: "
+            "`--rescore-finetune`; their compare tables give the flags) against the ladder's "
+            "strategies:", "", *out]
 
 
 def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
