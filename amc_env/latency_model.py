@@ -18,7 +18,7 @@ from torch import nn
 
 from amc_agent.env.costmodel import CostModel
 from amc_agent.env.latency import measure_latency
-from amc_agent.env.surgery import Surgeon
+from amc_agent.env.surgery import pruned_copy
 from amc_agent.env.units import Unit
 
 
@@ -54,12 +54,11 @@ def calibrate_latency(
     points = []
     shape = tuple(example.shape[1:])
     for r in keep_ratios:
-        kept = [max(1, round(r * u.channels)) for u in units]
-        surgeon = Surgeon(model, example)
-        for u, k in zip(units, kept, strict=True):
-            surgeon.prune(u.name, range(k))
-        lat = measure_latency(surgeon.model.to(device), shape, batch_size=batch_size,
-                              device=device, min_time_s=min_time_s, backend=backend)
+        g = [u.channel_groups for u in units]  # a grouped unit keeps whole blocks alike
+        kept = [k * max(1, round(r * u.channels / k)) for u, k in zip(units, g, strict=True)]
+        lat = measure_latency(pruned_copy(model, example, units, kept).to(device), shape,
+                              batch_size=batch_size, device=device, min_time_s=min_time_s,
+                              backend=backend)
         points.append((cost.macs(kept), lat.median_ms))
     macs = np.array([p[0] for p in points], dtype=np.float64)
     ms = np.array([p[1] for p in points])

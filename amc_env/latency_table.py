@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from amc_agent.env import atomic
 from amc_agent.env.evaluation import fold_plan
 from amc_agent.env.latency import default_backend, measure_latency
-from amc_agent.env.surgery import Surgeon
+from amc_agent.env.surgery import pruned_copy
 from amc_agent.env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
 CONCAT_GRID = 6
@@ -222,10 +222,7 @@ def _uniform_copy(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     those counts."""
     kept = np.array([o[np.argmin(np.abs(np.asarray(o) - keep * u.channels))]
                      for u, o in zip(units, options, strict=True)], dtype=np.float64)
-    surgeon = Surgeon(model, example)
-    for u, k in zip(units, kept, strict=True):
-        surgeon.prune(u.name, u.balanced(range(int(k) // u.channel_groups)))
-    return surgeon.model, kept
+    return pruned_copy(model, example, units, kept), kept
 
 
 def build_latency_table(

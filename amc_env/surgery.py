@@ -19,6 +19,7 @@ from torch import nn
 from amc_agent.env.depgraph import build_graph, prune_group, unit_group, unit_width
 from amc_agent.env.errors import UserError
 from amc_agent.env.models import clone_model
+from amc_agent.env.units import Unit
 
 
 def full_group(graph: tp.DependencyGraph, model: nn.Module, root: str) -> tp.Group:
@@ -78,3 +79,14 @@ def apply_pruning_record(model: nn.Module, record: dict[str, Any]) -> nn.Module:
             raise UserError(f"pruning record names module {root!r}, which the model lacks")
         prune_root(graph, model, root, keep)
     return model
+
+
+def pruned_copy(model: nn.Module, example: torch.Tensor, units: Sequence[Unit],
+                counts: Sequence[float]) -> nn.Module:
+    """A copy of ``model`` with each unit cut to ``counts`` channels, keeping its first ones
+    (the same positions in every head or group block): for timing a width, where which
+    channels go does not matter."""
+    surgeon = Surgeon(model, example)
+    for u, k in zip(units, counts, strict=True):
+        surgeon.prune(u.name, u.balanced(range(int(k) // u.channel_groups)))
+    return surgeon.model

@@ -113,8 +113,7 @@ def main() -> None:
     for strategy, ratios in policies.items():
         cut = cut_to_latency(env, ratios, args.budget, args.batch, args.rounds,
                              args.backend, args.min_time)
-        info = env.play(cut.keep_ratios)
-        pruned = env.pruned_model()
+        info, pruned = cut.info, env.pruned_model()
         before = measure(pruned, data, args.device, latency_batches=())
         record, _ = train_seeds(pruned, ft_data, train, seeds, args.device, False)
         record.pop("finetune_histories")

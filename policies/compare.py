@@ -248,7 +248,7 @@ def _seeds(cfg: CompareConfig) -> list[int]:
 
 
 def train_seeds(model: nn.Module, data: DataSplits, train: TrainConfig, seeds: list[int],
-                 device: str, progress: bool) -> tuple[dict[str, Any], nn.Module]:
+                device: str, progress: bool) -> tuple[dict[str, Any], nn.Module]:
     """Train a copy of ``model`` once per seed; returns the accuracy record (per seed, mean,
     std; ``None`` for a diverged seed) and the first seed's trained model."""
     accs: list[float | None] = []
@@ -337,7 +337,7 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
     model = pruned
     if cfg.finetune.epochs:
         record, model = train_seeds(pruned, data, cfg.finetune, _seeds(cfg), device,
-                                     cfg.progress)
+                                    cfg.progress)
         row.update(record)
     else:
         row.update(test_acc=before["test_acc"], test_acc_std=None,

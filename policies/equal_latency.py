@@ -34,6 +34,9 @@ class LatencyCut:
     ratio: float
     round_ratios: list[float]
     met: bool
+    info: dict[str, Any]
+    """The cut policy's episode ``info`` (the env is left at that episode:
+    ``env.pruned_model()`` is its model)."""
     probes: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,7 +60,8 @@ def cut_to_latency(env: ChannelPruningEnv, ratios: dict[str, float], budget: flo
                    batch: int = 1, rounds: int = 3, backend: str | None = None,
                    min_time_s: float = 0.2, steps: int = STEPS) -> LatencyCut:
     """The largest scale of ``ratios`` whose measured latency ratio stays within ``budget`` in
-    every round (see the module docstring); ``env`` is played without its wall."""
+    every round (see the module docstring); ``env`` is played without its wall and left at the
+    cut policy's episode."""
     probes: list[dict[str, Any]] = []
 
     def probe(s: float) -> tuple[bool, list[float]]:
@@ -84,4 +88,4 @@ def _cut(env: ChannelPruningEnv, ratios: dict[str, float], s: float, rr: list[fl
          met: bool, probes: list[dict[str, Any]]) -> LatencyCut:
     kept = scaled(env, ratios, s)
     info = env.play(kept)
-    return LatencyCut(s, info["keep_ratios"], sorted(rr)[len(rr) // 2], rr, met, probes)
+    return LatencyCut(s, info["keep_ratios"], sorted(rr)[len(rr) // 2], rr, met, info, probes)
