@@ -33,7 +33,7 @@ from stable_baselines3.common.utils import update_learning_rate
 
 from amc_agent.agents.base import AGENTS, Agent, AgentSpec
 from amc_agent.agents.noise import TruncatedNormalNoise
-from amc_agent.agents.sb3_agents import OffPolicyAgent, SpacesEnv
+from amc_agent.agents.sb3_agents import OffPolicyAgent, SpacesEnv, default_warmup
 from amc_agent.env.errors import UserError
 
 
@@ -55,8 +55,9 @@ class AMCDDPGConfig:
     """Transitions per gradient step."""
     buffer_episodes: int = 100
     """Replay buffer size, in episodes (x units per episode transitions)."""
-    warmup_episodes: int = 100
-    """Episodes of uniformly random keep ratios before learning starts."""
+    warmup_episodes: int | None = None
+    """Episodes of uniformly random keep ratios before learning starts (None: AMC's 100, at
+    most a third of the search; amc_agent.agents.sb3_agents.default_warmup)."""
     sigma0: float = 0.5
     """Initial standard deviation of the truncated-normal exploration (keep-ratio units)."""
     sigma_decay: float | None = None
@@ -133,13 +134,16 @@ def sigma_decay(cfg: AMCDDPGConfig, episodes: int) -> float:
         return cfg.sigma_decay
     if not 0 < cfg.sigma_final <= cfg.sigma0:
         raise UserError(f"sigma_final must be in (0, sigma0={cfg.sigma0}], got {cfg.sigma_final}")
-    return (cfg.sigma_final / cfg.sigma0) ** (1 / max(1, episodes - cfg.warmup_episodes - 1))
+    warmup = default_warmup(episodes) if cfg.warmup_episodes is None else cfg.warmup_episodes
+    return (cfg.sigma_final / cfg.sigma0) ** (1 / max(1, episodes - warmup - 1))
 
 
 @AGENTS.register("amc-ddpg")
 def make_amc_ddpg(spec: AgentSpec, seed: int, overrides: dict[str, Any]) -> Agent:
     """AMC's DDPG agent (see the module docstring)."""
     cfg = amc_config(overrides)
+    if cfg.warmup_episodes is None:
+        cfg.warmup_episodes = default_warmup(spec.episodes, spec.warm_start)
     torch.manual_seed(seed)
     algo = AMCDDPG(SpacesEnv(spec), cfg, cfg.buffer_episodes * spec.steps_per_episode, seed)
     noise = TruncatedNormalNoise(cfg.sigma0, sigma_decay(cfg, spec.episodes), spec.low, spec.high,

@@ -28,6 +28,8 @@ class AgentSpec:
     action_space: gym.spaces.Box
     steps_per_episode: int
     episodes: int
+    warm_start: bool = False
+    """The actor starts from a trained one (``amc-search --init-actor``): a short warm-up."""
 
     @property
     def low(self) -> float:
@@ -85,6 +87,10 @@ class Agent(ABC):
     def deterministic_action(self, obs: np.ndarray) -> float | None:
         """The actor's noise-free keep ratio for ``obs``, if the agent has an actor."""
         return None
+
+    def load_actor(self, state: dict[str, Any]) -> None:
+        """Start from a trained actor (an :meth:`actor_state` of the same agent kind)."""
+        raise UserError(f"agent {self.name!r} has no actor to start from")
 
 
 AgentFactory = Callable[[AgentSpec, int, dict[str, Any]], Agent]

@@ -29,6 +29,19 @@ from amc_agent.agents.rng import generator_state, set_generator_state
 from amc_agent.env.errors import UserError
 
 DEFAULT_WARMUP_EPISODES = 100
+"""AMC's warm-up (100 random episodes before learning, in 400-800-episode searches)."""
+
+
+WARM_START_WARMUP_EPISODES = 10
+"""Random episodes before a warm-started actor learns: enough to give its critic varied data."""
+
+
+def default_warmup(episodes: int, warm_start: bool = False) -> int:
+    """Warm-up episodes of a search of ``episodes``: AMC's 100 (10 when the actor starts from a
+    trained one), but at most a third of the search, so a short search still spends two thirds
+    of its episodes learning."""
+    cap = WARM_START_WARMUP_EPISODES if warm_start else DEFAULT_WARMUP_EPISODES
+    return min(cap, episodes // 3)
 
 
 class SpacesEnv(gym.Env):
@@ -90,6 +103,18 @@ class SB3Agent(Agent):
     def actor_state(self) -> dict[str, Any]:
         return {"agent": self.name, "overrides": self.overrides,
                 "policy": self.algo.policy.state_dict()}
+
+    def load_actor(self, state: dict[str, Any]) -> None:
+        if state.get("agent") != self.name:
+            raise UserError(f"the actor to start from was trained by {state.get('agent')!r}; "
+                            f"search with --agent {state.get('agent')}")
+        try:
+            self.algo.policy.load_state_dict(state["policy"])
+        except RuntimeError:
+            raise UserError(
+                "the actor to start from does not fit this search's networks (another "
+                f"observation size than this version's {self.spec.observation_space.shape[0]} "
+                "features, or other hidden sizes in --agent-kwargs)") from None
 
     def deterministic_action(self, obs: np.ndarray) -> float:
         action, _ = self.algo.predict(obs, deterministic=True)
@@ -227,7 +252,8 @@ def _off_policy(cls: type[OffPolicyAlgorithm], name: str) -> None:
     def factory(spec: AgentSpec, seed: int, overrides: dict[str, Any]) -> Agent:
         ours, algo_kw = _split(dict(overrides), ("warmup_episodes", "updates_per_episode",
                                                  "action_noise_sigma"))
-        warmup = int(ours.get("warmup_episodes", DEFAULT_WARMUP_EPISODES))
+        warmup = int(ours.get("warmup_episodes",
+                              default_warmup(spec.episodes, spec.warm_start)))
         algo_kw.setdefault("buffer_size", max(1, spec.episodes) * spec.steps_per_episode)
         algo_kw.setdefault("learning_starts", 0)
         algo = _build(cls, spec, seed, algo_kw)

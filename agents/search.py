@@ -48,6 +48,8 @@ from amc_agent.policies.artifact import Policy, fingerprint
 from amc_agent.policies.heuristics import heuristic_policy
 
 STATE_FILE = Path("checkpoint") / "state.pt"
+INIT_ACTOR = "init-actor"
+"""The seed-policy name of a warm-started search's first episode (its actor's greedy policy)."""
 
 
 @dataclass
@@ -84,6 +86,10 @@ class SearchConfig:
     """Heuristics (amc_agent.policies.heuristics names, e.g. ``uniform``, ``tp-global``) whose
     policies are the search's first episodes (:meth:`amc_agent.agents.base.Agent.seed_with`); they
     count against the episode budget."""
+    init_actor: dict[str, Any] | None = None
+    """A trained actor (:meth:`Agent.actor_state`, e.g. another model's search) to start from:
+    the search warms up briefly and plays the actor's noise-free policy on this model as its
+    first episode (:data:`INIT_ACTOR`), so it starts where zero-shot transfer ends."""
 
 
 @dataclass
@@ -115,7 +121,8 @@ def episode_row(episode: int, info: dict[str, Any], stats: dict[str, Any],
         "macs": info["macs"], "params": info["params"],
         "macs_ratio": info["macs"] / info["original_macs"],
         "params_ratio": info["params"] / info["original_params"],
-        "meets_budget": meets_budget(info), "keep_ratios": info["keep_ratios"],
+        "meets_budget": meets_budget(info), "budget": info["budget"],
+        "keep_ratios": info["keep_ratios"],
         "actions": info["actions"], "seconds": seconds, **stats,
         "finite": math.isfinite(info["reward"]) and math.isfinite(info["accuracy"]),
     }
@@ -149,14 +156,25 @@ class Search:
                  policy_context: dict[str, Any]) -> None:
         self.env, self.cfg, self.out = env, cfg, Path(out)
         self.context = policy_context
-        spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes)
+        spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes,
+                         warm_start=cfg.init_actor is not None)
         self.agent: Agent = make_agent(cfg.agent, spec, cfg.seed, cfg.agent_kwargs)
-        if len(cfg.seed_policies) > cfg.episodes:
-            raise UserError(f"{len(cfg.seed_policies)} seed policies do not fit in "
+        self.seed_names = ([INIT_ACTOR] if cfg.init_actor is not None else []) + \
+            list(cfg.seed_policies)
+        if len(self.seed_names) > cfg.episodes:
+            raise UserError(f"{len(self.seed_names)} seed policies do not fit in "
                             f"{cfg.episodes} episodes")
-        if cfg.seed_policies:
-            self.agent.seed_with([[pol[u.name] for u in env.units] for pol in
-                                  (heuristic_policy(n, env) for n in cfg.seed_policies)])
+        seeds = [heuristic_policy(n, env) for n in cfg.seed_policies]
+        if cfg.init_actor is not None:
+            self.agent.load_actor(cfg.init_actor)
+            seeds.insert(0, self._greedy_ratios(0))
+        if seeds:
+            self.agent.seed_with([[pol[u.name] for u in env.units] for pol in seeds])
+        self.conditioned = env.cfg.budget_range is not None
+        """A budget-conditioned search: the product is the actor, declared at the midpoint."""
+        if self.conditioned and self.agent.actor_state() is None:
+            raise UserError(f"a budget range trains a budget-conditioned actor; agent "
+                            f"{cfg.agent!r} has none (use amc-ddpg or another RL agent)")
         if cfg.rescore_top > 0 and env.heldout_size < 1:
             raise UserError("--rescore-top needs validation images beyond --eval-size; lower "
                             "--eval-size or pass --rescore-top 0")
@@ -201,8 +219,9 @@ class Search:
             lbound=env.cfg.lbound, keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
             agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
                    "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs,
-                   "seed_policies": list(self.cfg.seed_policies)},
+                   "seed_policies": self.seed_names},
             actor=actor, channels={u.name: u.channels for u in env.units},
+            budget_range=list(env.cfg.budget_range) if env.cfg.budget_range else None,
         )
 
     def _save_best(self, row: dict[str, Any]) -> Policy:
@@ -265,7 +284,7 @@ class Search:
                     t0 = time.perf_counter()
                     info, stats = self._episode(episode)
                     row = episode_row(episode, info, stats, time.perf_counter() - t0)
-                    improved = self._is_better(row, best)
+                    improved = not self.conditioned and self._is_better(row, best)
                     if improved:
                         best = row
                         policy = self._save_best(row)
@@ -282,9 +301,12 @@ class Search:
                         bar.set_postfix(best_reward=f"{best['reward']:.4f}",
                                         best_acc=f"{best['accuracy']:.4f}",
                                         macs=f"{best['macs_ratio']:.3f}")
-            rescored = self._rescore(rows) if best is not None else None
+            if self.conditioned:
+                best, policy = self._declare_greedy()
+            candidates = [best] if self.conditioned and best is not None else rows
+            rescored = self._rescore(candidates) if best is not None else None
             if rescored:
-                best = next(r for r in rows if r["episode"] == rescored[0]["episode"])
+                best = next(r for r in candidates if r["episode"] == rescored[0]["episode"])
                 policy = self.make_policy(best, policy.actor if policy else None, rescored[0])
                 policy.save(self.out / "policy.json")
                 tracker.summary({"rescored_accuracy": rescored[0]["rescored_accuracy"],
@@ -299,6 +321,39 @@ class Search:
                                  "best_macs": best["macs"], "best_episode": best["episode"]})
             tracker.finish()
         return SearchResult(best, policy, rows, time.perf_counter() - t_start, rescored)
+
+    def _greedy_ratios(self, episode: int) -> dict[str, float]:
+        """The keep ratios the actor's noise-free episode applies (through the wall) under
+        episode ``episode``'s seed and budget. The walk's score is discarded, and a latency
+        wall's calibration is put back as it was, so a resumed search sees the same wall."""
+        env = self.env
+        window, aim = list(env._latency_ratios), env.wall.budget
+        obs, _ = env.reset(seed=self.episode_seed(episode))
+        info: dict[str, Any] = {}
+        for _ in env.units:
+            action = self.agent.deterministic_action(obs)
+            obs, _, _, _, info = env.step(np.array([action], dtype=np.float32))
+        env._latency_ratios.clear()
+        env._latency_ratios.extend(window)
+        env.wall.budget = aim
+        return dict(info["keep_ratios"])
+
+    def _declare_greedy(self) -> tuple[dict[str, Any], Policy]:
+        """A budget-conditioned search's policy: its actor's noise-free episode at the range's
+        midpoint (``env.cfg.budget``), saved with the actor."""
+        env = self.env
+        obs, _ = env.reset(seed=self.episode_seed(self.cfg.episodes),
+                           options={"budget": env.cfg.budget})
+        t0, done, info = time.perf_counter(), False, {}
+        while not done:
+            action = self.agent.deterministic_action(obs)
+            obs, _, done, _, info = env.step(np.array([action], dtype=np.float32))
+        row = episode_row(self.cfg.episodes, info, {"greedy": True}, time.perf_counter() - t0)
+        if not (row["finite"] and row["meets_budget"]):
+            raise UserError(f"the trained actor's episode at budget {env.cfg.budget} did not "
+                            "meet it with a finite score; search longer")
+        atomic.write_json(self.out / "greedy.json", row)
+        return row, self._save_best(row)
 
     def episode_seed(self, episode: int) -> int:
         """The environment seed of episode ``episode``."""
@@ -349,7 +404,7 @@ class Search:
             obs = next_obs
         stats: dict[str, Any] = dict(agent.end_episode(episode, float(reward)))
         if seeded is not None:
-            stats["seed_policy"] = self.cfg.seed_policies[episode]
+            stats["seed_policy"] = self.seed_names[episode]
         return info, stats
 
     def _stand_in_reward(self, episode: int, info: dict[str, Any]) -> float:

@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,13 @@ def _records(path: Path) -> list[Any]:
     return out
 
 
-def read_offline_run(run_dir: Path) -> dict[str, Any]:
+def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict[str, Any]:
     """Decode ``wandb/offline-run-*/``: ``{"name", "group", "config", "history", "summary"}``
-    with ``history`` a list of {key: value} dicts (keys of nested values joined by '/')."""
+    with ``history`` a list of {key: value} dicts (keys of nested values joined by '/').
+
+    wandb's writer process may still be flushing after ``finish()`` returns (seen on a loaded
+    2-core machine: an empty file read back right after it): the file is read again until it
+    holds the run's final ``exit`` record, for up to ``wait_s`` seconds."""
     files = sorted(Path(run_dir).glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
@@ -132,7 +137,13 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
     def key(item: Any) -> str:
         return item.key or "/".join(item.nested_key)
 
-    for rec in _records(files[0]):
+    deadline = time.monotonic() + wait_s
+    records = _records(files[0])
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = _records(files[0])
+    for rec in records:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out["name"], out["group"] = rec.run.display_name, rec.run.run_group

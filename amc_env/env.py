@@ -42,7 +42,11 @@ from amc_agent.env.wall import ActionWall, allowed_counts, round_channels
 
 TARGETS = ("flops", "params", "latency")
 OBS_FEATURES = ("t", "channels", "in_channels", "height", "width", "stride", "kernel", "macs",
-                "members", "reduced", "rest", "prev_action")
+                "members", "reduced", "rest", "prev_action", "budget", "target_params",
+                "target_latency")
+"""AMC's state (unit features normalised over the model, the MACs already cut and still
+cuttable, the previous keep ratio) plus the episode's budget and target kind, so one actor can
+serve several budgets (a budget-conditioned search, ``EnvConfig.budget_range``)."""
 
 
 @dataclass
@@ -53,6 +57,10 @@ class EnvConfig:
     """What the budget limits: ``flops`` (MACs), ``params`` or measured ``latency``."""
     budget: float = 0.5
     """Fraction of the original model's target cost to keep, in (0, 1]."""
+    budget_range: tuple[float, float] | None = None
+    """A budget-conditioned search: each episode seeded by :meth:`ChannelPruningEnv.reset` draws
+    its budget uniformly from ``[low, high]`` (MACs or params targets; ``budget`` is then the
+    range's midpoint, where the search declares its policy)."""
     lbound: float = 0.2
     """Smallest keep ratio an action may ask for (AMC: 0.2)."""
     round_to: int = 8
@@ -208,7 +216,9 @@ class ChannelPruningEnv(gym.Env):
             self.budget_abs = cfg.budget * self.cost.original[cfg.target]
             self.wall = ActionWall(lambda rows: self.cost.batch(cfg.target, rows), options,
                                    self.budget_abs, cfg.fill_budget)
-        self._check_feasible()
+        self.budget = cfg.budget
+        """This episode's budget (fraction of the original cost)."""
+        self._check_feasible(cfg.budget_range[0] if cfg.budget_range else cfg.budget)
         self.val_batches = take_batches(data.val, cfg.val_size, cfg.eval_batch, cfg.device)
         if not self.val_batches:
             raise UserError("the validation split is empty; raise --val-size")
@@ -253,6 +263,14 @@ class ChannelPruningEnv(gym.Env):
             raise UserError(f"unknown target {cfg.target!r}; valid targets: {', '.join(TARGETS)}")
         if not (isinstance(cfg.budget, int | float) and 0 < cfg.budget <= 1):
             raise UserError(f"--budget must be a fraction in (0, 1], got {cfg.budget!r}")
+        if cfg.budget_range is not None:
+            low, high = cfg.budget_range
+            if not 0 < low < high <= 1:
+                raise UserError(f"--budget LOW:HIGH must satisfy 0 < LOW < HIGH <= 1, got "
+                                f"{low}:{high}")
+            if cfg.target == "latency":
+                raise UserError("a budget range (--budget LOW:HIGH) is for flops or params "
+                                "targets; a latency budget is searched one at a time")
         if not 0 < cfg.lbound <= 1:
             raise UserError(f"--lbound must be in (0, 1], got {cfg.lbound!r}")
         if cfg.round_to < 1:
@@ -268,13 +286,13 @@ class ChannelPruningEnv(gym.Env):
         if cfg.calib_images < 1 or cfg.calib_points < 1:
             raise UserError("--calib-images and --calib-points must be at least 1")
 
-    def _check_feasible(self) -> None:
+    def _check_feasible(self, budget: float) -> None:
         smallest = self.wall.smallest_cost()
-        if smallest > self.budget_abs + 1e-6:
-            full = self.latency_model.original_ms if self.latency_model else \
-                self.cost.original[self.cfg.target]
+        full = self.latency_model.original_ms if self.latency_model else \
+            self.cost.original[self.cfg.target]
+        if smallest > budget * full + 1e-6:
             raise UserError(
-                f"budget {self.cfg.budget} is infeasible for target {self.cfg.target}: with every "
+                f"budget {budget} is infeasible for target {self.cfg.target}: with every "
                 f"unit at lbound {self.cfg.lbound} the model keeps {smallest / full:.3f} of it; "
                 f"use --budget {math.ceil(smallest / full * 1000) / 1000} or more, or a lower "
                 "--lbound"
@@ -321,6 +339,12 @@ class ChannelPruningEnv(gym.Env):
         if seed is not None:
             self._rng.manual_seed(seed)
             self.action_space.seed(seed)
+        if (options or {}).get("budget") is not None:
+            self.set_budget(float(options["budget"]))  # type: ignore[index]
+        elif self.cfg.budget_range is not None and seed is not None:
+            low, high = self.cfg.budget_range
+            # Its own stream: the draw leaves the criterion's and the agent's generators alone.
+            self.set_budget(low + (high - low) * float(np.random.default_rng([seed, 7]).random()))
         t0 = time.perf_counter()
         self._surgeon = Surgeon(self.model, self.example)
         self._stale_bn = False
@@ -386,8 +410,10 @@ class ChannelPruningEnv(gym.Env):
     def play(self, ratios: dict[str, float], seed: int = 0) -> dict[str, Any]:
         """One whole episode applying ``ratios`` (keep ratios by unit name) as given, only
         rounded, without the action wall; returns the final ``info``. For replaying policies
-        and probing units."""
-        self.reset(seed=seed, options={"wall": False})
+        and probing units. The budget stays the current one (a budget range draws none)."""
+        self.reset(seed=seed, options={"wall": False,
+                                       "budget": None if self.cfg.target == "latency"
+                                       else self.budget})
         info: dict[str, Any] = {}
         for u in self.units:
             _, _, done, _, info = self.step(np.array([ratios[u.name]], dtype=np.float32))
@@ -425,6 +451,18 @@ class ChannelPruningEnv(gym.Env):
                            calibration=self.calib_batches, rng=self._rng,
                            calibrator=self.calibrator, kept=dict(s.kept))
 
+    def set_budget(self, budget: float) -> None:
+        """Make ``budget`` (fraction of the original MACs or params) this and later episodes'
+        budget; a UserError if no policy can meet it."""
+        if self.cfg.target == "latency":
+            raise UserError("the budget of a latency search is fixed when the env is built")
+        if not 0 < budget <= 1:
+            raise UserError(f"--budget must be a fraction in (0, 1], got {budget!r}")
+        self._check_feasible(budget)
+        self.budget = budget
+        self.budget_abs = budget * self.cost.original[self.cfg.target]
+        self.wall.budget = self.budget_abs
+
     def _obs(self, t: int) -> np.ndarray:
         chosen = self._chosen[:t]
         full = [u.channels for u in self.units]
@@ -438,8 +476,9 @@ class ChannelPruningEnv(gym.Env):
         # replay buffer stores it (the request would tell the agent something that did not happen).
         prev = self._chosen[t - 1] / self.units[t - 1].channels if 0 < t <= len(self._chosen) \
             else 1.0
-        dyn = np.clip([reduced, rest, prev], 0.0, 1.0)
-        return np.concatenate([self._static[t], dyn]).astype(np.float32)
+        dyn = np.clip([reduced, rest, prev, self.budget], 0.0, 1.0)
+        kind = [float(self.cfg.target == "params"), float(self.cfg.target == "latency")]
+        return np.concatenate([self._static[t], dyn, kind]).astype(np.float32)
 
     @property
     def cacheable(self) -> bool:
@@ -486,7 +525,7 @@ class ChannelPruningEnv(gym.Env):
             "original_macs": self.cost.original["flops"],
             "original_params": self.cost.original["params"],
             "target": self.cfg.target,
-            "budget": self.cfg.budget,
+            "budget": self.budget,
             "keep_ratios": {u.name: k / u.channels for u, k in zip(self.units, self._chosen,
                                                                    strict=True)},
             "kept_channels": {u.name: k for u, k in zip(self.units, self._chosen, strict=True)},

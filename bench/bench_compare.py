@@ -6,12 +6,13 @@ the searched winners re-scored on held-out images, and several fine-tune seeds p
         --episodes 150 --finetune-seeds 3 --work runs/bench_compare/cnn10_b05 \
         [-- extra amc-compare flags, e.g. --agent-kwargs '{warmup_episodes: 50}']
 
-Writes ``bench/results/compare_<model>_<target><budget>[_<variant>].json`` (``..._s<N>.json``
-with ``--search-seed N``, N > 0): the config, every strategy's row (accuracies per seed, mean, std,
-MACs, budget kept, latency) and the differences against the best mean with whether each exceeds
-the seed spread (amc_agent.policies.stats). ``--search-seed N`` runs amc-compare with ``--seed N``:
-the searches start from seed N and the fine-tunes use seeds N, N+1, ...; the validation split stays
-(``--split-seed``), so runs at several search seeds pool into one comparison (bench.report).
+Writes ``bench/results/compare_<model>_<target><budget>[_<variant>][_<tag>].json``
+(``..._s<N>.json`` with ``--search-seed N``, N > 0): the config, every strategy's row
+(accuracies per seed, mean, std, MACs, budget kept, latency) and the differences against the best
+mean with whether each exceeds the seed spread (amc_agent.policies.stats). ``--search-seed N``
+runs amc-compare with ``--seed N``: the searches start from seed N and the fine-tunes use seeds N,
+N+1, ...; the validation split stays (``--split-seed``), so runs at several search seeds pool
+into one comparison (bench.report).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from bench.common import write_result
 KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_images",
         "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",
         "macs", "params", "macs_kept", "cost_kept", "budget_ok", "latency", "diverged",
-        "found_at_episode", "warmup_episodes", "seed_policy", "keep_ratios")
+        "found_at_episode", "warmup_episodes", "seed_policy", "keep_ratios",
+        "rescore_finetune_images")
 
 
 def main() -> None:
@@ -50,6 +52,9 @@ def main() -> None:
     p.add_argument("--variant", default="",
                    help="a name for runs whose extra flags change a strategy (e.g. ftrescore "
                         "for --rescore-finetune): kept out of the ladder's pooled seeds")
+    p.add_argument("--tag", default="",
+                   help="a file-name suffix only (e.g. reselect, for `-- --resume` runs that "
+                        "re-select finished searches); the rows pool with the others")
     p.add_argument("extra", nargs="*", help="further amc-compare flags (after --)")
     args = p.parse_args()
     argv = ["--checkpoint", str(args.checkpoint), "--target", args.target, "--budget",
@@ -65,7 +70,7 @@ def main() -> None:
     results = json.loads((args.work / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
     name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}" + (
-        f"_{args.variant}" if args.variant else "") + (
+        f"_{args.variant}" if args.variant else "") + (f"_{args.tag}" if args.tag else "") + (
         f"_s{args.search_seed}" if args.search_seed else "")
     out = write_result(name, {
         "seconds": time.perf_counter() - t0 if ran else None, "variant": args.variant or None,

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from amc_agent.agents import AGENTS
 from amc_agent.cli import train
 from amc_agent.env import atomic
 from amc_agent.policies.report import before_finetune_lead
@@ -769,11 +771,10 @@ def _seeds(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def _pool(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One strategy's rows from compare runs at several search seeds, pooled: every fine-tune
     seed of every search seed is one sample of what a user gets after fine-tuning. A strategy
     that does not depend on the search seed (a heuristic) may have run at one seed only."""
-    rows = [r["strategies"][name] for r in runs if name in r["strategies"]]
     after = [a for x in rows for a in x["test_acc_seeds"] if a is not None]
     before = [x["test_acc_before_finetune"] for x in rows]
     mean, std = mean_std(after) if after else (None, None)
@@ -783,6 +784,40 @@ def _pool(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return {"test_acc_before_finetune": statistics.fmean(before), "test_acc": mean,
             "test_acc_std": std, "samples": per_seed if len(per_seed) > 1 else after,
             "per_search_seed": per_seed}
+
+
+NO_FT_RESCORE = " (no FT re-score)"
+
+
+def _finetune_images(run: dict[str, Any], name: str) -> int:
+    """Training images of the short fine-tune that chose a searched strategy's winner. Rows
+    record it since it became the default; earlier runs show it only as a flag (off by default
+    then)."""
+    images = run["strategies"][name].get("rescore_finetune_images")
+    if images is not None:
+        return int(images)
+    flag = re.search(r"--rescore-finetune[ =](\d+)", run.get("compare_command", ""))
+    return int(flag.group(1)) if flag else 0
+
+
+def _label(run: dict[str, Any], name: str) -> str:
+    """A ladder row's name: a searched strategy whose winner was chosen without the short
+    fine-tune (amc_agent.agents.rescore) is another row than the default selection."""
+    return name + NO_FT_RESCORE if name in AGENTS and not _finetune_images(run, name) else name
+
+
+def _rows_by_label(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Strategy rows of compare runs at one budget, by ladder row name; one row per search
+    seed (a re-run of the same seed and selection is not a new sample)."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    seen: set[tuple[str, int]] = set()
+    for run in runs:
+        for name, row in run["strategies"].items():
+            label, seed = _label(run, name), run["config"].get("seed", 0)
+            if (label, seed) not in seen:
+                seen.add((label, seed))
+                out[label].append(row | {"search_seed": seed})
+    return out
 
 
 def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -807,10 +842,10 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         budgets = sorted(by_budget, reverse=True)
         model = Path(ckpt).stem
-        names = [n for n in by_budget[budgets[0]][0]["strategies"]
-                 if all(any(n in r["strategies"] for r in by_budget[b]) for b in budgets)]
-        rungs = {b: {n: _pool(by_budget[b], n) for n in names} for b in budgets}
-        seeds = {b: sorted(r["config"].get("seed", 0) for r in by_budget[b]) for b in budgets}
+        rows = {b: _rows_by_label(by_budget[b]) for b in budgets}
+        names = [n for n in rows[budgets[0]] if all(n in rows[b] for b in budgets)]
+        rungs = {b: {n: _pool(rows[b][n]) for n in names} for b in budgets}
+        seeds = {b: sorted({r["config"].get("seed", 0) for r in by_budget[b]}) for b in budgets}
         out += [f"## Difficulty ladder (`{ckpt}`, criterion {crit}, MACs budgets "
                 f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
                 "Test accuracy before fine-tuning / after (mean ± std over every fine-tune run; "
@@ -818,7 +853,11 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
                 + ", ".join(f"{100 * b:.0f}%: {', '.join(map(str, seeds[b]))}" for b in budgets)
                 + " (several: before-FT is their mean, after-FT pools every fine-tune seed of "
                 "every search seed, so the spread includes the search's own). **Bold**: best "
-                "mean after fine-tuning at that budget.", "",
+                "mean after fine-tuning at that budget. A searched strategy picks its winner "
+                "among its top policies by their held-out accuracy after a short fine-tune "
+                "(`--rescore-finetune`, the default); rows marked"
+                f" *{NO_FT_RESCORE.strip()}* are the same kind of search judged on held-out "
+                "accuracy right after pruning (runs from before that default).", "",
                 "| strategy | " + " | ".join(f"{100 * b:.0f}% MACs" for b in budgets) + " |",
                 "|---|" + "---|" * len(budgets)]
         best = {b: max(names, key=lambda n, b=b: rungs[b][n]["test_acc"] or 0) for b in budgets}
@@ -856,7 +895,7 @@ def _ladder_verdicts(budgets: list[float], names: list[str],
            "bars (see each budget's compare table): a lead of a few tenths is reproducible on "
            "this split, not proof that it generalises.", ""]
     for b in budgets:
-        for learned in (n for n in names if n in LEARNED):
+        for learned in (n for n in names if n.removesuffix(NO_FT_RESCORE) in LEARNED):
             out.append(f"- {100 * b:.0f}% MACs, {learned}: "
                        + _verdict(rungs[b][learned]["samples"], rungs[b], learned) + ".")
     return out
@@ -884,8 +923,8 @@ def _variant_verdicts(variants: dict[tuple[str, float], list[dict[str, Any]]],
     for (variant, b), runs in sorted(variants.items()):
         if b not in rungs:
             continue
-        for name in runs[0]["strategies"]:
-            x = _pool(runs, name)
+        for name, rows in _rows_by_label(runs).items():
+            x = _pool(rows)
             out.append(f"- {100 * b:.0f}% MACs, {name} ({variant}; "
                        f"{len(x['per_search_seed'])} search seed(s), "
                        f"{_pct(x['test_acc_before_finetune'])} / {100 * x['test_acc']:.2f} ± "

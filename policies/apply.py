@@ -5,7 +5,10 @@ saved actor on a new one (policy transfer, which AMC described but never shipped
   widths) and the budget is the policy's: the keep ratios are applied as they are.
 - **actor mode**: the structure differs (deeper/wider network, another torchvision model) or a
   different budget is asked for, and the policy carries an actor: the actor is run over the new
-  model's unit states, deterministically, with the action wall at the requested budget.
+  model's unit states, deterministically, with the action wall at the requested budget. The
+  actor sees that budget in its observation: an actor from a budget-conditioned search
+  (``amc-search --budget LOW:HIGH``) was trained on every budget in its range and is only run
+  inside it; one searched at a single budget is run at another as transfer.
 - otherwise the policy is refused with the list of mismatched units.
 """
 
@@ -68,7 +71,12 @@ def run_actor(policy: Policy, policy_dir: Path, env: ChannelPruningEnv) -> dict[
     spec = AgentSpec(env.observation_space, env.action_space, env.n_units, 1)
     agent = make_agent(actor["agent"], spec, int(policy.agent.get("seed", 0)),
                        actor.get("overrides", {}))
-    agent.algo.policy.load_state_dict(actor["policy"])
+    try:
+        agent.algo.policy.load_state_dict(actor["policy"])
+    except RuntimeError:
+        raise UserError(f"the policy's actor {path} does not take this version's "
+                        f"{spec.observation_space.shape[0]}-feature observation (an actor from "
+                        "an older release); search again to re-derive ratios") from None
     obs, _ = env.reset(seed=0)
     info: dict[str, Any] = {}
     for _ in range(env.n_units):
@@ -84,6 +92,11 @@ def apply_policy(policy: Policy, policy_dir: Path, model: nn.Module, data: DataS
     if budget is not None and policy.target == "latency":
         raise UserError("changing the budget of a latency policy is not supported; "
                         "search again on the target device")
+    if budget is not None and policy.budget_range is not None and \
+            not policy.budget_range[0] - 1e-12 <= budget <= policy.budget_range[1] + 1e-12:
+        low, high = policy.budget_range
+        raise UserError(f"--budget {budget} is outside {low}:{high}, the range the policy's actor "
+                        "was trained on; search with a range that covers it")
     same_budget = budget is None or abs(budget - policy.budget) < 1e-12
     env = env_for(policy, model, data, budget, device, fill_budget=False, **env_overrides)
     if fingerprint(env.units) == policy.fingerprint and same_budget:

@@ -2,7 +2,8 @@
 
 A policy maps a model's prunable units (by root module name) to keep ratios, with everything
 needed to judge and reuse it: the model recipe and a fingerprint of its unit structure, the
-dataset and input shape, target, budget, criterion, rounding and lower bound, metrics (validation
+dataset and input shape, target, budget (and the budget range of a budget-conditioned search),
+criterion, rounding and lower bound, metrics (validation
 accuracy, MACs, params, latency with its device) and the agent that found it. ``actor`` names a
 weights file beside the JSON holding the agent's trained actor, which is what lets a policy be
 re-derived for a model the agent never saw.
@@ -49,6 +50,9 @@ class Policy:
     actor: str | None = None
     channels: dict[str, int] = field(default_factory=dict)
     """Original width of each unit (for naming mismatches when applying)."""
+    budget_range: list[float] | None = None
+    """``[low, high]`` of a budget-conditioned search: its actor was trained on every budget
+    in that range (``budget`` is the midpoint, where ``keep_ratios`` were derived)."""
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,5 +100,10 @@ class Policy:
         actor = data.get("actor")
         if actor is not None and not isinstance(actor, str):
             raise UserError(f"{where}: field 'actor' must be a file name or null")
+        rng = data.get("budget_range")
+        if rng is not None and not (isinstance(rng, list) and len(rng) == 2
+                                    and all(isinstance(b, int | float) for b in rng)
+                                    and 0 < rng[0] < rng[1] <= 1):
+            raise UserError(f"{where}: budget_range must be [low, high] with 0 < low < high <= 1")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ from torch import nn
 from torch.utils.data import Subset
 
 from amc_agent.agents import AGENTS
-from amc_agent.agents.rescore import ShortFinetune, resolve_top
-from amc_agent.agents.search import Search, SearchConfig
+from amc_agent.agents.rescore import ShortFinetune, resolve_finetune, resolve_top
+from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import Tracker
 from amc_agent.env.cost import measure_cost
 from amc_agent.env.datasets import DataSplits
@@ -100,10 +101,14 @@ class CompareConfig:
     (amc_agent.agents.rescore; ``None``: its default where the split has such images)."""
     rescore_images: int | None = None
     """Held-out validation images for re-scoring and for every row's held-out accuracy."""
-    rescore_finetune: int = 0
+    rescore_finetune: int | None = None
     """Searched strategies: fine-tune each re-scored policy on this many training images (one
-    pass at the fine-tune learning rate) before its held-out score (amc_agent.agents.rescore); 0:
-    off."""
+    pass at the fine-tune learning rate) before its held-out score (amc_agent.agents.rescore);
+    ``None``: its default whenever policies are re-scored; 0: off."""
+    resume: bool = False
+    """Continue the searches a previous run of this comparison left in ``out`` (from their last
+    checkpoint; a finished one plays no episode) and redo what follows them: the winners'
+    selection under this config's re-scoring flags, the fine-tunes and the report."""
     seed_policies: tuple[str, ...] = ()
     """Heuristics whose policies every searched strategy plays first (SearchConfig)."""
     search_dir: Path | None = None
@@ -127,8 +132,10 @@ def settings_for(agent_kwargs: dict[str, Any], agent: str) -> dict[str, Any]:
     return {} if agent == "random" else agent_kwargs
 
 
-def reusable_search(search_dir: Path, agent: str, env: ChannelPruningEnv) -> Policy:
-    """The policy of a finished search folder, if it fits this comparison (else a UserError)."""
+def reusable_search(search_dir: Path, agent: str, env: ChannelPruningEnv,
+                    flag: str = "--search") -> Policy:
+    """The policy of a finished search folder, if it fits this comparison (else a UserError
+    naming ``flag``)."""
     policy = Policy.load(search_dir / "policy.json")
     reasons = []
     if policy.agent.get("name") != agent:
@@ -141,8 +148,27 @@ def reusable_search(search_dir: Path, agent: str, env: ChannelPruningEnv) -> Pol
     if policy.criterion != env.criterion.spec:
         reasons.append(f"it used criterion {policy.criterion!r}, not {env.criterion.spec!r}")
     if reasons:
-        raise UserError(f"--search {search_dir} cannot be reused: {'; '.join(reasons)}")
+        raise UserError(f"{flag} {search_dir} cannot be reused: {'; '.join(reasons)}")
     return policy
+
+
+def resumable_search(folder: Path, agent: str, env: ChannelPruningEnv, episodes: int) -> bool:
+    """Whether ``folder`` holds a checkpointed search of ``agent`` that this comparison can
+    continue (a UserError if it belongs to another setting). A folder a search left before its
+    first checkpoint is removed: that search starts again."""
+    state = folder / STATE_FILE
+    if not state.exists():
+        if folder.exists():
+            shutil.rmtree(folder)
+        return False
+    if (folder / "policy.json").exists():
+        reusable_search(folder, agent, env, flag="--resume:")
+    done = sum(1 for ln in (folder / "episodes.jsonl").read_text().splitlines() if ln.strip()) \
+        if (folder / "episodes.jsonl").exists() else 0
+    if done > episodes:
+        raise UserError(f"{folder} already ran {done} episodes, more than --episodes {episodes}; "
+                        "resume with at least as many")
+    return True
 
 
 def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_cfg: EnvConfig,
@@ -162,17 +188,21 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                             "among --strategies")
         reused = reusable_search(cfg.search_dir, agent, env)
     context = {"recipe": recipe, "criterion": str(env_cfg.criterion)}
+    top = resolve_top(cfg.rescore_top, env)
+    tune = resolve_finetune(cfg.rescore_finetune, top, env.train_split)
     # Every agent is built (its settings checked) before anything is written.
     searches = {name: Search(env, SearchConfig(
         agent=name, episodes=cfg.episodes, seed=cfg.seed,
         agent_kwargs=settings_for(cfg.agent_kwargs, name), wandb_mode=cfg.wandb_mode,
         wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
-        rescore_top=resolve_top(cfg.rescore_top, env), rescore_images=cfg.rescore_images,
-        rescore_finetune=ShortFinetune(cfg.rescore_finetune, lr=cfg.finetune.lr, seed=cfg.seed)
-        if cfg.rescore_finetune else None, seed_policies=cfg.seed_policies),
+        rescore_top=top, rescore_images=cfg.rescore_images,
+        rescore_finetune=ShortFinetune(tune, lr=cfg.finetune.lr, seed=cfg.seed)
+        if tune else None, seed_policies=cfg.seed_policies),
         out / f"search-{name}", context)
         for name in cfg.strategies
         if name in AGENTS and (reused is None or reused.agent.get("name") != name)}
+    resumed = {name: resumable_search(s.out, name, env, cfg.episodes) if cfg.resume else False
+               for name, s in searches.items()}
     ft_data = finetune_subset(data, cfg.finetune_images, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     original = measure(model, data, device, latency_batches=())
@@ -180,7 +210,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     models: dict[str, nn.Module] = {"original": model}
     results: dict[str, Any] = {"original": original, "strategies": {}, "curves": {}}
     first_agent: dict[str, Any] | None = None
-    searched = {name: search.run() for name, search in searches.items()}
+    searched = {name: search.run(resume=resumed[name]) for name, search in searches.items()}
     # Heuristics aim where the searches' wall ended: for a latency target that is the budget
     # less the margin learnt from measured episodes (the nominal budget for MACs and params).
     replay_env.wall.budget = env.wall.budget
@@ -211,7 +241,9 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                 policy.agent.get("seed_policies") or []
             row.update(found_at_episode=found, warmup_episodes=warmup,
                        seed_policy=seeds[found] if found is not None and found < len(seeds)
-                       else None)
+                       else None,
+                       rescore_finetune_images=(policy.metrics.get("rescore_finetune")
+                                                or {}).get("images", 0))
         results["strategies"][name] = row
         if curve is not None:
             results["curves"][name] = curve
@@ -227,6 +259,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     for name, row in results["strategies"].items():
         row["latency"] = lat[name]
     results["differences"] = differences(results)
+    results["selection"] = {"rescore_top": top, "rescore_finetune": tune}
     _track(results, cfg, env_cfg, out)
     return results
 

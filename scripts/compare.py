@@ -46,6 +46,10 @@ def build_parser() -> cli.Parser:
                    help="epochs for 'scratch' (default: the checkpoint's training epochs)")
     p.add_argument("--latency-time", type=float, default=0.5)
     p.add_argument("--out", type=Path, help="output folder, e.g. runs/cmp")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the searches an earlier run left in --out (same model, "
+                        "budget, criterion, seed) and redo the selection, fine-tunes and report "
+                        "with this run's flags")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -53,6 +57,9 @@ def build_parser() -> cli.Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = cli.parse(build_parser(), argv)
+    if isinstance(args.budget, tuple):
+        raise UserError("amc-compare compares strategies at one budget; give --budget a single "
+                        "fraction (a LOW:HIGH range is for amc-search)")
     check_common(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     check_strategies(strategies)
@@ -64,8 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"got {getattr(args, flag)}")
     if args.search is not None and not (args.search / "policy.json").is_file():
         raise UserError(f"--search {args.search} holds no policy.json")
-    if args.out.exists() and any(args.out.iterdir()):
-        raise UserError(f"{args.out} is not empty; choose another --out")
+    if args.resume and not args.out.is_dir():
+        raise UserError(f"--resume: {args.out} does not exist; drop --resume")
+    if not args.resume and args.out.exists() and any(args.out.iterdir()):
+        raise UserError(f"{args.out} is not empty; use --resume to continue it or choose "
+                        "another --out")
     cli.apply_runtime(args)
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source)
@@ -80,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune_seeds=args.finetune_seeds, finetune_images=args.finetune_images,
         rescore_top=args.rescore_top,
         rescore_images=args.rescore_images, rescore_finetune=args.rescore_finetune,
-        seed_policies=args.seed_policies,
+        seed_policies=args.seed_policies, resume=args.resume,
         wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
         latency_backend=args.latency_backend,
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
@@ -96,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "strategies": strategies, "image_size": data.spec.image_size,
                          "augment": data.split.get("augment"),
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs,
-                         "seed_policies": list(args.seed_policies)}
+                         "seed_policies": list(args.seed_policies),
+                         **results.pop("selection")}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])
     results["command"] = command

@@ -13,7 +13,13 @@ from typing import Any
 import yaml
 
 from amc_agent.agents import AGENTS
-from amc_agent.agents.rescore import DEFAULT_TOP, ShortFinetune, resolve_top
+from amc_agent.agents.rescore import (
+    DEFAULT_FINETUNE_IMAGES,
+    DEFAULT_TOP,
+    ShortFinetune,
+    resolve_finetune,
+    resolve_top,
+)
 from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import MODES
 from amc_agent.cli import cli
@@ -23,17 +29,45 @@ from amc_agent.env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_agent.env.errors import UserError
 from amc_agent.env.latency import BACKENDS, check_backend
 from amc_agent.env.rewards import REWARDS
+from amc_agent.policies.artifact import Policy
 from amc_agent.policies.heuristics import HEURISTICS
 
 PROG = "amc-search"
+
+
+def init_actor(path: Path | None) -> dict[str, Any] | None:
+    """The actor state of ``--init-actor`` (a policy.json, or the folder holding one)."""
+    if path is None:
+        return None
+    policy_file = path / "policy.json" if path.is_dir() else path
+    policy = Policy.load(policy_file)
+    if policy.actor is None:
+        raise UserError(f"--init-actor {path}: the policy carries no actor (searched by "
+                        f"{policy.agent.get('name')!r}); give one from an RL agent's search")
+    return atomic.read_torch(policy_file.parent / policy.actor, "the policy's actor file")
+
+
+def budget_arg(text: str) -> float | tuple[float, float]:
+    """argparse type of ``--budget``: a fraction, or ``LOW:HIGH`` for a range."""
+    try:
+        parts = tuple(float(x) for x in str(text).split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction or LOW:HIGH, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected a fraction or LOW:HIGH, got {text!r}")
+    return parts[0], parts[1]
 
 
 def add_env_args(p: argparse.ArgumentParser) -> None:
     """Flags that configure the pruning environment (shared with amc-compare)."""
     d = EnvConfig()
     p.add_argument("--target", default=d.target, help=f"{', '.join(TARGETS)} (default flops)")
-    p.add_argument("--budget", type=float, default=d.budget,
-                   help="fraction of the original target cost to keep (default 0.5)")
+    p.add_argument("--budget", type=budget_arg, default=d.budget,
+                   help="fraction of the original target cost to keep (default 0.5); amc-search "
+                        "also takes LOW:HIGH, a budget-conditioned search drawing each "
+                        "episode's budget from that range")
     p.add_argument("--criterion", default=d.criterion,
                    help=f"{', '.join(CRITERIA.names())} (default {d.criterion})")
     p.add_argument("--reconstruct", action="store_true",
@@ -82,17 +116,22 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_TOP} when the split has such images; 0: off)")
     p.add_argument("--rescore-images", type=int, default=None,
                    help="held-out images for --rescore-top (default: all of them)")
-    p.add_argument("--rescore-finetune", type=int, default=0,
+    p.add_argument("--rescore-finetune", type=int, default=None,
                    help="fine-tune each re-scored policy for one pass over this many training "
                         "images before its held-out score, and rank by the score after it "
-                        "(NetAdapt's short-term fine-tune; default 0: off)")
+                        "(NetAdapt's short-term fine-tune; default "
+                        f"{DEFAULT_FINETUNE_IMAGES}, at most the training split, whenever "
+                        "policies are re-scored; 0: off)")
     p.add_argument("--wandb-mode", default="offline", help="offline (default), online, disabled")
     p.add_argument("--wandb-project", default="amc")
 
 
 def env_config(args: argparse.Namespace) -> EnvConfig:
     """The EnvConfig the flags describe."""
-    return EnvConfig(target=args.target, budget=args.budget, lbound=args.lbound,
+    budget_range = args.budget if isinstance(args.budget, tuple) else None
+    budget = sum(budget_range) / 2 if budget_range else args.budget
+    return EnvConfig(target=args.target, budget=budget, budget_range=budget_range,
+                     lbound=args.lbound,
                      round_to=args.round_to, criterion=criterion_spec(args), reward=args.reward,
                      val_size=args.eval_size, eval_batch=args.eval_batch,
                      recalibrate=not args.no_recalibrate, recalib_batches=args.recalib_batches,
@@ -117,7 +156,7 @@ def check_common(args: argparse.Namespace) -> None:
     """Validate flags before anything heavy runs."""
     if (args.rescore_top is not None and args.rescore_top < 0) or \
             (args.rescore_images is not None and args.rescore_images < 1) or \
-            args.rescore_finetune < 0:
+            (args.rescore_finetune is not None and args.rescore_finetune < 0):
         raise UserError("--rescore-top and --rescore-finetune must be non-negative and "
                         "--rescore-images positive")
     if args.latency_backend is not None:
@@ -160,6 +199,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={},
                    help="agent hyper-parameters as a YAML/JSON mapping, "
                         "e.g. '{warmup_episodes: 20}'")
+    p.add_argument("--init-actor", type=Path, default=None,
+                   help="start from the actor of this policy (policy.json or its folder; e.g. "
+                        "a search on another model): a 10-episode warm-up, and its noise-free "
+                        "policy on this model is the first episode")
     p.add_argument("--episodes", type=int, default=300)
     add_seed_policies_arg(p)
     p.add_argument("--checkpoint-every", type=int, default=1, help="episodes between checkpoints")
@@ -176,6 +219,7 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
         if k in ("config", "resume"):
             continue
         out[k.replace("_", "-")] = str(v) if isinstance(v, Path) else \
+            ":".join(map(str, v)) if k == "budget" and isinstance(v, tuple) else \
             ",".join(v) if isinstance(v, tuple) else v
     return out
 
@@ -242,14 +286,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
                                          source, input_shape=data.spec.input_shape)
     env = ChannelPruningEnv(model, data, env_config(args))
+    top = resolve_top(args.rescore_top, env)
+    finetune = args.rescore_finetune = resolve_finetune(args.rescore_finetune, top,
+                                                        env.train_split)
     cfg = SearchConfig(agent=args.agent, episodes=args.episodes, seed=args.seed,
                        agent_kwargs=args.agent_kwargs, checkpoint_every=args.checkpoint_every,
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
-                       progress=not args.no_progress,
-                       rescore_top=resolve_top(args.rescore_top, env),
+                       progress=not args.no_progress, rescore_top=top,
                        rescore_images=args.rescore_images, seed_policies=args.seed_policies,
-                       rescore_finetune=ShortFinetune(args.rescore_finetune, seed=args.seed)
-                       if args.rescore_finetune else None)
+                       init_actor=init_actor(args.init_actor),
+                       rescore_finetune=ShortFinetune(finetune, seed=args.seed)
+                       if finetune else None)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     # Built before anything is written: building the agent for this model's units is what

@@ -124,3 +124,16 @@ def test_unknown_agent_and_setting() -> None:
         make_agent("amc-ddpg", SPEC, 0, {"sigma": 0.3})
     with pytest.raises(UserError, match="bad TD3 setting"):
         make_agent("td3", SPEC, 0, {"not_a_kwarg": 1})
+
+
+@pytest.mark.parametrize("name", ["amc-ddpg", "td3"])
+def test_warmup_is_amcs_100_episodes_but_at_most_a_third_of_the_search(name) -> None:
+    def warmup(episodes: int, **kw) -> int:
+        return make_agent(name, dataclasses.replace(SPEC, episodes=episodes), 0, kw).warmup
+
+    assert [warmup(e) for e in (30, 150, 300, 800)] == [10, 50, 100, 100]
+    assert warmup(150, warmup_episodes=120) == 120
+    if name == "amc-ddpg":
+        # The exploration decay is sized to the episodes after the warm-up it gets.
+        agent = make_agent(name, dataclasses.replace(SPEC, episodes=150), 0, {})
+        assert agent.noise.decay ** (150 - 50 - 1) * 0.5 == pytest.approx(0.05)

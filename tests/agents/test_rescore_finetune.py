@@ -10,7 +10,12 @@ import math
 import pytest
 
 from amc_agent.agents import rescore as rescore_module
-from amc_agent.agents.rescore import ShortFinetune, rescore
+from amc_agent.agents.rescore import (
+    DEFAULT_FINETUNE_IMAGES,
+    ShortFinetune,
+    rescore,
+    resolve_finetune,
+)
 from amc_agent.cli import search
 from amc_agent.env.errors import UserError
 from amc_agent.env.evaluation import accuracy
@@ -23,7 +28,9 @@ RANDOM = ["--agent", "random", "--episodes", "4"]
 
 def test_search_ranks_by_the_score_after_the_short_finetune(tmp_path, capsys) -> None:
     plain, tuned = tmp_path / "plain", tmp_path / "tuned"
-    assert search.main([*BASE, *RANDOM, "--rescore-top", "3", "--out", str(plain)]) == 0
+    assert search.main([*BASE, *RANDOM, "--rescore-top", "3", "--rescore-finetune", "0",
+                        "--out", str(plain)]) == 0
+    assert "finetune" not in json.loads((plain / "rescore.json").read_text())[0]
     assert search.main([*BASE, *RANDOM, "--rescore-top", "3", "--rescore-finetune", "96",
                         "--out", str(tuned)]) == 0
     assert rows(plain) == rows(tuned)  # the fine-tune comes after the episodes, never in them
@@ -46,6 +53,20 @@ def test_search_ranks_by_the_score_after_the_short_finetune(tmp_path, capsys) ->
     env.play(records[0]["keep_ratios"], seed=records[0]["episode"])
     replayed = ShortFinetune(96).run(env.pruned_model(), env.train_split, "cpu")
     assert accuracy(replayed, env.heldout_batches()) == records[0]["finetuned_accuracy"]
+
+
+def test_rescoring_fine_tunes_by_default_on_at_most_the_training_split(tmp_path) -> None:
+    out = tmp_path / "default"
+    assert search.main([*BASE, *RANDOM, "--rescore-top", "2", "--out", str(out)]) == 0
+    records = json.loads((out / "rescore.json").read_text())
+    # The synthetic split has 384 training images, fewer than the default's 2000.
+    assert [r["finetune"]["images"] for r in records] == [384, 384]
+    assert Policy.load(out / "policy.json").metrics["rescore_finetune"]["images"] == 384
+    env = make_env("cnn", val_size=32)
+    assert resolve_finetune(None, 5, env.train_split) == 384
+    assert resolve_finetune(None, 0, env.train_split) == 0
+    assert resolve_finetune(None, 5, list(range(5000))) == DEFAULT_FINETUNE_IMAGES == 2000
+    assert resolve_finetune(0, 5, env.train_split) == 0
 
 
 def test_order_follows_the_finetuned_score_and_divergence_ranks_last(monkeypatch) -> None:

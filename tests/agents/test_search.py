@@ -32,10 +32,12 @@ def test_tiny_search_leaves_policy_and_episodes(tmp_path, capsys) -> None:
     episodes = rows(out)
     assert [r["episode"] for r in episodes] == [0, 1, 2, 3]
     top = max((r for r in episodes if r["meets_budget"]), key=lambda r: r["reward"])
-    # The winner is the best of the top policies re-scored on held-out images (default 5).
+    # The winner is the best of the top policies (default 5) re-scored on held-out images after
+    # a short fine-tune (by default on up to 2000 training images: all 384 of this split).
     rescored = json.loads((out / "rescore.json").read_text())
     assert top["episode"] in [r["episode"] for r in rescored]
-    assert rescored[0]["rescored_accuracy"] == max(r["rescored_accuracy"] for r in rescored)
+    assert rescored[0]["finetuned_accuracy"] == max(r["finetuned_accuracy"] for r in rescored)
+    assert {r["finetune"]["images"] for r in rescored} == {384}
     best = episodes[rescored[0]["episode"]]
     assert policy.metrics["val_accuracy"] == best["accuracy"] == summary["val_accuracy"]
     assert policy.metrics["rescored_val_accuracy"] == rescored[0]["rescored_accuracy"] == \
@@ -138,7 +140,7 @@ BAD = [
     (["--reward", "top5"], "unknown reward 'top5'; valid names: acc"),
     (["--budget", "0.01"], "infeasible"),
     (["--budget", "-0.5"], "--budget must be a fraction in (0, 1]"),
-    (["--budget", "abc"], "invalid float value"),
+    (["--budget", "abc"], "expected a fraction or LOW:HIGH, got 'abc'"),
     (["--target", "energy"], "unknown target 'energy'"),
     (["--wandb-mode", "cloud"], "--wandb-mode must be one of"),
     (["--agent-kwargs", "[1, 2]"], "not a YAML/JSON mapping"),

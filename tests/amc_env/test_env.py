@@ -212,5 +212,5 @@ def test_state_carries_the_applied_previous_ratio_not_the_request() -> None:
     for _ in range(env.n_units - 1):
         obs, _, _, _, info = env.step([1.0])  # the wall cuts full requests down at 30% MACs
         applied.append(info["applied"])
-        assert obs[-1] == pytest.approx(info["applied"])
+        assert obs[OBS_FEATURES.index("prev_action")] == pytest.approx(info["applied"])
     assert min(applied) < 1.0

@@ -9,10 +9,15 @@ import pytest
 from bench import report
 
 
-def _run(budget: float, seed: int, accs: dict[str, list[float]]) -> dict[str, Any]:
-    """A compare result as bench.bench_compare writes it, reduced to what the ladder reads."""
+def _run(budget: float, seed: int, accs: dict[str, list[float]],
+         finetune: int | None = 2000) -> dict[str, Any]:
+    """A compare result as bench.bench_compare writes it, reduced to what the ladder reads
+    (``finetune``: the searches' short fine-tune before re-scoring; None: not recorded)."""
     rows = {n: {"test_acc_seeds": a, "test_acc": sum(a) / len(a), "test_acc_std": 0.0,
                 "test_acc_before_finetune": 0.5} for n, a in accs.items()}
+    if finetune is not None:
+        for row in rows.values():
+            row["rescore_finetune_images"] = finetune
     return {"checkpoint": "runs/r20.pt", "strategies": rows,
             "config": {"target": "flops", "budget": budget, "criterion": "group-l2",
                        "finetune_images": 1000, "seed": seed}}
@@ -40,3 +45,31 @@ def test_search_seeds_pool_and_heuristics_may_run_once(no_plot) -> None:
     assert "- 50% MACs, amc-ddpg: ahead of tp-uniform (+5.00, Torch-Pruning's)." in text
     assert "- 30% MACs, amc-ddpg: tied with tp-uniform (-4.67, Torch-Pruning's)." in text
     assert "30%: 0, 1" in text
+
+
+def test_searches_chosen_without_the_short_finetune_are_their_own_rows(no_plot) -> None:
+    # Runs from before the default record no selection: a flag in the command tells.
+    old = _run(0.5, 0, {"amc-ddpg": [0.80, 0.80], "random": [0.78, 0.78], "uniform": [0.7, 0.7]},
+               finetune=None)
+    old["compare_command"] = "amc-compare --budget 0.5 --criterion group-l2"
+    flagged = _run(0.5, 0, {"amc-ddpg": [0.84, 0.84]}, finetune=None)
+    flagged["compare_command"] = "amc-compare --budget 0.5 --rescore-finetune 2000"
+    recorded = _run(0.5, 0, {"random": [0.83, 0.83]})
+    rerun = _run(0.5, 0, {"random": [0.10, 0.10]})  # same seed and selection: not a new sample
+    low = {"old": _run(0.3, 0, {k: [0.6, 0.6] for k in ("amc-ddpg", "random", "uniform")},
+                       finetune=0),
+           "new": _run(0.3, 0, {k: [0.6, 0.6] for k in ("amc-ddpg", "random")})}
+    results = {"compare_r20_flops0.5": old, "compare_r20_flops0.5_ft": flagged,
+               "compare_r20_flops0.5_rs": recorded, "compare_r20_flops0.5_rs2": rerun,
+               "compare_r20_flops0.3": low["old"], "compare_r20_flops0.3_rs": low["new"]}
+    text = "\n".join(report._ladder(results))
+    rows = {ln.split(" | ")[0].removeprefix("| "): ln for ln in text.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| strategy")}
+    assert set(rows) == {"amc-ddpg (no FT re-score)", "random (no FT re-score)", "uniform",
+                         "amc-ddpg", "random"}
+    assert "| amc-ddpg | 50.00% / **84.00 ± 0.00** |" in rows["amc-ddpg"]
+    assert "| random | 50.00% / 83.00 ± 0.00 |" in rows["random"]
+    assert "78.00 ± 0.00" in rows["random (no FT re-score)"]
+    # Both kinds of learned row get a verdict.
+    assert "- 50% MACs, amc-ddpg: ahead of" in text
+    assert "- 50% MACs, amc-ddpg (no FT re-score): " in text

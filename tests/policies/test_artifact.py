@@ -14,7 +14,7 @@ GOOD = {"model": {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}
         "target": "flops", "budget": 0.5, "criterion": "l1", "round_to": 8, "lbound": 0.2,
         "keep_ratios": {"features.0": 0.5}, "metrics": {"val_accuracy": 0.8},
         "agent": {"name": "random"}, "actor": None, "channels": {"features.0": 32},
-        "format": FORMAT}
+        "budget_range": None, "format": FORMAT}
 
 
 def test_round_trip(tmp_path) -> None:
@@ -29,6 +29,7 @@ def test_round_trip(tmp_path) -> None:
     (json.dumps({**GOOD, "format": "other/2"}), "expected 'amc-policy/1'"),
     (json.dumps({k: v for k, v in GOOD.items() if k != "keep_ratios"}), "'keep_ratios'"),
     (json.dumps({**GOOD, "budget": 1.5}), "not in (0, 1]"),
+    (json.dumps({**GOOD, "budget_range": [0.6, 0.3]}), "budget_range must be [low, high]"),
     (json.dumps({**GOOD, "keep_ratios": {"a": 0}}), "keep ratio of unit 'a'"),
     (json.dumps({**GOOD, "keep_ratios": {}}), "no keep ratios"),
 ])

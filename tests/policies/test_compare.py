@@ -218,3 +218,38 @@ def test_black_box_strategies_with_per_agent_settings(tmp_path, monkeypatch, cap
                                                   "--out", str(tmp_path / "o")])
     assert code == 2 and len(err) == 1 and "agent 'tpe' rejects settings" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_resume_continues_searches_and_redoes_the_selection(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    out = tmp_path / "cmp"
+    first = [*BASE, "--strategies", "random,uniform", "--wandb-mode", "disabled",
+             "--rescore-finetune", "0", "--out", str(out)]
+    assert compare.main(first) == 0
+    episodes = (out / "search-random" / "episodes.jsonl").read_text()
+    before = json.loads((out / "results.json").read_text())
+    assert before["config"]["rescore_finetune"] == 0
+    assert before["strategies"]["random"]["rescore_finetune_images"] == 0
+    # A finished search plays no episode again; the winner is chosen again under the new flags.
+    assert compare.main([*first[:-4], "--rescore-finetune", "64", "--resume",
+                         "--out", str(out)]) == 0
+    assert (out / "search-random" / "episodes.jsonl").read_text() == episodes
+    after = json.loads((out / "results.json").read_text())
+    assert after["config"]["rescore_finetune"] == 64
+    assert after["strategies"]["random"]["rescore_finetune_images"] == 64
+    assert after["strategies"]["uniform"] == before["strategies"]["uniform"] | {
+        "latency": after["strategies"]["uniform"]["latency"]}
+    records = json.loads((out / "search-random" / "rescore.json").read_text())
+    assert all(r["finetune"]["images"] == 64 for r in records)
+    # More episodes continue the search from its checkpoint: the first ones are kept as they were.
+    assert compare.main([*first[:-4], "--episodes", "5", "--resume", "--out", str(out)]) == 0
+    grown = (out / "search-random" / "episodes.jsonl").read_text().splitlines()
+    assert len(grown) == 5 and "\n".join(grown[:3]) + "\n" == episodes
+    # Another budget cannot continue these searches: one line, exit 2, nothing touched.
+    code, err = _run_entry(monkeypatch, capsys, [*first[:-2], "--budget", "0.7", "--resume",
+                                                  "--out", str(out)])
+    assert code == 2 and len(err) == 1
+    assert "--resume:" in err[0] and "at 0.5, not flops at 0.7" in err[0]
+    assert (out / "search-random" / "episodes.jsonl").read_text().splitlines() == grown
+    code, err = _run_entry(monkeypatch, capsys, [*first[:-2], "--out", str(out)])
+    assert code == 2 and "use --resume" in err[0]

@@ -49,6 +49,16 @@ CASES = [
          pattern="--latency-backend cudagraph needs --device cuda"),
     case("compare-negative-scratch-epochs", "amc-compare", "--scratch-epochs", "-2",
          pattern="--scratch-epochs must be non-negative, got -2"),
+    case("search-budget-range-reversed", "amc-search", "--budget", "0.6:0.3",
+         pattern=r"--budget LOW:HIGH must satisfy 0 < LOW < HIGH <= 1, got 0.6:0.3"),
+    case("search-budget-range-not-numbers", "amc-search", "--budget", "0.3:high",
+         pattern=r"argument --budget: expected a fraction or LOW:HIGH, got '0.3:high'"),
+    case("search-budget-range-without-actor", "amc-search", "--budget", "0.3:0.6", "--agent",
+         "random", pattern="a budget range trains a budget-conditioned actor; agent 'random'"),
+    case("search-budget-range-latency", "amc-search", "--budget", "0.3:0.6", "--target",
+         "latency", pattern="a budget range .* is for flops or params targets"),
+    case("compare-budget-range", "amc-compare", "--budget", "0.3:0.6",
+         pattern="amc-compare compares strategies at one budget"),
 ]
 
 
