@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from amc_agent.agents.base import Agent, AgentSpec, make_agent
 from amc_agent.agents.latency_check import CHECK_TOP, confirm_latency
 from amc_agent.agents.rescore import ShortFinetune, rescore, top_distinct
 from amc_agent.agents.rng import global_rng_state, set_global_rng_state
+from amc_agent.agents.sb3_agents import OffPolicyAgent
 from amc_agent.agents.tracking import Tracker
 from amc_agent.env import atomic
 from amc_agent.env.env import ChannelPruningEnv
@@ -153,12 +155,23 @@ class Search:
     """Runs :class:`SearchConfig` on an environment, writing into ``out``."""
 
     def __init__(self, env: ChannelPruningEnv, cfg: SearchConfig, out: Path,
-                 policy_context: dict[str, Any]) -> None:
+                 policy_context: dict[str, Any],
+                 also: Sequence[ChannelPruningEnv] = ()) -> None:
+        """``also``: further models' environments one agent trains on beside ``env`` (episode
+        ``e`` plays model ``e mod (1 + len(also))``); the policy is declared for ``env``."""
         self.env, self.cfg, self.out = env, cfg, Path(out)
+        self.envs = [env, *also]
         self.context = policy_context
-        spec = AgentSpec(env.observation_space, env.action_space, env.n_units, cfg.episodes,
+        spec = AgentSpec(env.observation_space, env.action_space,
+                         max(e.n_units for e in self.envs), cfg.episodes,
                          warm_start=cfg.init_actor is not None)
         self.agent: Agent = make_agent(cfg.agent, spec, cfg.seed, cfg.agent_kwargs)
+        if also and not isinstance(self.agent, OffPolicyAgent):
+            raise UserError(f"one agent over several models needs an off-policy agent "
+                            f"(amc-ddpg, ddpg, td3, sac), not {cfg.agent!r}")
+        if also and cfg.seed_policies:
+            raise UserError("--seed-policies are for one model; drop them with several "
+                            "--checkpoint")
         self.seed_names = ([INIT_ACTOR] if cfg.init_actor is not None else []) + \
             list(cfg.seed_policies)
         if len(self.seed_names) > cfg.episodes:
@@ -303,7 +316,8 @@ class Search:
                                         macs=f"{best['macs_ratio']:.3f}")
             if self.conditioned:
                 best, policy = self._declare_greedy()
-            candidates = [best] if self.conditioned and best is not None else rows
+            candidates = [best] if self.conditioned and best is not None else \
+                [r for r in rows if r.get("model", 0) == 0]
             rescored = self._rescore(candidates) if best is not None else None
             if rescored:
                 best = next(r for r in candidates if r["episode"] == rescored[0]["episode"])
@@ -314,7 +328,8 @@ class Search:
                                  **({"finetuned_accuracy": rescored[0]["finetuned_accuracy"]}
                                     if "finetuned_accuracy" in rescored[0] else {})})
             if best is not None and self.env.cfg.target == "latency":
-                best, policy = self._confirm_latency(rows, rescored, policy)
+                best, policy = self._confirm_latency(
+                    [r for r in rows if r.get("model", 0) == 0], rescored, policy)
         finally:
             if best is not None:
                 tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
@@ -387,7 +402,7 @@ class Search:
         return records
 
     def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        env, agent = self.env, self.agent
+        env, agent = self.envs[episode % len(self.envs)], self.agent
         obs, _ = env.reset(seed=self.episode_seed(episode))
         done, info = False, {}
         seeded = agent.seeds[episode] if episode < len(agent.seeds) else None
@@ -403,6 +418,8 @@ class Search:
             agent.observe(obs, info["applied"], reward, next_obs, done)
             obs = next_obs
         stats: dict[str, Any] = dict(agent.end_episode(episode, float(reward)))
+        if len(self.envs) > 1:
+            stats["model"] = episode % len(self.envs)
         if seeded is not None:
             stats["seed_policy"] = self.seed_names[episode]
         return info, stats
@@ -422,7 +439,7 @@ class Search:
     @staticmethod
     def _is_better(row: dict[str, Any], best: dict[str, Any] | None) -> bool:
         better = best is None or row["reward"] > best["reward"]
-        return row["finite"] and row["meets_budget"] and better
+        return row["finite"] and row["meets_budget"] and better and row.get("model", 0) == 0
 
     def _track(self, tracker: Tracker, row: dict[str, Any], improved: bool) -> None:
         if not tracker.active:

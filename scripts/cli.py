@@ -39,9 +39,16 @@ def make_parser(prog: str, description: str) -> Parser:
     return p
 
 
-def add_model_source(p: argparse.ArgumentParser) -> None:
-    """``--checkpoint FILE`` or ``--model NAME [--weights FILE]``, plus the dataset flags."""
-    p.add_argument("--checkpoint", type=Path, help="checkpoint written by amc-train")
+def add_model_source(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """``--checkpoint FILE`` or ``--model NAME [--weights FILE]``, plus the dataset flags
+    (``many``: ``--checkpoint`` may be repeated and is a list)."""
+    if many:
+        p.add_argument("--checkpoint", type=Path, action="append",
+                       help="checkpoint written by amc-train; repeat it to train one agent over "
+                            "several models (episodes cycle through them; the first is the one "
+                            "the policy is declared for)")
+    else:
+        p.add_argument("--checkpoint", type=Path, help="checkpoint written by amc-train")
     p.add_argument("--model", help="model name (resnet20, mobilenetv2, resnet18, ...) or "
                                    "package.module:callable")
     p.add_argument("--weights", type=Path, help="torchvision-format state_dict for --model")
@@ -131,7 +138,10 @@ def read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
         if dest not in dests or dest == "config":
             raise UserError(f"config file {path}: unknown key {key!r}")
         action = next(a for a in parser._actions if a.dest == dest)
-        out[dest] = action.type(value) if action.type and value is not None else value
+        if isinstance(action, argparse._AppendAction) and isinstance(value, list):
+            out[dest] = [action.type(v) if action.type else v for v in value]
+        else:
+            out[dest] = action.type(value) if action.type and value is not None else value
     return out
 
 

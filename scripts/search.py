@@ -193,7 +193,7 @@ def seed_policies_arg(text: str) -> tuple[str, ...]:
 def build_parser() -> cli.Parser:
     """Flags of ``amc-search``."""
     p = cli.make_parser(PROG, "Search per-unit keep ratios with an RL agent under a budget.")
-    cli.add_model_source(p)
+    cli.add_model_source(p, many=True)
     add_env_args(p)
     p.add_argument("--agent", default="amc-ddpg", help=", ".join(AGENTS.names()))
     p.add_argument("--agent-kwargs", type=cli.mapping_arg, default={},
@@ -219,6 +219,7 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
         if k in ("config", "resume"):
             continue
         out[k.replace("_", "-")] = str(v) if isinstance(v, Path) else \
+            [str(x) for x in v] if k == "checkpoint" and isinstance(v, list) else \
             ":".join(map(str, v)) if k == "budget" and isinstance(v, tuple) else \
             ",".join(v) if isinstance(v, tuple) else v
     return out
@@ -281,11 +282,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.episodes < 1 or args.checkpoint_every < 1:
         raise UserError("--episodes and --checkpoint-every must be at least 1")
     cli.apply_runtime(args)
-    source = cli.source_checkpoint(args)
-    data = cli.load_data(args, source)
-    model, recipe, _ = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
-                                         source, input_shape=data.spec.input_shape)
-    env = ChannelPruningEnv(model, data, env_config(args))
+    paths = list(args.checkpoint or [])
+    envs, recipe, data = [], {}, None
+    for path in paths or [None]:
+        one = argparse.Namespace(**{**vars(args), "checkpoint": path})
+        source = cli.source_checkpoint(one)
+        split = cli.load_data(one, source)
+        model, model_recipe, _ = cli.resolve_model(one, split.spec.in_channels,
+                                                   split.spec.num_classes, source,
+                                                   input_shape=split.spec.input_shape)
+        envs.append(ChannelPruningEnv(model, split, env_config(args)))
+        if data is None:
+            recipe, data = model_recipe, split
+    env = envs[0]
     top = resolve_top(args.rescore_top, env)
     finetune = args.rescore_finetune = resolve_finetune(args.rescore_finetune, top,
                                                         env.train_split)
@@ -298,10 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        rescore_finetune=ShortFinetune(finetune, seed=args.seed)
                        if finetune else None)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
-               "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+               "checkpoint": str(paths[0]) if paths else None}
     # Built before anything is written: building the agent for this model's units is what
     # validates --agent-kwargs (and --rescore-top against the split).
-    search = Search(env, cfg, args.out, context)
+    search = Search(env, cfg, args.out, context, also=envs[1:])
     resume = prepare_out(args.out, args.resume)
     if not resume:
         atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))

@@ -176,3 +176,68 @@ def test_init_actor_starts_where_zero_shot_transfer_ends(conditioned, tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2 and len(err) == 1 and message in err[0]
         assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, str]:
+    """Two tiny checkpoints of different depths (one short epoch on the synthetic split)."""
+    from amc_agent.cli import train
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for name in ("resnet20", "resnet32"):
+        out[name] = str(folder / f"{name}.pt")
+        assert train.main(["--model", name, "--dataset", "synthetic", "--epochs", "1",
+                           "--no-progress", "--out", out[name]]) == 0
+    return out
+
+
+def test_one_agent_over_several_checkpoints_cycles_models_and_resumes_exactly(
+        trained, tmp_path, monkeypatch) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    argv = ["--checkpoint", trained["resnet20"], "--checkpoint", trained["resnet32"],
+            *BASE[:-2], "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}",
+            "--budget", "0.3:0.6", "--episodes", "6"]
+    assert search.main([*argv, "--out", str(full)]) == 0
+    episodes = rows(full)
+    assert [r["model"] for r in episodes] == [0, 1, 0, 1, 0, 1]
+    # Each model's episodes prune that model's units (resnet32 has more of them).
+    units = [len(r["keep_ratios"]) for r in episodes]
+    assert units[0] < units[1] and len(set(units[0::2])) == len(set(units[1::2])) == 1
+    assert all(r["meets_budget"] for r in episodes)
+    policy = Policy.load(full / "policy.json")
+    assert len(policy.keep_ratios) == units[0]  # declared for the first checkpoint
+    assert "resnet32.pt" in (full / "config.yaml").read_text()
+    real = search_module.Search._episode
+
+    def crash_at_episode_3(self, episode):
+        if episode == 3:
+            raise KeyboardInterrupt
+        return real(self, episode)
+
+    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_3)
+    with pytest.raises(KeyboardInterrupt):
+        search.main([*argv, "--out", str(cut)])
+    monkeypatch.setattr(search_module.Search, "_episode", real)
+    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
+    assert rows(cut) == episodes
+    # A rerun from config.yaml trains over the same two models.
+    again = tmp_path / "again"
+    assert search.main(["--config", str(full / "config.yaml"), "--out", str(again)]) == 0
+    assert rows(again) == episodes
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--agent", "ppo"], "needs an off-policy agent (amc-ddpg, ddpg, td3, sac), not 'ppo'"),
+    (["--seed-policies", "uniform"], "--seed-policies are for one model"),
+])
+def test_several_checkpoints_refuse_what_cannot_span_models(trained, tmp_path, monkeypatch,
+                                                           capsys, extra, message) -> None:
+    monkeypatch.setattr(sys, "argv", [
+        "amc-search", "--checkpoint", trained["resnet20"], "--checkpoint", trained["resnet32"],
+        *BASE[:-4], "--episodes", "3", *extra, "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit) as exc:
+        search.entry()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "x").exists()
