@@ -266,7 +266,12 @@ class Search:
         if state.get("agent_name") != self.cfg.agent or state.get("seed") != self.cfg.seed:
             raise UserError(f"{path} belongs to agent {state.get('agent_name')!r} seed "
                             f"{state.get('seed')}; resume with the same --agent and --seed")
-        self.agent.load_state_dict(state["agent"])
+        try:
+            self.agent.load_state_dict(state["agent"])
+        except RuntimeError:
+            raise UserError(f"search checkpoint {path} holds networks of another shape (an "
+                            "older release's observation, or other --agent-kwargs); start a new "
+                            "search with another --out") from None
         set_global_rng_state(state["rng"])
         return int(state["episode"]), json.loads(state["best"]), state.get("wandb_run_id")
 

@@ -241,3 +241,18 @@ def test_several_checkpoints_refuse_what_cannot_span_models(trained, tmp_path, m
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_resuming_with_networks_of_another_shape_is_one_line(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    out = tmp_path / "s"
+    argv = ["--model", "cnn", *BASE, "--episodes", "3"]
+    assert search.main([*argv[:-2], "--episodes", "2", "--out", str(out)]) == 0
+    monkeypatch.setattr(sys, "argv", ["amc-search", *argv[:-4], "--agent-kwargs",
+                                      "{hidden: [8, 8], warmup_episodes: 2, batch_size: 4}",
+                                      "--episodes", "3", "--out", str(out), "--resume"])
+    with pytest.raises(SystemExit) as exc:
+        search.entry()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "networks of another shape" in err[0]
+    assert len(rows(out)) == 2
