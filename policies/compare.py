@@ -37,6 +37,7 @@ from torch.utils.data import Subset
 
 from amc_agent.agents import AGENTS
 from amc_agent.agents.rescore import ShortFinetune, resolve_finetune, resolve_top
+from amc_agent.agents.rng import global_rng_state, set_global_rng_state
 from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import Tracker
 from amc_agent.env.cost import measure_cost
@@ -46,6 +47,7 @@ from amc_agent.env.errors import UserError
 from amc_agent.env.evaluation import accuracy
 from amc_agent.env.models import clone_model
 from amc_agent.env.training import TrainConfig
+from amc_agent.policies.apply import run_actor
 from amc_agent.policies.artifact import Policy, fingerprint
 from amc_agent.policies.finetune import (
     finetune_or_diverged,
@@ -60,9 +62,14 @@ from amc_agent.policies.stats import difference, mean_std
 HEURISTIC_STRATEGIES = ("uniform", "sensitivity", "global", *PEER_STRATEGIES)
 
 
+TRANSFER = "transfer"
+"""The strategy that runs a trained actor (``--transfer POLICY``, e.g. a search on other models
+or a budget-conditioned one) over this model at this budget: zero-shot policy transfer."""
+
+
 def strategy_names() -> list[str]:
     """Every valid strategy name."""
-    return [*AGENTS.names(), *HEURISTIC_STRATEGIES, "scratch"]
+    return [*AGENTS.names(), *HEURISTIC_STRATEGIES, TRANSFER, "scratch"]
 
 
 def check_strategies(names: list[str]) -> None:
@@ -75,6 +82,22 @@ def check_strategies(names: list[str]) -> None:
         raise UserError("--strategies is empty")
     if "scratch" in names and not any(n in AGENTS for n in names):
         raise UserError("'scratch' trains a searched architecture: add an agent strategy")
+
+
+def transfer_ratios(source: Path, env: ChannelPruningEnv) -> dict[str, float]:
+    """Keep ratios of the actor saved with the policy ``source`` (policy.json or its folder)
+    run noise-free over ``env``'s model under its wall (amc_agent.policies.apply)."""
+    path = source / "policy.json" if source.is_dir() else source
+    policy = Policy.load(path)
+    if policy.actor is None:
+        raise UserError(f"--transfer {source}: the policy carries no actor to run on this model")
+    budget = env.cfg.budget
+    if policy.budget_range is not None and \
+            not policy.budget_range[0] - 1e-12 <= budget <= policy.budget_range[1] + 1e-12:
+        raise UserError(f"--transfer {source}: budget {budget} is outside "
+                        f"{policy.budget_range[0]}:{policy.budget_range[1]}, the range its actor "
+                        "was trained on")
+    return dict(run_actor(policy, path.parent, env)["keep_ratios"])
 
 
 @dataclass
@@ -112,6 +135,8 @@ class CompareConfig:
     seed_policies: tuple[str, ...] = ()
     """Heuristics whose policies every searched strategy plays first (SearchConfig)."""
     search_dir: Path | None = None
+    transfer: Path | None = None
+    """The policy whose actor the ``transfer`` strategy runs (:func:`transfer_ratios`)."""
     wandb_mode: str = "offline"
     wandb_project: str = "amc"
     group: str = "compare"
@@ -175,7 +200,14 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                 cfg: CompareConfig, out: Path, device: str) -> dict[str, Any]:
     """Run every strategy; returns the ``results.json`` content (also written by the caller)."""
     check_strategies(cfg.strategies)
+    if (TRANSFER in cfg.strategies) != (cfg.transfer is not None):
+        raise UserError("the transfer strategy and --transfer POLICY go together")
     env = ChannelPruningEnv(model, data, env_cfg)
+    # Before anything runs or is written (a bad --transfer is one line), and without moving the
+    # global generators the searches and fine-tunes draw from.
+    rng = global_rng_state()
+    transferred = transfer_ratios(cfg.transfer, env) if cfg.transfer is not None else None
+    set_global_rng_state(rng)
     # Replays must not move the wall the heuristics are completed through (a latency wall
     # recalibrates on every timed episode): it is fixed, at the searches' final aim below.
     replay_env = ChannelPruningEnv(model, data, env_cfg, fill_budget=False, latency_margin=0.0)
@@ -230,6 +262,8 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
                 policy = res.policy
                 curve = _curve(search.out)
             ratios = policy.keep_ratios
+        elif name == TRANSFER:
+            ratios = transferred  # type: ignore[assignment]
         else:
             ratios = HEURISTICS.get(name)(peer_env if name in PEER_STRATEGIES else replay_env,
                                           seed=cfg.seed)

@@ -33,6 +33,10 @@ def build_parser() -> cli.Parser:
     add_seed_policies_arg(p)
     p.add_argument("--search", type=Path, default=None,
                    help="reuse this finished search folder instead of searching again")
+    p.add_argument("--transfer", type=Path, default=None,
+                   help="policy (policy.json or its folder) whose actor the 'transfer' strategy "
+                        "runs on this model at this budget: zero-shot transfer from a search on "
+                        "other models or budgets")
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-seeds", type=int, default=1,
                    help="fine-tune every strategy with this many seeds (--seed, --seed+1, ...) "
@@ -87,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                              batch_size=args.batch_size, seed=args.seed),
         scratch_epochs=scratch_epochs, seed=args.seed, search_dir=args.search,
+        transfer=args.transfer,
         finetune_seeds=args.finetune_seeds, finetune_images=args.finetune_images,
         rescore_top=args.rescore_top,
         rescore_images=args.rescore_images, rescore_finetune=args.rescore_finetune,

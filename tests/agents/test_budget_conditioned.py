@@ -256,3 +256,32 @@ def test_resuming_with_networks_of_another_shape_is_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and "networks of another shape" in err[0]
     assert len(rows(out)) == 2
+
+
+def test_compare_has_a_zero_shot_transfer_strategy(conditioned, tmp_path, capsys,
+                                                   monkeypatch) -> None:
+    from amc_agent.cli import compare
+
+    assert _apply("--policy", str(conditioned / "policy.json"), "--model", "resnet32",
+                  "--budget", "0.4", "--out", str(tmp_path / "zero.pt")) == 0
+    applied = load_checkpoint(tmp_path / "zero.pt")["metrics"]["keep_ratios"]
+    argv = ["--model", "resnet32", *BASE[:-4], "--finetune-epochs", "0", "--latency-time",
+            "0.01", "--budget", "0.4"]
+    out = tmp_path / "cmp"
+    assert compare.main([*argv, "--strategies", "transfer,uniform", "--transfer",
+                         str(conditioned), "--out", str(out)]) == 0
+    rows_ = json.loads((out / "results.json").read_text())["strategies"]
+    assert rows_["transfer"]["keep_ratios"] == pytest.approx(applied)
+    assert rows_["transfer"]["budget_ok"] and rows_["transfer"]["macs_kept"] <= 0.4
+    assert "| transfer |" in (out / "report.md").read_text()
+    for extra, message in (
+            (["--strategies", "transfer,uniform"], "the transfer strategy and --transfer"),
+            (["--strategies", "transfer", "--transfer", str(conditioned), "--budget", "0.7"],
+             "budget 0.7 is outside 0.3:0.6")):
+        monkeypatch.setattr(sys, "argv", ["amc-compare", *argv, *extra, "--out",
+                                          str(tmp_path / "x")])
+        with pytest.raises(SystemExit) as exc:
+            compare.entry()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and message in err[0]
+        assert not (tmp_path / "x").exists()
