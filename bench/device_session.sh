@@ -13,6 +13,13 @@
 #   bash bench/device_session.sh equal-latency # latency-target vs FLOPs-target search vs uniform,
 #                                           # each cut to one measured latency (cudagraph b256),
 #                                           # 3 fine-tune seeds, search seeds $SEEDS (default 0 1)
+#   PART=agent bash bench/device_session.sh conditioned  # search once, apply many: train
+#                                           # resnet32/56/110, one budget-conditioned agent over
+#                                           # $CKPT + resnet32 (budgets 0.3:0.6);
+#   PART=apply ...                          # then on resnet56 and resnet110 at 0.5 and 0.3:
+#                                           # zero-shot transfer vs uniform, global, best of 50
+#                                           # random (3 fine-tune seeds);
+#   PART=scratch ...                        # from-scratch amc-ddpg searches on the same targets
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
@@ -20,7 +27,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer, correlation, latency or equal-latency}
+STAGE=${1:?stage: check, policies, transfer, correlation, latency, equal-latency or conditioned}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -40,7 +47,7 @@ for f in .gpu/*.gz; do
   b=$(basename "$f" .gz)
   [ -f "data/FashionMNIST/raw/$b" ] || gunzip -c "$f" > "data/FashionMNIST/raw/$b"
 done
-PY=python3
+PY=${PY:-python3}
 SEARCH=runs/bench_search/amc-ddpg_s0
 CKPT=${CKPT:-runs/base_resnet20.pt}
 COMMON=(--budget 0.5 --round-to 1 --device cuda --wandb-mode disabled --no-progress)
@@ -112,6 +119,45 @@ equal-latency)
       > "$WORK/eq_s$seed.log" 2>&1 || true
     tail -n 4 "$WORK/eq_s$seed.log"
   done
+  ;;
+conditioned)
+  # Keeps its checkpoints and agent in runs/conditioned between parts (the working tree persists
+  # on a warm machine; carry runs/conditioned to a fresh one). DEVICE, DATASET, EPOCHS,
+  # EPISODES, RANDOM_EPISODES, FT_IMAGES (and PY) shrink it for a CPU smoke run.
+  DEV=${DEVICE:-cuda}
+  KEEP=runs/conditioned
+  mkdir -p "$KEEP"
+  case ${PART:?PART: agent, apply or scratch} in
+  agent)
+    for m in resnet32 resnet56 resnet110; do
+      [ -f "$KEEP/$m.pt" ] || $PY -m amc_agent.cli.train --model $m --dataset "${DATASET:-fashion-mnist}" \
+        --epochs "${EPOCHS:-3}" --device "$DEV" --no-progress --out "$KEEP/$m.pt" | tail -n 1
+    done
+    rm -rf "$KEEP/agent"
+    $PY -m amc_agent.cli.search --checkpoint "$CKPT" --checkpoint "$KEEP/resnet32.pt" \
+      --budget 0.3:0.6 --episodes "${EPISODES:-300}" --device "$DEV" --wandb-mode disabled \
+      --no-progress --out "$KEEP/agent" | tail -n 1
+    cp -r "$KEEP/agent" "$WORK/agent"
+    ;;
+  apply|scratch)
+    for m in resnet56 resnet110; do
+      for b in 0.5 0.3; do
+        if [ "$PART" = apply ]; then
+          $PY -m bench.bench_compare --checkpoint "$KEEP/$m.pt" --budget $b \
+            --episodes "${RANDOM_EPISODES:-50}" \
+            --finetune-seeds 3 --strategies transfer,uniform,global,random \
+            --work "$WORK/${m}_b$b" -- --transfer "$KEEP/agent" --device "$DEV" \
+            --finetune-images "${FT_IMAGES:-10000}" 2>&1 | tail -n 2
+        else
+          $PY -m bench.bench_compare --checkpoint "$KEEP/$m.pt" --budget $b \
+            --episodes "${EPISODES:-300}" --finetune-seeds 3 --strategies amc-ddpg \
+            --variant scratch --work "$WORK/${m}_b${b}_scratch" -- --device "$DEV" \
+            --finetune-images "${FT_IMAGES:-10000}" 2>&1 | tail -n 2
+        fi
+      done
+    done
+    ;;
+  esac
   ;;
 *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac
