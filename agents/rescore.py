@@ -34,9 +34,11 @@ from amc_agent.env.training import Diverged, TrainConfig, fit
 
 DEFAULT_TOP = 5
 DEFAULT_FINETUNE_IMAGES = 2000
-"""Training images of the default short fine-tune: on ResNet-20 at 20% MACs it lifted the winner's
-accuracy after the final fine-tune by 0.6 points over held-out re-scoring alone, tied at 30% and
-50% (BENCHMARKS.md, difficulty ladder), for about 15 s per search on 2 CPU cores."""
+"""Training images of the default short fine-tune (about 15 s per search on 2 CPU cores). Chosen
+because users keep the fine-tuned network (NetAdapt ranks proposals the same way); measured on
+ResNet-20 at 20% and 30% MACs over amc-ddpg, random and tpe, 2 search seeds (BENCHMARKS.md,
+difficulty ladder), its effect on accuracy after the final fine-tune is mixed, between -1.6
+and +0.8 points per search and about zero on average."""
 
 
 def resolve_top(requested: int | None, env: ChannelPruningEnv) -> int:

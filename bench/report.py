@@ -871,11 +871,32 @@ def _ladder(results: dict[str, dict[str, Any]]) -> list[str]:
                 cells.append(f"{_pct(x['test_acc_before_finetune'])} / {after}"
                              + (f" ({runs} search seeds)" if runs > 1 else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
-        out += ["", *_ladder_verdicts(budgets, names, rungs),
+        out += ["", *_ladder_verdicts(budgets, names, rungs), *_same_policies_lines(budgets, rows),
                 *_variant_verdicts(variants[(ckpt, crit, ft_images)], rungs)]
         plot = _ladder_plot(model, crit, budgets, names, rungs)
         out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
     return out
+
+
+def _same_policies_lines(budgets: list[float],
+                         rows: dict[float, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """Rows of one budget that kept the same channels at every search seed they share: their
+    equal figures are one network measured twice, not two strategies that tie (e.g. a search
+    whose winner is a warm-up episode drawn by the same random stream as random search)."""
+    out = []
+    for b in budgets:
+        by_seed = {n: {r["search_seed"]: r.get("keep_ratios") for r in rs}
+                   for n, rs in rows[b].items()}
+        names = sorted(by_seed)
+        for i, n in enumerate(names):
+            for m in names[i + 1:]:
+                shared = set(by_seed[n]) & set(by_seed[m])
+                if shared and all(by_seed[n][k] is not None and by_seed[n][k] == by_seed[m][k]
+                                  for k in shared):
+                    out.append(f"- {100 * b:.0f}% MACs: {n} and {m} chose the same policy "
+                               f"(search seed {', '.join(map(str, sorted(shared)))}): one "
+                               "network measured twice, not a tie between strategies.")
+    return ["", *out] if out else []
 
 
 LEARNED = ("amc-ddpg", "amc-ppo")

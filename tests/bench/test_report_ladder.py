@@ -73,3 +73,15 @@ def test_searches_chosen_without_the_short_finetune_are_their_own_rows(no_plot) 
     # Both kinds of learned row get a verdict.
     assert "- 50% MACs, amc-ddpg: ahead of" in text
     assert "- 50% MACs, amc-ddpg (no FT re-score): " in text
+
+
+def test_rows_that_kept_the_same_channels_are_called_one_network(no_plot) -> None:
+    runs = {b: _run(b, 0, {"amc-ddpg": [0.8, 0.8], "random": [0.8, 0.8], "tpe": [0.7, 0.7]})
+            for b in (0.5, 0.3)}
+    for b, run in runs.items():
+        for name, row in run["strategies"].items():
+            row["keep_ratios"] = {"a": 0.5 if name != "tpe" else 0.25, "b": b}
+    runs[0.3]["strategies"]["random"]["keep_ratios"] = {"a": 0.75, "b": 0.3}
+    text = "\n".join(report._ladder({f"compare_r20_flops{b}": r for b, r in runs.items()}))
+    assert "- 50% MACs: amc-ddpg and random chose the same policy (search seed 0)" in text
+    assert "30% MACs: amc-ddpg and random" not in text and "and tpe chose" not in text
