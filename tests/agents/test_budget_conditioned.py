@@ -27,6 +27,23 @@ BASE = ["--dataset", "synthetic", "--eval-size", "32", "--recalib-batches", "1",
 BUDGET = OBS_FEATURES.index("budget")
 
 
+def _killed_and_resumed(argv: list[str], out, episode: int, monkeypatch) -> list[dict]:
+    """The rows of a search killed during ``episode`` and then resumed with ``--resume``."""
+    real = search_module.Search._episode
+
+    def crash(self, e):
+        if e == episode:
+            raise KeyboardInterrupt
+        return real(self, e)
+
+    monkeypatch.setattr(search_module.Search, "_episode", crash)
+    with pytest.raises(KeyboardInterrupt):
+        search.main([*argv, "--out", str(out)])
+    monkeypatch.setattr(search_module.Search, "_episode", real)
+    assert search.main([*argv, "--out", str(out), "--resume"]) == 0
+    return rows(out)
+
+
 def test_budget_and_target_kind_are_in_the_observation() -> None:
     obs, _ = make_env("cnn", budget=0.4).reset(seed=0)
     assert obs[BUDGET] == pytest.approx(0.4) and obs[BUDGET + 1:].tolist() == [0.0, 0.0]
@@ -74,19 +91,7 @@ def test_search_over_a_range_resumes_exactly_and_declares_the_actor_at_the_midpo
     assert greedy["budget"] == pytest.approx(0.45) and greedy["meets_budget"]
     assert policy.keep_ratios == greedy["keep_ratios"]
     assert "0.3:0.6" in (full / "config.yaml").read_text()
-    real = search_module.Search._episode
-
-    def crash_at_episode_4(self, episode):
-        if episode == 4:
-            raise KeyboardInterrupt
-        return real(self, episode)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_4)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(cut)])
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
-    assert rows(cut) == episodes
+    assert _killed_and_resumed(argv, cut, 4, monkeypatch) == episodes
     assert Policy.load(cut / "policy.json").keep_ratios == policy.keep_ratios
 
 
@@ -208,19 +213,7 @@ def test_one_agent_over_several_checkpoints_cycles_models_and_resumes_exactly(
     policy = Policy.load(full / "policy.json")
     assert len(policy.keep_ratios) == units[0]  # declared for the first checkpoint
     assert "resnet32.pt" in (full / "config.yaml").read_text()
-    real = search_module.Search._episode
-
-    def crash_at_episode_3(self, episode):
-        if episode == 3:
-            raise KeyboardInterrupt
-        return real(self, episode)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_3)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(cut)])
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
-    assert rows(cut) == episodes
+    assert _killed_and_resumed(argv, cut, 3, monkeypatch) == episodes
     # A rerun from config.yaml trains over the same two models.
     again = tmp_path / "again"
     assert search.main(["--config", str(full / "config.yaml"), "--out", str(again)]) == 0
