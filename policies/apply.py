@@ -64,6 +64,16 @@ def env_for(policy: Policy, model: nn.Module, data: DataSplits, budget: float | 
     return ChannelPruningEnv(model, data, dataclasses.replace(cfg, **overrides))
 
 
+def check_in_range(policy: Policy, budget: float) -> None:
+    """:class:`UserError` if ``policy`` is budget-conditioned and ``budget`` is outside the
+    range its actor was trained on."""
+    if policy.budget_range is not None and \
+            not policy.budget_range[0] - 1e-12 <= budget <= policy.budget_range[1] + 1e-12:
+        low, high = policy.budget_range
+        raise UserError(f"budget {budget} is outside {low}:{high}, the range the policy's actor "
+                        "was trained on; search with a range that covers it")
+
+
 def run_actor(policy: Policy, policy_dir: Path, env: ChannelPruningEnv) -> dict[str, Any]:
     """One deterministic episode of the policy's actor on ``env``; returns the final info."""
     path = Path(policy_dir) / str(policy.actor)
@@ -92,11 +102,8 @@ def apply_policy(policy: Policy, policy_dir: Path, model: nn.Module, data: DataS
     if budget is not None and policy.target == "latency":
         raise UserError("changing the budget of a latency policy is not supported; "
                         "search again on the target device")
-    if budget is not None and policy.budget_range is not None and \
-            not policy.budget_range[0] - 1e-12 <= budget <= policy.budget_range[1] + 1e-12:
-        low, high = policy.budget_range
-        raise UserError(f"--budget {budget} is outside {low}:{high}, the range the policy's actor "
-                        "was trained on; search with a range that covers it")
+    if budget is not None:
+        check_in_range(policy, budget)
     same_budget = budget is None or abs(budget - policy.budget) < 1e-12
     env = env_for(policy, model, data, budget, device, fill_budget=False, **env_overrides)
     if fingerprint(env.units) == policy.fingerprint and same_budget:

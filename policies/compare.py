@@ -47,7 +47,7 @@ from amc_agent.env.errors import UserError
 from amc_agent.env.evaluation import accuracy
 from amc_agent.env.models import clone_model
 from amc_agent.env.training import TrainConfig
-from amc_agent.policies.apply import run_actor
+from amc_agent.policies.apply import check_in_range, run_actor
 from amc_agent.policies.artifact import Policy, fingerprint
 from amc_agent.policies.finetune import (
     finetune_or_diverged,
@@ -91,12 +91,7 @@ def transfer_ratios(source: Path, env: ChannelPruningEnv) -> dict[str, float]:
     policy = Policy.load(path)
     if policy.actor is None:
         raise UserError(f"--transfer {source}: the policy carries no actor to run on this model")
-    budget = env.cfg.budget
-    if policy.budget_range is not None and \
-            not policy.budget_range[0] - 1e-12 <= budget <= policy.budget_range[1] + 1e-12:
-        raise UserError(f"--transfer {source}: budget {budget} is outside "
-                        f"{policy.budget_range[0]}:{policy.budget_range[1]}, the range its actor "
-                        "was trained on")
+    check_in_range(policy, env.cfg.budget)
     return dict(run_actor(policy, path.parent, env)["keep_ratios"])
 
 
