@@ -46,9 +46,12 @@ class OptunaAgent(Agent):
         self.warmup: int = self.settings.get("n_startup_trials",
                                              10 if sampler == "tpe" else 1)
         """Trials drawn before the sampler's model is used (the compare report's warm-up)."""
-        self.history: list[tuple[list[float], float]] = []
-        self._trial: optuna.Trial | None = None
-        self._step = 0
+        self.history: list[tuple[list[float], float, int]] = []
+        """Finished trials in episode order: requested ratios, reward, and how many trials had
+        been told when this one was asked (its episode's index, one episode at a time; fewer
+        when parallel workers score a batch of trials at once)."""
+        self._open: dict[int, tuple[optuna.Trial, int]] = {}
+        self._steps: dict[int, int] = {}
 
     @staticmethod
     def _key(t: int) -> str:
@@ -80,18 +83,23 @@ class OptunaAgent(Agent):
             return self.study.ask(self.dists)
 
     def act(self, obs: np.ndarray, episode: int) -> float:
-        if self._trial is None:
-            self._trial, self._step = self._ask(), 0
-        ratio = float(self._trial.params[self._key(self._step)])
-        self._step += 1
+        # Several episodes may be open at once (a batch walked before any is scored): each
+        # has its own trial, asked when its walk starts.
+        if episode not in self._open:
+            self._open[episode] = (self._ask(), len(self.history))
+            self._steps[episode] = 0
+        trial, _ = self._open[episode]
+        ratio = float(trial.params[self._key(self._steps[episode])])
+        self._steps[episode] += 1
         return ratio
 
     def end_episode(self, episode: int, reward: float) -> dict[str, float]:
-        assert self._trial is not None, "end_episode before any act"
-        params = [float(self._trial.params[self._key(t)]) for t in range(len(self.dists))]
-        self.study.tell(self._trial, reward)
-        self.history.append((params, float(reward)))
-        self._trial = None
+        assert episode in self._open, "end_episode before any act"
+        trial, told_before = self._open.pop(episode)
+        del self._steps[episode]
+        params = [float(trial.params[self._key(t)]) for t in range(len(self.dists))]
+        self.study.tell(trial, reward)
+        self.history.append((params, float(reward), told_before))
         return {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -99,17 +107,33 @@ class OptunaAgent(Agent):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seed = int(state["seed"])
-        self.study, self.history, self._trial = self._new_study(), [], None
+        self.study, self.history, self._open, self._steps = self._new_study(), [], {}, {}
         self._enqueue()
-        for params, reward in json.loads(state["history"]):
+        # Asks and tells again in the order they happened (a checkpoint falls between
+        # batches, so every asked trial has been told), which puts the sampler where it was.
+        # (Records from before batches have no third field: one episode at a time.)
+        records = [(rec[0], rec[1], rec[2] if len(rec) > 2 else i)
+                   for i, rec in enumerate(json.loads(state["history"]))]
+        trials: list[optuna.Trial] = []
+        for i, (params, _, told_before) in enumerate(records):
+            while len(self.history) < told_before:
+                self._tell_replayed(trials, records)
             trial = self._ask()
             proposed = [float(trial.params[self._key(t)]) for t in range(len(self.dists))]
             if not np.allclose(proposed, params, rtol=0, atol=1e-12):
-                raise RuntimeError(f"{self.name}: replaying trial {len(self.history)} proposed "
-                                   "other ratios than were recorded; the sampler is not "
-                                   "deterministic for this seed")
-            self.study.tell(trial, reward)
-            self.history.append((params, reward))
+                raise RuntimeError(f"{self.name}: replaying trial {i} proposed other ratios "
+                                   "than were recorded; the sampler is not deterministic for "
+                                   "this seed")
+            trials.append(trial)
+        while len(self.history) < len(records):
+            self._tell_replayed(trials, records)
+
+    def _tell_replayed(self, trials: list[optuna.Trial],
+                       records: list[tuple[list[float], float, int]]) -> None:
+        """Tell the next recorded reward to its replayed trial."""
+        i = len(self.history)
+        self.study.tell(trials[i], records[i][1])
+        self.history.append(records[i])
 
 
 @AGENTS.register("tpe")

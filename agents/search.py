@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,9 @@ from amc_agent.agents.base import Agent, AgentSpec, make_agent
 from amc_agent.agents.latency_check import CHECK_TOP, confirm_latency
 from amc_agent.agents.rescore import ShortFinetune, rescore, top_distinct
 from amc_agent.agents.rng import global_rng_state, set_global_rng_state
-from amc_agent.agents.sb3_agents import OffPolicyAgent
+from amc_agent.agents.sb3_agents import OffPolicyAgent, OnPolicyAgent
 from amc_agent.agents.tracking import Tracker
+from amc_agent.agents.workers import EpisodePool, EpisodeTask
 from amc_agent.env import atomic
 from amc_agent.env.env import ChannelPruningEnv
 from amc_agent.env.errors import UserError
@@ -92,6 +93,18 @@ class SearchConfig:
     """A trained actor (:meth:`Agent.actor_state`, e.g. another model's search) to start from:
     the search warms up briefly and plays the actor's noise-free policy on this model as its
     first episode (:data:`INIT_ACTOR`), so it starts where zero-shot transfer ends."""
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """An episode walked dry: what a worker scores, and what the agent learns from after."""
+
+    task: EpisodeTask
+    steps: list[tuple[np.ndarray, float, np.ndarray, bool]]
+    """(observation, applied keep ratio, next observation, done) per unit."""
+    actions: list[float]
+    """The keep ratios the agent asked for, before the wall."""
+    seeded: bool
 
 
 @dataclass
@@ -156,11 +169,16 @@ class Search:
 
     def __init__(self, env: ChannelPruningEnv, cfg: SearchConfig, out: Path,
                  policy_context: dict[str, Any],
-                 also: Sequence[ChannelPruningEnv] = ()) -> None:
+                 also: Sequence[ChannelPruningEnv] = (),
+                 pool: EpisodePool | None = None) -> None:
         """``also``: further models' environments one agent trains on beside ``env`` (episode
-        ``e`` plays model ``e mod (1 + len(also))``); the policy is declared for ``env``."""
+        ``e`` plays model ``e mod (1 + len(also))``); the policy is declared for ``env``.
+        ``pool``: workers that score episodes in batches (amc_agent.agents.workers; their
+        environments must be built like ``env`` and ``also``, in that order)."""
         self.env, self.cfg, self.out = env, cfg, Path(out)
         self.envs = [env, *also]
+        self.pool = pool if pool is not None and pool.workers > 1 else None
+        self._scored: dict[tuple, dict[str, Any]] = {}
         self.context = policy_context
         spec = AgentSpec(env.observation_space, env.action_space,
                          max(e.n_units for e in self.envs), cfg.episodes,
@@ -169,6 +187,13 @@ class Search:
         if also and not isinstance(self.agent, OffPolicyAgent):
             raise UserError(f"one agent over several models needs an off-policy agent "
                             f"(amc-ddpg, ddpg, td3, sac), not {cfg.agent!r}")
+        if self.pool is not None:
+            if env.cfg.target == "latency":
+                raise UserError("a latency target is measured on this machine episode by "
+                                "episode (workers would time each other); use --workers 1")
+            if isinstance(self.agent, OnPolicyAgent):
+                raise UserError(f"agent {cfg.agent!r} learns from its own rollout as it acts; "
+                                "use --workers 1 with it")
         if also and cfg.seed_policies:
             raise UserError("--seed-policies are for one model; drop them with several "
                             "--checkpoint")
@@ -293,15 +318,14 @@ class Search:
                                   "episodes": self.cfg.episodes, **self.context,
                                   "target": self.env.cfg.target, "budget": self.env.cfg.budget})
         t_start = time.perf_counter()
-        bar = tqdm(range(start, self.cfg.episodes), initial=start, total=self.cfg.episodes,
-                   desc=f"search {self.cfg.agent}", disable=not self.cfg.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(total=self.cfg.episodes, initial=start, desc=f"search {self.cfg.agent}",
+                   disable=not self.cfg.progress, dynamic_ncols=True)
+        since_checkpoint = 0
         try:
             with open(rows_path, "a") as log:
-                for episode in bar:
-                    t0 = time.perf_counter()
-                    info, stats = self._episode(episode)
-                    row = episode_row(episode, info, stats, time.perf_counter() - t0)
+                for episode, info, stats, seconds, boundary in self._episodes(start):
+                    bar.update(1)
+                    row = episode_row(episode, info, stats, seconds)
                     improved = not self.conditioned and self._is_better(row, best)
                     if improved:
                         best = row
@@ -312,9 +336,14 @@ class Search:
                     os.fsync(log.fileno())
                     rows.append(row)
                     self._track(tracker, row, improved)
-                    if (episode + 1) % self.cfg.checkpoint_every == 0 or \
-                            episode + 1 == self.cfg.episodes:
+                    since_checkpoint += 1
+                    # Only between batches: mid-batch, the agent has already walked the
+                    # batch's later episodes, so a resume from there would walk them again
+                    # from another state.
+                    if boundary and (since_checkpoint >= self.cfg.checkpoint_every or
+                                     episode + 1 == self.cfg.episodes):
                         self._checkpoint(episode + 1, best, tracker.run_id)
+                        since_checkpoint = 0
                     if best:
                         bar.set_postfix(best_reward=f"{best['reward']:.4f}",
                                         best_acc=f"{best['accuracy']:.4f}",
@@ -336,6 +365,7 @@ class Search:
                 best, policy = self._confirm_latency(
                     [r for r in rows if r.get("model", 0) == 0], rescored, policy)
         finally:
+            bar.close()
             if best is not None:
                 tracker.summary({"best_reward": best["reward"], "best_accuracy": best["accuracy"],
                                  "best_macs": best["macs"], "best_episode": best["episode"]})
@@ -405,6 +435,110 @@ class Search:
                           self.cfg.rescore_images, self.episode_seed, self.cfg.rescore_finetune)
         atomic.write_json(self.out / "rescore.json", records)
         return records
+
+    def _episodes(self, start: int
+                  ) -> Iterator[tuple[int, dict[str, Any], dict[str, Any], float, bool]]:
+        """Episodes ``start``.. in order, as (episode, final info, agent stats, seconds,
+        whether the agent's state is at a batch boundary): one at a time in this process, or in
+        batches of ``pool.workers`` walked here and scored on the workers (synchronous: every
+        episode of a batch is walked with the actor and noise left by the previous batch, and
+        the agent learns from them in episode order once all are scored)."""
+        if self.pool is None:
+            for episode in range(start, self.cfg.episodes):
+                t0 = time.perf_counter()
+                info, stats = self._episode(episode)
+                yield episode, info, stats, time.perf_counter() - t0, True
+            return
+        n = self.pool.workers
+        for first in range(start, self.cfg.episodes, n):
+            t0 = time.perf_counter()
+            batch = range(first, min(first + n, self.cfg.episodes))
+            walks = [self._walk(e) for e in batch]
+            infos = self._score(walks)
+            seconds = (time.perf_counter() - t0) / len(walks)  # amortised wall time
+            for k, (walk, info) in enumerate(zip(walks, infos, strict=True)):
+                info, stats = self._learn(walk, info)
+                yield walk.task.episode, info, stats, seconds, k == len(walks) - 1
+
+    def _walk(self, episode: int) -> _Walk:
+        """Episode ``episode``'s actions through the wall, without cutting or scoring."""
+        model = episode % len(self.envs)
+        env, agent = self.envs[model], self.agent
+        seed = self.episode_seed(episode)
+        obs, _ = env.reset(seed=seed, options={"dry": True})
+        seeded = agent.seeds[episode] if episode < len(agent.seeds) else None
+        steps: list[tuple[np.ndarray, float, np.ndarray, bool]] = []
+        done, info = False, {}
+        while not done:
+            action = agent.act(obs, episode)
+            if seeded is not None:  # the agent still acts, so its generators stay in step
+                action = seeded[len(steps)]
+            next_obs, _, done, _, info = env.step(np.array([action], dtype=np.float32))
+            steps.append((obs, info["applied"], next_obs, done))
+            obs = next_obs
+        task = EpisodeTask(episode, model, seed, info["budget"],
+                           tuple(info["kept_channels"][u.name] for u in env.units))
+        return _Walk(task, steps, info["actions"], seeded is not None)
+
+    def _score(self, walks: list[_Walk]) -> list[dict[str, Any]]:
+        """The walks' final infos from the workers; with a deterministic criterion
+        (``env.cacheable``) a policy already scored in this search, or earlier in the batch, is
+        served from memory instead, as the environment's own cache does one episode at a time."""
+        assert self.pool is not None
+        todo: list[EpisodeTask] = []
+        plan: list[tuple[str, Any]] = []
+        in_batch: dict[tuple, int] = {}
+        for w in walks:
+            key = (w.task.model, w.task.counts)
+            if not self.envs[w.task.model].cacheable:
+                plan.append(("fresh", len(todo)))
+                todo.append(w.task)
+            elif key in self._scored:
+                plan.append(("memory", key))
+            elif key in in_batch:
+                plan.append(("batch", in_batch[key]))
+            else:
+                in_batch[key] = len(todo)
+                plan.append(("fresh", len(todo)))
+                todo.append(w.task)
+        results = self.pool.evaluate(todo) if todo else []
+        infos = []
+        for w, (kind, ref) in zip(walks, plan, strict=True):
+            if kind == "fresh":
+                info = results[ref]
+                if self.envs[w.task.model].cacheable and math.isfinite(info["accuracy"]):
+                    self._scored[(w.task.model, w.task.counts)] = info
+            else:
+                info = self._repeat(w.task, results[ref] if kind == "batch" else
+                                    self._scored[ref])
+            infos.append(info)
+        return infos
+
+    def _repeat(self, task: EpisodeTask, info: dict[str, Any]) -> dict[str, Any]:
+        """A scored policy's info for another episode with the same counts (its budget, and
+        the reward under that budget)."""
+        env = self.envs[task.model]
+        info = {**info, "budget": task.budget, "cached": True,
+                "timings": dict.fromkeys(info["timings"], 0.0)}
+        info["reward"] = float(env.reward_fn(info))
+        return info
+
+    def _learn(self, walk: _Walk, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Give the agent a scored walk's transitions (the final reward on the last one) and
+        end its episode, as :meth:`_episode` does step by step."""
+        episode = walk.task.episode
+        info = {**info, "actions": walk.actions}
+        reward = float(info["reward"])
+        if not math.isfinite(reward):
+            reward = self._stand_in_reward(episode, info)
+        for obs, applied, next_obs, done in walk.steps:
+            self.agent.observe(obs, applied, reward if done else 0.0, next_obs, done)
+        stats: dict[str, Any] = dict(self.agent.end_episode(episode, reward))
+        if len(self.envs) > 1:
+            stats["model"] = walk.task.model
+        if walk.seeded:
+            stats["seed_policy"] = self.seed_names[episode]
+        return info, stats
 
     def _episode(self, episode: int) -> tuple[dict[str, Any], dict[str, Any]]:
         env, agent = self.envs[episode % len(self.envs)], self.agent

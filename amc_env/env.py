@@ -254,6 +254,7 @@ class ChannelPruningEnv(gym.Env):
         self._actions: list[float] = []
         self._timings: dict[str, float] = {}
         self._wall_on = True
+        self._dry = False
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -333,9 +334,14 @@ class ChannelPruningEnv(gym.Env):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode on a fresh copy of the model; ``seed`` seeds the random criterion
         and the action space. ``options={"wall": False}`` applies this episode's actions as
-        given (only rounded), for replaying policies and probing single units."""
+        given (only rounded), for replaying policies and probing single units.
+        ``options={"dry": True}`` walks without cutting or scoring: the wall, the observations
+        and the applied ratios only, the final step's info holding ``kept_channels`` and a
+        reward of 0; a worker then scores those counts (:meth:`evaluate_counts`,
+        amc_agent.agents.workers)."""
         super().reset(seed=seed)
         self._wall_on = bool((options or {}).get("wall", True))
+        self._dry = bool((options or {}).get("dry", False))
         if seed is not None:
             self._rng.manual_seed(seed)
             self.action_space.seed(seed)
@@ -346,7 +352,7 @@ class ChannelPruningEnv(gym.Env):
             # Its own stream: the draw leaves the criterion's and the agent's generators alone.
             self.set_budget(low + (high - low) * float(np.random.default_rng([seed, 7]).random()))
         t0 = time.perf_counter()
-        self._surgeon = Surgeon(self.model, self.example)
+        self._surgeon = None if self._dry else Surgeon(self.model, self.example)
         self._stale_bn = False
         self._chosen, self._actions = [], []
         self._timings = {"surgery": time.perf_counter() - t0, "criterion": 0.0,
@@ -357,7 +363,7 @@ class ChannelPruningEnv(gym.Env):
         self, action: np.ndarray | Sequence[float] | float
     ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Prune the current unit to the (walled, rounded) keep ratio ``action``."""
-        if self._surgeon is None or len(self._chosen) >= self.n_units:
+        if (self._surgeon is None and not self._dry) or len(self._chosen) >= self.n_units:
             raise RuntimeError("call reset() before step() (the episode has ended)")
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         if not math.isfinite(a):
@@ -368,7 +374,43 @@ class ChannelPruningEnv(gym.Env):
         wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound,
                                 unit.channel_groups)
         k = self.wall.clip(t, self._chosen, wanted) if self._wall_on else wanted
+        if not self._dry:
+            self._cut(unit, k)
+        self._chosen.append(k)
+        self._actions.append(a)
+        applied = k / unit.channels
+        if len(self._chosen) < self.n_units:
+            return self._obs(t + 1), 0.0, False, False, {"unit": self.units[t + 1].name,
+                                                         "applied": applied}
+        if self._dry:
+            return self._obs(t), 0.0, True, False, {
+                "applied": applied, "kept_channels": {u.name: c for u, c in
+                                                      zip(self.units, self._chosen, strict=True)},
+                "actions": list(self._actions), "budget": self.budget}
+        info = self._finish()
+        info["applied"] = applied
+        return self._obs(t), float(info["reward"]), True, False, info
+
+    def evaluate_counts(self, counts: Sequence[int], seed: int, budget: float) -> dict[str, Any]:
+        """The final ``info`` of an episode that keeps ``counts`` channels per unit (as a walk
+        chose them: no wall, no rounding) under environment seed ``seed`` and ``budget``: what
+        :meth:`step` would have returned at the last unit of that walk. For workers scoring
+        episodes a learner walked dry."""
+        if len(counts) != self.n_units:
+            raise ValueError(f"{len(counts)} counts for {self.n_units} units")
+        target_budget = None if self.cfg.target == "latency" else budget
+        self.reset(seed=seed, options={"wall": False, "budget": target_budget})
+        for unit, k in zip(self.units, counts, strict=True):
+            self._cut(unit, int(k))
+            self._chosen.append(int(k))
+            self._actions.append(int(k) / unit.channels)
+        return self._finish()
+
+    def _cut(self, unit: Unit, k: int) -> None:
+        """Keep ``k`` of ``unit``'s channels in this episode's copy (criterion, surgery and any
+        reconstruction; timed)."""
         s = self._surgeon
+        assert s is not None
         t0 = time.perf_counter()
         if k < unit.channels:
             ctx = self.unit_context(unit)
@@ -385,15 +427,6 @@ class ChannelPruningEnv(gym.Env):
             self._timings["surgery"] += t2 - t1
         else:
             s.kept[unit.name] = list(range(unit.channels))
-        self._chosen.append(k)
-        self._actions.append(a)
-        applied = k / unit.channels
-        if len(self._chosen) < self.n_units:
-            return self._obs(t + 1), 0.0, False, False, {"unit": self.units[t + 1].name,
-                                                         "applied": applied}
-        info = self._finish()
-        info["applied"] = applied
-        return self._obs(t), float(info["reward"]), True, False, info
 
     @property
     def heldout_size(self) -> int:

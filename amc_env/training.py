@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 
@@ -183,6 +183,8 @@ def fit(
         gen = getattr(train_loader, "generator", None)
         if gen is not None:
             gen.manual_seed(epoch_seed)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch_seed)  # every rank shuffles alike
         stats = train_one_epoch(model, train_loader, opt, sched, device, cfg.slimming_lambda,
                                 desc=f"epoch {epoch + 1}/{cfg.epochs}", progress=progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": stats.loss,

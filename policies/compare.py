@@ -40,6 +40,7 @@ from amc_agent.agents.rescore import ShortFinetune, resolve_finetune, resolve_to
 from amc_agent.agents.rng import global_rng_state, set_global_rng_state
 from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import Tracker
+from amc_agent.agents.workers import EpisodePool
 from amc_agent.env.cost import measure_cost
 from amc_agent.env.datasets import DataSplits
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
@@ -192,8 +193,11 @@ def resumable_search(folder: Path, agent: str, env: ChannelPruningEnv, episodes:
 
 
 def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_cfg: EnvConfig,
-                cfg: CompareConfig, out: Path, device: str) -> dict[str, Any]:
-    """Run every strategy; returns the ``results.json`` content (also written by the caller)."""
+                cfg: CompareConfig, out: Path, device: str,
+                pool: EpisodePool | None = None) -> dict[str, Any]:
+    """Run every strategy; returns the ``results.json`` content (also written by the caller).
+    ``pool``: workers every search scores its episodes on (built from the same model, data and
+    ``env_cfg``; amc_agent.agents.workers)."""
     check_strategies(cfg.strategies)
     if (TRANSFER in cfg.strategies) != (cfg.transfer is not None):
         raise UserError("the transfer strategy and --transfer POLICY go together")
@@ -225,7 +229,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
         rescore_top=top, rescore_images=cfg.rescore_images,
         rescore_finetune=ShortFinetune(tune, lr=cfg.finetune.lr, seed=cfg.seed)
         if tune else None, seed_policies=cfg.seed_policies),
-        out / f"search-{name}", context)
+        out / f"search-{name}", context, pool=pool)
         for name in cfg.strategies
         if name in AGENTS and (reused is None or reused.agent.get("name") != name)}
     resumed = {name: resumable_search(s.out, name, env, cfg.episodes) if cfg.resume else False

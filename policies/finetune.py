@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from amc_agent.env import distributed
 from amc_agent.env.cost import measure_cost
 from amc_agent.env.datasets import DataSplits, make_loader
 from amc_agent.env.latency import measure_latency
@@ -22,8 +23,13 @@ from amc_agent.env.training import Diverged, TrainConfig, evaluate, fit
 
 def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str,
              progress: bool = True) -> list[dict[str, Any]]:
-    """Train ``model`` in place on the training split with ``cfg`` (same recipe for everyone)."""
+    """Train ``model`` in place on the training split with ``cfg`` (same recipe for everyone);
+    under torchrun, data-parallel over its processes (amc_agent.env.distributed)."""
     torch.manual_seed(cfg.seed)
+    if distributed.active():
+        loader = distributed.loader(data.train, cfg.batch_size, cfg.seed, cfg.workers)
+        return fit(distributed.wrap(model, device), loader, cfg, device,
+                   progress=progress and distributed.is_main())
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          workers=cfg.workers)
     return fit(model, loader, cfg, device, progress=progress)

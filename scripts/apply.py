@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from amc_agent.cli import cli
-from amc_agent.env import atomic
+from amc_agent.env import atomic, distributed
 from amc_agent.env.checkpoint import save_checkpoint
 from amc_agent.env.errors import UserError
 from amc_agent.env.export import OPSET, check_onnx, onnx_bytes
@@ -71,6 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(args)
     policy = Policy.load(args.policy)
     cli.apply_runtime(args)
+    # Under torchrun every process prunes alike and trains its share; rank 0 measures and writes.
+    args.device = distributed.setup(args.device)
+    try:
+        return _run(args, policy)
+    finally:
+        distributed.teardown()
+
+
+def _run(args: Any, policy: Policy) -> int:
+    """Prune, measure, train and write (measuring and writing on rank 0 only)."""
+    main_rank = distributed.is_main()
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source, fallback=policy.dataset)
     model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
@@ -81,8 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     pruned = applied.model
     progress = not args.no_progress
     lat = {"min_time_s": args.latency_time, "backend": args.latency_backend}
-    original = measure(model, data, args.device, **lat)
-    before = measure(pruned, data, args.device, **lat)
+    # Measured before the fine-tune changes the pruned model in place.
+    original = measure(model, data, args.device, **lat) if main_rank else {}
+    before = measure(pruned, data, args.device, **lat) if main_rank else {}
+    history, scratch = None, None
+    if args.finetune_epochs:
+        cfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
+                          batch_size=args.batch_size, seed=args.seed)
+        history = finetune(pruned, data, cfg, args.device, progress)
+    if args.scratch_epochs:
+        scratch = scratch_model(recipe, applied.record, args.seed).to(args.device)
+        base_cfg = TrainConfig(epochs=args.scratch_epochs, batch_size=args.batch_size,
+                               seed=args.seed)
+        finetune(scratch, data, base_cfg, args.device, progress)
+    if not main_rank:
+        return 0
     metrics: dict[str, Any] = {
         "mode": applied.mode, "policy": str(args.policy), "keep_ratios": applied.keep_ratios,
         "val_acc_before_finetune": applied.info["accuracy"], "original": original,
@@ -91,16 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "speedup_b64": original["latency"]["b64"]["median_ms"] /
         before["latency"]["b64"]["median_ms"],
     }
-    if args.finetune_epochs:
-        cfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
-                          batch_size=args.batch_size, seed=args.seed)
-        metrics["finetune_history"] = finetune(pruned, data, cfg, args.device, progress)
+    if history is not None:
+        metrics["finetune_history"] = history
         metrics["after_finetune"] = measure(pruned, data, args.device, **lat)
-    if args.scratch_epochs:
-        scratch = scratch_model(recipe, applied.record, args.seed).to(args.device)
-        base_cfg = TrainConfig(epochs=args.scratch_epochs, batch_size=args.batch_size,
-                               seed=args.seed)
-        finetune(scratch, data, base_cfg, args.device, progress)
+    if scratch is not None:
         metrics["scratch"] = measure(scratch, data, args.device, **lat)
     onnx = None
     if args.onnx is not None:  # checked before anything is written

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from amc_agent.cli import cli
-from amc_agent.cli.search import add_env_args, add_seed_policies_arg, check_common, env_config
+from amc_agent.cli.search import (
+    add_env_args,
+    add_seed_policies_arg,
+    add_worker_args,
+    check_common,
+    env_config,
+    worker_config,
+    worker_pool,
+)
 from amc_agent.env import atomic
 from amc_agent.env.errors import UserError
 from amc_agent.env.training import TrainConfig
@@ -54,6 +62,7 @@ def build_parser() -> cli.Parser:
                    help="continue the searches an earlier run left in --out (same model, "
                         "budget, criterion, seed) and redo the selection, fine-tunes and report "
                         "with this run's flags")
+    add_worker_args(p)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -80,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.resume and args.out.exists() and any(args.out.iterdir()):
         raise UserError(f"{args.out} is not empty; use --resume to continue it or choose "
                         "another --out")
+    workers = worker_config(args)
     cli.apply_runtime(args)
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source)
@@ -101,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)
     env_cfg = env_config(args)
-    results = run_compare(model.to(args.device), recipe, data, env_cfg, cfg, args.out,
-                          args.device)
+    with worker_pool(workers, args) as pool:
+        results = run_compare(model.to(args.device), recipe, data, env_cfg, cfg, args.out,
+                              args.device, pool)
     results["config"] = {"target": args.target, "budget": args.budget,
                          "criterion": env_cfg.criterion, "seed": args.seed,
                          "finetune_epochs": args.finetune_epochs,

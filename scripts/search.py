@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from amc_agent.agents import AGENTS
@@ -22,9 +25,11 @@ from amc_agent.agents.rescore import (
 )
 from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import MODES
+from amc_agent.agents.workers import POOLS, EpisodePool, WorkerConfig
 from amc_agent.cli import cli
 from amc_agent.env import atomic
 from amc_agent.env.criteria import CRITERIA, RECONSTRUCT, criterion_name
+from amc_agent.env.datasets import DataSplits
 from amc_agent.env.env import TARGETS, ChannelPruningEnv, EnvConfig
 from amc_agent.env.errors import UserError
 from amc_agent.env.latency import BACKENDS, check_backend
@@ -190,6 +195,91 @@ def seed_policies_arg(text: str) -> tuple[str, ...]:
     return names
 
 
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--backend``, ``--ray-address``, ``--worker-gpus``,
+    ``--worker-threads`` (shared with amc-compare)."""
+    d = WorkerConfig()
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="episodes scored at once on parallel workers, in synchronous batches "
+                        "(default 1: one after another in this process)")
+    p.add_argument("--backend", default=d.backend,
+                   help=f"{', '.join(POOLS.names())}: workers as processes on this machine "
+                        "(default) or Ray actors")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join with --backend ray (auto or HOST:PORT; default: "
+                        "start a local one)")
+    p.add_argument("--worker-gpus", type=float, default=d.gpus,
+                   help="GPUs each Ray worker reserves (e.g. 1, or 0.5 to share one)")
+    p.add_argument("--worker-threads", type=int, default=None,
+                   help="torch threads per worker (default: --threads, or torch's count, "
+                        "divided among the workers, at least 1)")
+
+
+def worker_config(args: argparse.Namespace) -> WorkerConfig:
+    """The WorkerConfig the flags describe (checked: one line for a bad setting)."""
+    threads = args.worker_threads or max(1, (args.threads or torch.get_num_threads())
+                                         // max(1, args.workers))
+    cfg = WorkerConfig(workers=args.workers, backend=args.backend, threads=threads,
+                       ray_address=args.ray_address, gpus=args.worker_gpus)
+    cfg.check()
+    if cfg.workers > 1 and args.target == "latency":
+        raise UserError("a latency target is measured on this machine episode by episode "
+                        "(workers would time each other); use --workers 1")
+    return cfg
+
+
+@contextlib.contextmanager
+def worker_pool(cfg: WorkerConfig, args: argparse.Namespace) -> Iterator[EpisodePool | None]:
+    """The workers of ``cfg`` (None for one), each building its environments from ``args``
+    like this process did; stopped on the way out."""
+    if cfg.workers < 2:
+        yield None
+        return
+    pool = cfg.pool(functools.partial(worker_envs, _absolute_paths(args)))
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with its file paths absolute (a Ray worker may start in another folder)."""
+    out = argparse.Namespace(**vars(args))
+    for k, v in vars(args).items():
+        if isinstance(v, Path):
+            setattr(out, k, v.absolute())
+        elif isinstance(v, list) and v and all(isinstance(x, Path) for x in v):
+            setattr(out, k, [x.absolute() for x in v])
+    return out
+
+
+def build_envs(args: argparse.Namespace
+               ) -> tuple[list[ChannelPruningEnv], dict[str, Any], DataSplits]:
+    """One environment per ``--checkpoint`` (or the one ``--model``), the first model's
+    recipe and data split."""
+    envs, recipe, data = [], {}, None
+    paths = args.checkpoint if isinstance(args.checkpoint, list) else [args.checkpoint]
+    for path in [p for p in paths if p is not None] or [None]:
+        one = argparse.Namespace(**{**vars(args), "checkpoint": path})
+        source = cli.source_checkpoint(one)
+        split = cli.load_data(one, source)
+        model, model_recipe, _ = cli.resolve_model(one, split.spec.in_channels,
+                                                   split.spec.num_classes, source,
+                                                   input_shape=split.spec.input_shape)
+        envs.append(ChannelPruningEnv(model, split, env_config(args)))
+        if data is None:
+            recipe, data = model_recipe, split
+    assert data is not None
+    return envs, recipe, data
+
+
+def worker_envs(args: argparse.Namespace) -> list[ChannelPruningEnv]:
+    """A worker's environments: built from the learner's flags, seeded as the learner was
+    (a ``--model`` without weights is drawn from the seed)."""
+    cli.seed_everything(args.seed)
+    return build_envs(args)[0]
+
+
 def build_parser() -> cli.Parser:
     """Flags of ``amc-search``."""
     p = cli.make_parser(PROG, "Search per-unit keep ratios with an RL agent under a budget.")
@@ -205,7 +295,10 @@ def build_parser() -> cli.Parser:
                         "policy on this model is the first episode")
     p.add_argument("--episodes", type=int, default=300)
     add_seed_policies_arg(p)
-    p.add_argument("--checkpoint-every", type=int, default=1, help="episodes between checkpoints")
+    add_worker_args(p)
+    p.add_argument("--checkpoint-every", type=int, default=1,
+                   help="episodes between checkpoints (with --workers: at the end of the batch "
+                        "that reaches it)")
     p.add_argument("--out", type=Path, help="output folder, e.g. runs/search")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -281,19 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         AGENTS.get(args.agent)
     if args.episodes < 1 or args.checkpoint_every < 1:
         raise UserError("--episodes and --checkpoint-every must be at least 1")
+    workers = worker_config(args)
     cli.apply_runtime(args)
     paths = list(args.checkpoint or [])
-    envs, recipe, data = [], {}, None
-    for path in paths or [None]:
-        one = argparse.Namespace(**{**vars(args), "checkpoint": path})
-        source = cli.source_checkpoint(one)
-        split = cli.load_data(one, source)
-        model, model_recipe, _ = cli.resolve_model(one, split.spec.in_channels,
-                                                   split.spec.num_classes, source,
-                                                   input_shape=split.spec.input_shape)
-        envs.append(ChannelPruningEnv(model, split, env_config(args)))
-        if data is None:
-            recipe, data = model_recipe, split
+    envs, recipe, data = build_envs(args)
     env = envs[0]
     top = resolve_top(args.rescore_top, env)
     finetune = args.rescore_finetune = resolve_finetune(args.rescore_finetune, top,
@@ -308,13 +392,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                        if finetune else None)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,
                "checkpoint": str(paths[0]) if paths else None}
-    # Built before anything is written: building the agent for this model's units is what
-    # validates --agent-kwargs (and --rescore-top against the split).
-    search = Search(env, cfg, args.out, context, also=envs[1:])
-    resume = prepare_out(args.out, args.resume)
-    if not resume:
-        atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))
-    result = search.run(resume=resume)
+    with worker_pool(workers, args) as pool:
+        # Built before anything is written: building the agent for this model's units is what
+        # validates --agent-kwargs (and --rescore-top against the split).
+        search = Search(env, cfg, args.out, context, also=envs[1:], pool=pool)
+        resume = prepare_out(args.out, args.resume)
+        if not resume:
+            atomic.write_text(args.out / "config.yaml", yaml.safe_dump(resolved_config(args)))
+        result = search.run(resume=resume)
     if result.best is None:
         print(json.dumps({"out": str(args.out), "best": None,
                           "note": "no episode met the budget"}))

@@ -51,7 +51,7 @@ def test_agents_learn_from_the_seeded_episodes(tmp_path) -> None:
     s, episodes = seeded_search(tmp_path, "tpe", 3)
     # The study was told each seeded trial's reward, as for its own trials.
     history = json.loads(s.agent.state_dict()["history"])
-    for (params, reward), row in zip(history[:2], episodes[:2], strict=True):
+    for (params, reward, _), row in zip(history[:2], episodes[:2], strict=True):
         assert reward == row["reward"] and params == pytest.approx(row["actions"], abs=1e-6)
     s, episodes = seeded_search(tmp_path, "amc-ddpg", 2)
     # Both seeded episodes' transitions are in the replay buffer.
