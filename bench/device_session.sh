@@ -7,6 +7,8 @@
 #                                           # seeds, searches re-scored (fine-tunes on the GPU)
 #   bash bench/device_session.sh transfer   # train ResNet-56, apply the ResNet-20 actor, uniform
 #   bash bench/device_session.sh correlation # search-vs-final correlation (16 fine-tunes)
+#   bash bench/device_session.sh scale      # ResNet-50 per-image costs (the big-case projection);
+#                                           # ResNet-20 episodes/min, 1-8 CPU workers and the GPU
 #   bash bench/device_session.sh latency    # CUDA tests, latency table vs measurement (50 random
 #                                           # policies: cudagraph b1, eager b256), latency-target
 #                                           # searches against a measured budget (cudagraph)
@@ -27,7 +29,7 @@
 # agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
-STAGE=${1:?stage: check, policies, transfer, correlation, latency, equal-latency or conditioned}
+STAGE=${1:?stage: check, policies, transfer, scale, correlation, latency, equal-latency or conditioned}
 OUT=${OUT:-/tmp/amc-device-out}
 WORK=/tmp/amc-device/$STAGE
 mkdir -p "$OUT" "$WORK"
@@ -82,6 +84,17 @@ transfer)
     | tee "$WORK/apply.json"
   $PY -m amc_agent.cli.compare --checkpoint "$WORK/base_resnet56.pt" --strategies uniform \
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
+  ;;
+scale)
+  # ResNet-50 per-image costs on the GPU (the big-case projection), then ResNet-20 episodes per
+  # minute on this machine's CPU cores with 1/2/4/8 local workers, and in one process on the GPU.
+  $PY -m bench.bench_scale --device cuda --batch 256
+  R20=${R20:-runs/s5/resnet20_e3.pt}
+  $PY -m bench.bench_workers --checkpoint "$R20" --episodes 60 --threads 8 \
+    --variants 1-local,2-local,4-local,8-local --tag _cpu8 --work "$WORK/workers" \
+    -- --rescore-top 0
+  $PY -m bench.bench_workers --checkpoint "$R20" --episodes 60 --variants 1-local --tag _cuda \
+    --work "$WORK/workers_cuda" -- --rescore-top 0 --device cuda
   ;;
 correlation)
   # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.

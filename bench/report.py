@@ -30,6 +30,80 @@ def _load() -> dict[str, dict[str, Any]]:
     return results
 
 
+def _workers(results: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for key, r in results.items():
+        if not key.startswith("workers_"):
+            continue
+        out += [f"## Parallel workers (`amc-search --workers N`; {r['model']}, {r['agent']}, "
+                f"{r['episodes']} episodes, budget {r['budget']})", "",
+                "Every variant runs the same command on the same checkpoint and seed; the "
+                f"learner has {r['threads']} torch threads and N workers share them "
+                "(1 thread each here). Episodes per minute over the episodes' own time (a batch's "
+                "wall time shared among its episodes; workers' start-up and the final re-scoring "
+                "apart); *whole command*: wall time of the command including both. *Same "
+                "episodes*: every episode's keep ratios equal the 1-worker run's (expected for "
+                "an agent that does not learn from rewards; a learning agent's batches change "
+                "what it tries).", "",
+                "| seed | workers | backend | episodes / min | speed-up vs 1 worker | whole "
+                "command s | same episodes | search val acc | held-out val acc | cache hits |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for x in r["runs"]:
+            same = {True: "yes", False: "no", None: "-"}[x["same_episodes_as_one_worker"]]
+            held = f"{100 * x['heldout_val_accuracy']:.2f}%" \
+                if x.get("heldout_val_accuracy") is not None else "-"
+            out.append(f"| {x['seed']} | {x['workers']} | {x['backend']} | "
+                       f"{x['episodes_per_min']:.1f} | {x['speedup']:.2f}x | {x['wall_s']:.0f} | "
+                       f"{same} | {100 * x['val_accuracy']:.2f}% | {held} | "
+                       f"{x['cache_hits']} |")
+        by: dict[tuple[int, str], list[float]] = {}
+        for x in r["runs"]:
+            if x.get("heldout_val_accuracy") is not None:
+                by.setdefault((x["workers"], x["backend"]), []).append(
+                    x["heldout_val_accuracy"])
+        if len(by) > 1 and all(len(v) > 1 for v in by.values()):
+            out += ["", "Held-out validation accuracy of the declared winner over seeds: " +
+                    "; ".join(f"{n} {b} worker(s) {_mean_std(v)}" for (n, b), v in by.items()) +
+                    "."]
+        out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    return out
+
+
+def _scale(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [r for k, r in results.items() if k.startswith("scale_")]
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = ["## Numbers for the big case: ResNet-50 at ImageNet size", "",
+           "Measured per image on each device (torchvision ResNet-50, 1000 classes, 224x224): "
+           "the scoring pass as episodes run it (BN folded, channels-last), the BN-recalibration "
+           "pass, one fine-tune step; and one episode's surgery and channel selection (group-l2, "
+           "a random policy) from the environment's timings. Projected: a search of "
+           f"{r0['episodes']} episodes (AMC used 400-800), each recalibrating BN on "
+           f"{r0['recalib_images']} images and scoring {r0['reward_images']} held-out images "
+           "(AMC's ImageNet reward set), the pruned model costing what the full one does (an "
+           "upper bound), workers scaling linearly (each holds one device; a synchronous batch "
+           "waits for its slowest episode, and the learner's walk and update per batch take "
+           "milliseconds). Fine-tuning the winner is extra.", "",
+           "| device | batch | units | score ms / image | recalibrate ms / image | fine-tune "
+           "ms / image | surgery + selection s | episode s | " +
+           " | ".join(f"search h, {p['workers']} worker(s)" for p in r0["projection"]) + " |",
+           "|---|---|---|---|---|---|---|---|" + "---|" * len(r0["projection"])]
+    for r in rows:
+        out.append(f"| {r['device_name']} | {r['batch']} | {r['units']} | "
+                   f"{r['eval_ms_per_image']:.2f} | {r['recal_ms_per_image']:.2f} | "
+                   f"{r['train_ms_per_image']:.2f} | {r['prune_s']:.2f} | "
+                   f"{r['episode_s']:.1f} | " +
+                   " | ".join(f"{p['search_hours']:.2f}" for p in r["projection"]) + " |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
+    if not any(r["device"].startswith("cuda") for r in rows):
+        out += ["GPU rows: not yet measured (`bash bench/device_session.sh scale` on a GPU "
+                "machine).", ""]
+    return out
+
+
 def _timed_on(r: dict[str, Any]) -> str:
     """The device a latency row was measured on: the GPU's name, or the CPU thread count."""
     gpu = r["machine"].get("gpu")
@@ -995,7 +1069,8 @@ def render() -> str:
              "Generated by `python -m bench.report` from `bench/results/*.json`; every figure "
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
-    for section in (_training, _env, _criteria, _search, _compare, _ladder, _policies, _seeds,
+    for section in (_training, _env, _workers, _scale, _criteria, _search, _compare, _ladder,
+                    _policies, _seeds,
                     _latency, _latency_predictor,
                     _latency_target, _equal_latency,
                     _correlation, _sweep, _reliability, _demo):

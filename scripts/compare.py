@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "augment": data.split.get("augment"),
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs,
                          "seed_policies": list(args.seed_policies),
+                         "workers": workers.workers, "worker_backend": workers.backend,
                          **results.pop("selection")}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])
