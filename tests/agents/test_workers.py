@@ -16,7 +16,7 @@ import pytest
 
 from amc_agent.agents import search as search_module
 from amc_agent.agents.workers import EpisodeTask, WorkerConfig, score
-from amc_agent.cli import cli, search
+from amc_agent.cli import cli, compare, search
 from amc_agent.env.env import ChannelPruningEnv
 
 BASE = ["--model", "cnn", "--dataset", "synthetic", "--eval-size", "32", "--recalib-batches",
@@ -140,3 +140,14 @@ def test_a_worker_killed_mid_episode_is_replaced_with_no_episode_lost(tmp_path, 
     strip = ("timings", "cached")
     assert [{k: v for k, v in g.items() if k not in strip} for g in got] == \
         [{k: v for k, v in x.items() if k not in strip} for x in expected]
+
+
+def test_compare_searches_on_the_workers(tmp_path, one_worker_random) -> None:
+    """amc-compare hands its workers to every searched strategy: its random search plays the
+    episodes a one-process amc-search plays, and results.json records the workers."""
+    out = tmp_path / "cmp"
+    assert compare.main([*BASE, "--strategies", "random,uniform", "--episodes", str(EPISODES),
+                         "--finetune-epochs", "0", "--workers", "2", "--out", str(out)]) == 0
+    assert rows(out / "search-random") == rows(one_worker_random)
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert (config["workers"], config["worker_backend"]) == (2, "local")
