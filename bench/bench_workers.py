@@ -83,6 +83,8 @@ def main() -> None:
                    help="torch threads of the learner; the workers share them")
     p.add_argument("--work", type=Path, default=Path("runs/bench_workers"))
     p.add_argument("--tag", default="")
+    p.add_argument("--note", default="",
+                   help="conditions the figures need read with (e.g. other jobs beside a run)")
     p.add_argument("extra", nargs="*", help="more amc-search flags, after --")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -98,7 +100,7 @@ def main() -> None:
     path = write_result(f"workers_{stem}_{args.agent}{args.tag}", {
         "model": stem, "checkpoint": str(args.checkpoint), "agent": args.agent,
         "episodes": args.episodes, "budget": args.budget, "threads": args.threads,
-        "extra": args.extra, "runs": runs})
+        "extra": args.extra, "note": args.note, "runs": runs})
     print(f"wrote {path}")
     for r in runs:
         print(f"{r['workers']}-{r['backend']} s{r['seed']}: {r['episodes_per_min']:.1f} ep/min "

@@ -65,6 +65,8 @@ def _workers(results: dict[str, dict[str, Any]]) -> list[str]:
             out += ["", "Held-out validation accuracy of the declared winner over seeds: " +
                     "; ".join(f"{n} {b} worker(s) {_mean_std(v)}" for (n, b), v in by.items()) +
                     "."]
+        if r.get("note"):
+            out += ["", f"Note: {r['note']}"]
         out += ["", f"Command: `{r['command']}`  ", f"Machine: {_machine(r)}", ""]
     return out
 
