@@ -12,36 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from amc_agent.agents import search as search_module
 from amc_agent.cli import apply, search
 from amc_agent.env.checkpoint import load_checkpoint
 from amc_agent.env.env import OBS_FEATURES
 from amc_agent.env.errors import UserError
 from amc_agent.policies.artifact import Policy
-from tests.agents.test_search import rows
+from tests.agents.test_search import killed_and_resumed, rows
 from tests.amc_env.helpers import make_env
 
 BASE = ["--dataset", "synthetic", "--eval-size", "32", "--recalib-batches", "1",
         "--recalib-batch-size", "16", "--no-progress", "--wandb-mode", "disabled",
         "--agent", "amc-ddpg", "--agent-kwargs", "{warmup_episodes: 2, batch_size: 4}"]
 BUDGET = OBS_FEATURES.index("budget")
-
-
-def _killed_and_resumed(argv: list[str], out, episode: int, monkeypatch) -> list[dict]:
-    """The rows of a search killed during ``episode`` and then resumed with ``--resume``."""
-    real = search_module.Search._episode
-
-    def crash(self, e):
-        if e == episode:
-            raise KeyboardInterrupt
-        return real(self, e)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(out)])
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(out), "--resume"]) == 0
-    return rows(out)
 
 
 def test_budget_and_target_kind_are_in_the_observation() -> None:
@@ -91,7 +73,7 @@ def test_search_over_a_range_resumes_exactly_and_declares_the_actor_at_the_midpo
     assert greedy["budget"] == pytest.approx(0.45) and greedy["meets_budget"]
     assert policy.keep_ratios == greedy["keep_ratios"]
     assert "0.3:0.6" in (full / "config.yaml").read_text()
-    assert _killed_and_resumed(argv, cut, 4, monkeypatch) == episodes
+    assert killed_and_resumed(argv, cut, 4, monkeypatch) == episodes
     assert Policy.load(cut / "policy.json").keep_ratios == policy.keep_ratios
 
 
@@ -213,7 +195,7 @@ def test_one_agent_over_several_checkpoints_cycles_models_and_resumes_exactly(
     policy = Policy.load(full / "policy.json")
     assert len(policy.keep_ratios) == units[0]  # declared for the first checkpoint
     assert "resnet32.pt" in (full / "config.yaml").read_text()
-    assert _killed_and_resumed(argv, cut, 3, monkeypatch) == episodes
+    assert killed_and_resumed(argv, cut, 3, monkeypatch) == episodes
     # A rerun from config.yaml trains over the same two models.
     again = tmp_path / "again"
     assert search.main(["--config", str(full / "config.yaml"), "--out", str(again)]) == 0

@@ -24,6 +24,23 @@ def rows(out) -> list[dict]:
     return [{k: v for k, v in json.loads(ln).items() if k != "seconds"} for ln in lines]
 
 
+def killed_and_resumed(argv: list[str], out, episode: int, monkeypatch) -> list[dict]:
+    """The rows of a search killed during ``episode`` and then resumed with ``--resume``."""
+    real = search_module.Search._episode
+
+    def crash(self, e):
+        if e == episode:
+            raise KeyboardInterrupt
+        return real(self, e)
+
+    monkeypatch.setattr(search_module.Search, "_episode", crash)
+    with pytest.raises(KeyboardInterrupt):
+        search.main([*argv, "--out", str(out)])
+    monkeypatch.setattr(search_module.Search, "_episode", real)
+    assert search.main([*argv, "--out", str(out), "--resume"]) == 0
+    return rows(out)
+
+
 def test_tiny_search_leaves_policy_and_episodes(tmp_path, capsys) -> None:
     out = tmp_path / "s"
     assert search.main([*BASE, *DDPG, "--episodes", "4", "--out", str(out)]) == 0

@@ -9,12 +9,11 @@ import json
 import pytest
 import yaml
 
-from amc_agent.agents import search as search_module
 from amc_agent.agents.search import Search, SearchConfig
 from amc_agent.cli import search
 from amc_agent.policies.artifact import Policy
 from amc_agent.policies.heuristics import heuristic_policy
-from tests.agents.test_search import BASE, rows
+from tests.agents.test_search import BASE, killed_and_resumed, rows
 from tests.amc_env.helpers import make_env
 
 SEEDS = ("uniform", "global")
@@ -64,19 +63,8 @@ def test_seeded_search_resumes_exactly(tmp_path, monkeypatch, agent: str) -> Non
     argv = [*BASE, "--agent", agent, "--agent-kwargs", SETTINGS[agent], "--episodes", "6",
             "--seed-policies", "uniform,global"]
     assert search.main([*argv, "--out", str(full)]) == 0
-    real = search_module.Search._episode
-
-    def crash_at_episode_1(self, episode):
-        if episode == 1:
-            raise KeyboardInterrupt  # killed inside the seeded episodes
-        return real(self, episode)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_1)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(cut)])
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
-    assert rows(cut) == rows(full)
+    # Killed inside the seeded episodes.
+    assert killed_and_resumed(argv, cut, 1, monkeypatch) == rows(full)
 
 
 def test_bad_seed_policies_exit_2_before_writing(tmp_path) -> None:
