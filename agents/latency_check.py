@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amc_agent.env.env import ChannelPruningEnv
-from amc_agent.policies.finetune import interleaved_latency
+from amc_agent.policies.finetune import interleaved_latency, round_ratios
 
 CHECK_TOP = 5
 """Candidates re-measured at most."""
@@ -59,7 +59,7 @@ def confirm_latency(env: ChannelPruningEnv, candidates: list[dict[str, Any]],
                                   backend=env.cfg.latency_backend)
         key = f"b{env.cfg.latency_batch}"
         orig, cand = lat["original"][key], lat["candidate"][key]
-        ratios = [c / o for c, o in zip(cand["round_ms"], orig["round_ms"], strict=True)]
+        ratios = round_ratios(lat, "candidate", "original", env.cfg.latency_batch)
         ok = max(ratios) <= env.cfg.budget + 1e-9
         checked.append({"episode": row["episode"], "search_latency_ms": row["latency_ms"],
                         "predicted_latency_ms": row["predicted_latency_ms"],

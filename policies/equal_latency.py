@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amc_agent.env.env import ChannelPruningEnv
-from amc_agent.policies.finetune import interleaved_latency
+from amc_agent.policies.finetune import interleaved_latency, round_ratios
 
 STEPS = 8
 """Bisection steps on the scale factor (its interval shrinks 256-fold)."""
@@ -52,8 +52,7 @@ def measured_ratios(env: ChannelPruningEnv, ratios: dict[str, float], batch: int
     lat = interleaved_latency({"original": env.model, "candidate": env.pruned_model()},
                               env.data_spec.input_shape, env.cfg.device, batch_sizes=(batch,),
                               rounds=rounds, min_time_s=min_time_s, backend=backend)
-    orig, cand = lat["original"][f"b{batch}"], lat["candidate"][f"b{batch}"]
-    return [c / o for c, o in zip(cand["round_ms"], orig["round_ms"], strict=True)]
+    return round_ratios(lat, "candidate", "original", batch)
 
 
 def cut_to_latency(env: ChannelPruningEnv, ratios: dict[str, float], budget: float,

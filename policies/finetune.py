@@ -78,6 +78,14 @@ def interleaved_latency(models: dict[str, nn.Module], input_shape: tuple[int, ..
     return out
 
 
+def round_ratios(lat: dict[str, dict[str, dict[str, Any]]], num: str, den: str,
+                 batch: int) -> list[float]:
+    """Per-round latency ratios ``num / den`` at ``batch`` from an :func:`interleaved_latency`
+    result: each round's two medians were measured back to back, under the same load."""
+    a, b = lat[num][f"b{batch}"]["round_ms"], lat[den][f"b{batch}"]["round_ms"]
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
 def measure(model: nn.Module, data: DataSplits, device: str,
             latency_batches: tuple[int, ...] = (1, 64), min_time_s: float = 0.5,
             backend: str | None = None) -> dict[str, Any]:

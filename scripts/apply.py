@@ -4,6 +4,7 @@ train the pruned architecture from scratch, and export a checkpoint."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,16 @@ from amc_agent.env.latency import BACKENDS, check_backend
 from amc_agent.env.training import TrainConfig
 from amc_agent.policies.apply import MODES, apply_policy
 from amc_agent.policies.artifact import Policy
-from amc_agent.policies.finetune import finetune, measure, scratch_model
+from amc_agent.policies.finetune import (
+    finetune,
+    interleaved_latency,
+    measure,
+    round_ratios,
+    scratch_model,
+)
 
 PROG = "amc-apply"
+LATENCY_BATCHES = (1, 64)
 
 
 def build_parser() -> cli.Parser:
@@ -41,6 +49,9 @@ def build_parser() -> cli.Parser:
                    help="validation images for the pre-fine-tune accuracy")
     p.add_argument("--latency-time", type=float, default=0.5,
                    help="seconds each latency measurement runs for at least")
+    p.add_argument("--latency-rounds", type=int, default=3,
+                   help="round-robin rounds of original and pruned model per batch size; the "
+                        "speed-up is the median of the per-round ratios")
     p.add_argument("--latency-backend", default=None,
                    help=f"{', '.join(BACKENDS)} (default: cudagraph on CUDA, eager on CPU)")
     p.add_argument("--onnx", type=Path, default=None,
@@ -56,6 +67,8 @@ def _check(args: Any) -> None:
         raise UserError("--policy and --out are required")
     if args.finetune_epochs < 0 or args.scratch_epochs < 0:
         raise UserError("--finetune-epochs and --scratch-epochs must be non-negative")
+    if args.latency_rounds < 1 or args.latency_time <= 0:
+        raise UserError("--latency-rounds must be >= 1 and --latency-time > 0")
     if args.budget is not None and not 0 < args.budget <= 1:
         raise UserError(f"--budget must be a fraction in (0, 1], got {args.budget}")
     cli.check_output(args.out, folder=False)
@@ -91,10 +104,14 @@ def _run(args: Any, policy: Policy) -> int:
                            val_size=args.eval_size)
     pruned = applied.model
     progress = not args.no_progress
-    lat = {"min_time_s": args.latency_time, "backend": args.latency_backend}
-    # Measured before the fine-tune changes the pruned model in place.
-    original = measure(model, data, args.device, **lat) if main_rank else {}
-    before = measure(pruned, data, args.device, **lat) if main_rank else {}
+    # Measured before the fine-tune changes the pruned model in place; accuracy and cost alone,
+    # latency below, original and pruned round-robin so load on a shared machine hits both alike.
+    original = measure(model, data, args.device, latency_batches=()) if main_rank else {}
+    before = measure(pruned, data, args.device, latency_batches=()) if main_rank else {}
+    lat = interleaved_latency({"original": model, "pruned": pruned}, data.spec.input_shape,
+                              args.device, batch_sizes=LATENCY_BATCHES, rounds=args.latency_rounds,
+                              min_time_s=args.latency_time, backend=args.latency_backend) \
+        if main_rank else {}
     history, scratch = None, None
     if args.finetune_epochs:
         cfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
@@ -107,19 +124,23 @@ def _run(args: Any, policy: Policy) -> int:
         finetune(scratch, data, base_cfg, args.device, progress)
     if not main_rank:
         return 0
+    original["latency"], before["latency"] = lat["original"], lat["pruned"]
     metrics: dict[str, Any] = {
         "mode": applied.mode, "policy": str(args.policy), "keep_ratios": applied.keep_ratios,
         "val_acc_before_finetune": applied.info["accuracy"], "original": original,
         "before_finetune": before,
-        "speedup_b1": original["latency"]["b1"]["median_ms"] / before["latency"]["b1"]["median_ms"],
-        "speedup_b64": original["latency"]["b64"]["median_ms"] /
-        before["latency"]["b64"]["median_ms"],
+        # The median of per-round ratios: each round timed both models back to back.
+        **{f"speedup_b{b}": statistics.median(round_ratios(lat, "original", "pruned", b))
+           for b in LATENCY_BATCHES},
     }
+    # Fine-tuned and scratch models share the pruned architecture, hence its latency.
     if history is not None:
         metrics["finetune_history"] = history
-        metrics["after_finetune"] = measure(pruned, data, args.device, **lat)
+        metrics["after_finetune"] = {**measure(pruned, data, args.device, latency_batches=()),
+                                     "latency": before["latency"]}
     if scratch is not None:
-        metrics["scratch"] = measure(scratch, data, args.device, **lat)
+        metrics["scratch"] = {**measure(scratch, data, args.device, latency_batches=()),
+                              "latency": before["latency"]}
     onnx = None
     if args.onnx is not None:  # checked before anything is written
         onnx = onnx_bytes(pruned, data.spec.input_shape)

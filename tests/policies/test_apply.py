@@ -74,6 +74,37 @@ def test_finetune_and_scratch_report_accuracy(searched, tmp_path, capsys) -> Non
     assert m["before_finetune"]["latency"]["b64"]["batch_size"] == 64
 
 
+def test_speedups_are_round_robin_ratios(searched, tmp_path, capsys, monkeypatch) -> None:
+    # Round 2 of the pruned model is hit by load: the speed-up is the median of per-round ratios
+    # (2.0), not the ratio of the two medians (12/20 = 0.6) that a burst of load would give.
+    from amc_agent.env.latency import Latency
+    from amc_agent.policies import finetune
+
+    ms = {0: [10.0, 40.0, 12.0], 1: [5.0, 20.0, 30.0]}  # per round: original, pruned
+    seen: list[int] = []  # model identities in measuring order
+    order: list[tuple[int, int]] = []
+
+    def fake(m, input_shape, batch_size=1, device="cpu", **_):
+        if id(m) not in seen:
+            seen.append(id(m))
+        who = seen.index(id(m))
+        order.append((who, batch_size))
+        return Latency(ms[who][sum(o == (who, batch_size) for o in order) - 1], 0.0, 5,
+                       batch_size, 1, device)
+
+    monkeypatch.setattr(finetune, "measure_latency", fake)
+    out = tmp_path / "p.pt"
+    assert _apply("--policy", str(searched / "policy.json"), "--model", "resnet20",
+                  "--out", str(out)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert order == [(0, 1), (0, 64), (1, 1), (1, 64)] * 3  # alternating, round by round
+    assert summary["speedup_b1"] == summary["speedup_b64"] == 2.0
+    m = load_checkpoint(out)["metrics"]
+    assert m["original"]["latency"]["b1"]["round_ms"] == ms[0]
+    assert m["before_finetune"]["latency"]["b64"]["round_ms"] == ms[1]
+    assert m["original"]["params"] > m["before_finetune"]["params"]  # 0 is the original
+
+
 def test_ratios_only_policy_on_another_model_is_refused(searched, tmp_path, monkeypatch,
                                                         capsys) -> None:
     data = json.loads((searched / "policy.json").read_text())
