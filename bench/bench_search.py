@@ -25,6 +25,7 @@ from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
 from amc_agent.env.evaluation import accuracy
 from amc_agent.policies.heuristics import heuristic_policy
+from amc_agent.policies.peers import PEER_CRITERION, PEER_STRATEGIES
 from bench.common import write_result
 
 
@@ -69,6 +70,9 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.agent not in AGENTS:  # a heuristic: one policy, played as amc-compare plays it
         env = ChannelPruningEnv(model, data, cfg, fill_budget=False)
+        if args.agent in PEER_STRATEGIES:  # Torch-Pruning's own channels, as amc-compare plays it
+            env = env.with_criterion(PEER_CRITERION)
+            common["channels_chosen_by"] = PEER_CRITERION
         info = env.play(heuristic_policy(args.agent, env, seed=args.seed))
         heldout = accuracy(env.pruned_model(), env.heldout_batches())
         result = {**common, "episodes": 1, "best_val_acc": info["accuracy"],
