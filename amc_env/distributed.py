@@ -1,9 +1,11 @@
 """Fine-tuning under ``torchrun``: DistributedDataParallel with a distributed sampler.
 
-``torchrun --nproc-per-node N -m amc_agent.cli.apply ...`` starts N copies of the command; each
-prunes the same model the same way (seeded), trains on its share of every epoch's shuffled
-training split (``DistributedSampler``, re-shuffled per epoch) with gradients averaged across
-processes, and only rank 0 measures and writes. The per-process batch is the total batch divided
+``torchrun --nproc-per-node N -m amc_agent.cli.apply ...`` (or ``amc_agent.cli.compare``) starts
+N copies of the command; under ``amc-compare`` rank 0 runs the searches and heuristics and
+broadcasts their keep ratios. Each process prunes the same model the same way (and DDP starts
+every copy from rank 0's weights), trains on its share of every epoch's shuffled training split
+(``DistributedSampler``, re-shuffled per epoch) with gradients averaged across processes, and only
+rank 0 measures and writes. The per-process batch is the total batch divided
 by N, so the steps per epoch, the learning-rate schedule and the effective batch are those of one
 process with the same ``--batch-size``. Gloo on CPU, NCCL on CUDA (one GPU per local rank).
 """
@@ -11,6 +13,8 @@ process with the same ``--batch-size``. Gloo on CPU, NCCL on CUDA (one GPU per l
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -19,6 +23,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from amc_agent.env.errors import UserError
+
+T = TypeVar("T")
+
+TIMEOUT = timedelta(days=7)
+"""How long a collective waits: under ``amc-compare`` the other processes wait in one while rank 0
+runs the searches, which take hours on a big model."""
 
 
 def world_size() -> int:
@@ -51,8 +61,24 @@ def setup(device: str) -> str:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if on_cuda else "gloo")
+        dist.init_process_group("nccl" if on_cuda else "gloo", timeout=TIMEOUT)
     return device
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing outside torchrun)."""
+    if active():
+        dist.barrier()
+
+
+def broadcast(obj: T | None) -> T:
+    """Rank 0's ``obj`` (any picklable value) on every process; ``obj`` itself outside
+    torchrun. The others pass ``None``."""
+    if not active():
+        return obj  # type: ignore[return-value]
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
 
 
 def teardown() -> None:

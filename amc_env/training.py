@@ -188,7 +188,9 @@ def fit(
         stats = train_one_epoch(model, train_loader, opt, sched, device, cfg.slimming_lambda,
                                 desc=f"epoch {epoch + 1}/{cfg.epochs}", progress=progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": stats.loss,
-                               "train_acc": stats.acc, "lr": opt.param_groups[0]["lr"]}
+                               "train_acc": stats.acc, "lr": opt.param_groups[0]["lr"],
+                               # This process's share of the epoch (all of it outside torchrun).
+                               "images": len(train_loader.sampler)}
         if eval_fn is not None:
             row.update(eval_fn(model))
         history.append(row)

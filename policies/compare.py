@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from amc_agent.agents.rng import global_rng_state, set_global_rng_state
 from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import Tracker
 from amc_agent.agents.workers import EpisodePool
+from amc_agent.env import distributed
 from amc_agent.env.cost import measure_cost
 from amc_agent.env.datasets import DataSplits
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
@@ -194,10 +196,11 @@ def resumable_search(folder: Path, agent: str, env: ChannelPruningEnv, episodes:
 
 def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_cfg: EnvConfig,
                 cfg: CompareConfig, out: Path, device: str,
-                pool: EpisodePool | None = None) -> dict[str, Any]:
+                pool: EpisodePool | None = None) -> dict[str, Any] | None:
     """Run every strategy; returns the ``results.json`` content (also written by the caller).
     ``pool``: workers every search scores its episodes on (built from the same model, data and
-    ``env_cfg``; amc_agent.agents.workers)."""
+    ``env_cfg``; amc_agent.agents.workers). Under torchrun (amc_agent.env.distributed) rank 0
+    searches and measures, every process fine-tunes, and the others return ``None``."""
     check_strategies(cfg.strategies)
     if (TRANSFER in cfg.strategies) != (cfg.transfer is not None):
         raise UserError("the transfer strategy and --transfer POLICY go together")
@@ -222,7 +225,7 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     top = resolve_top(cfg.rescore_top, env)
     tune = resolve_finetune(cfg.rescore_finetune, top, env.train_split)
     # Every agent is built (its settings checked) before anything is written.
-    searches = {name: Search(env, SearchConfig(
+    searches = {} if not distributed.is_main() else {name: Search(env, SearchConfig(
         agent=name, episodes=cfg.episodes, seed=cfg.seed,
         agent_kwargs=settings_for(cfg.agent_kwargs, name), wandb_mode=cfg.wandb_mode,
         wandb_project=cfg.wandb_project, wandb_group=cfg.group, progress=cfg.progress,
@@ -235,57 +238,35 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     resumed = {name: resumable_search(s.out, name, env, cfg.episodes) if cfg.resume else False
                for name, s in searches.items()}
     ft_data = finetune_subset(data, cfg.finetune_images, cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     original = measure(model, data, device, latency_batches=())
     original["test_images"] = len(data.test)  # type: ignore[arg-type]
+    # Under torchrun rank 0 alone searches (the others wait for its plan) and every process
+    # then fine-tunes the same pruned models data-parallel.
+    plan = _plan(cfg, searches, resumed, reused, transferred, env, replay_env, peer_env) \
+        if main else None
+    plan = distributed.broadcast(plan)
+    replay_env.wall.budget = plan["wall_budget"]
     models: dict[str, nn.Module] = {"original": model}
-    results: dict[str, Any] = {"original": original, "strategies": {}, "curves": {}}
+    results: dict[str, Any] = {"original": original, "strategies": {}, "curves": plan["curves"]}
     first_agent: dict[str, Any] | None = None
-    searched = {name: search.run(resume=resumed[name]) for name, search in searches.items()}
-    # Heuristics aim where the searches' wall ended: for a latency target that is the budget
-    # less the margin learnt from measured episodes (the nominal budget for MACs and params).
-    replay_env.wall.budget = env.wall.budget
-    for name in cfg.strategies:
-        if name == "scratch":
-            continue
-        curve, warmup = None, None
-        if name in AGENTS:
-            if name not in searches:
-                policy = reused  # type: ignore[assignment]
-                curve = _curve(cfg.search_dir)  # type: ignore[arg-type]
-            else:
-                search, res = searches[name], searched[name]
-                warmup = getattr(search.agent, "warmup", None)
-                if res.policy is None:
-                    raise UserError(f"strategy {name}: no episode met the budget")
-                policy = res.policy
-                curve = _curve(search.out)
-            ratios = policy.keep_ratios
-        elif name == TRANSFER:
-            ratios = transferred  # type: ignore[assignment]
-        else:
-            ratios = HEURISTICS.get(name)(peer_env if name in PEER_STRATEGIES else replay_env,
-                                          seed=cfg.seed)
+    for name, (ratios, extra) in plan["strategies"].items():
         row, record, models[name] = _evaluate(
             name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, ft_data, cfg,
             device)
-        if name in AGENTS:
-            found, seeds = policy.agent.get("found_at_episode"), \
-                policy.agent.get("seed_policies") or []
-            row.update(found_at_episode=found, warmup_episodes=warmup,
-                       seed_policy=seeds[found] if found is not None and found < len(seeds)
-                       else None,
-                       rescore_finetune_images=(policy.metrics.get("rescore_finetune")
-                                                or {}).get("images", 0))
+        row.update(extra)
         results["strategies"][name] = row
-        if curve is not None:
-            results["curves"][name] = curve
         if name in AGENTS and first_agent is None:
             first_agent = {"name": name, "record": record}
-        _policy_file(out, name, replay_env, context, row, cfg)
+        if main:
+            _policy_file(out, name, replay_env, context, row, cfg)
     if "scratch" in cfg.strategies and first_agent is not None:
         results["strategies"]["scratch"], models["scratch"] = _scratch(
             first_agent, results["strategies"][first_agent["name"]], recipe, data, cfg, device)
+    if not main:
+        return None
     lat = interleaved_latency(models, data.spec.input_shape, device,
                               min_time_s=cfg.latency_time_s, backend=cfg.latency_backend)
     original["latency"] = lat["original"]
@@ -295,6 +276,50 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     results["selection"] = {"rescore_top": top, "rescore_finetune": tune}
     _track(results, cfg, env_cfg, out)
     return results
+
+
+def _plan(cfg: CompareConfig, searches: dict[str, Search], resumed: dict[str, bool],
+          reused: Policy | None, transferred: dict[str, float] | None, env: ChannelPruningEnv,
+          replay_env: ChannelPruningEnv, peer_env: ChannelPruningEnv) -> dict[str, Any]:
+    """Run the searches and the heuristics: ``{"strategies": {name: (keep ratios, extra row
+    fields)}, "curves": {name: search curve}, "wall_budget": where the heuristics aimed}``, in
+    ``cfg.strategies`` order (``scratch`` follows from the first agent's row)."""
+    searched = {name: search.run(resume=resumed[name]) for name, search in searches.items()}
+    # Heuristics aim where the searches' wall ended: for a latency target that is the budget
+    # less the margin learnt from measured episodes (the nominal budget for MACs and params).
+    replay_env.wall.budget = env.wall.budget
+    plan: dict[str, Any] = {"strategies": {}, "curves": {}, "wall_budget": env.wall.budget}
+    for name in cfg.strategies:
+        if name == "scratch":
+            continue
+        extra: dict[str, Any] = {}
+        if name in AGENTS:
+            warmup = None
+            if name not in searches:
+                policy = reused  # type: ignore[assignment]
+                plan["curves"][name] = _curve(cfg.search_dir)  # type: ignore[arg-type]
+            else:
+                search, res = searches[name], searched[name]
+                warmup = getattr(search.agent, "warmup", None)
+                if res.policy is None:
+                    raise UserError(f"strategy {name}: no episode met the budget")
+                policy = res.policy
+                plan["curves"][name] = _curve(search.out)
+            ratios = policy.keep_ratios
+            found, seeds = policy.agent.get("found_at_episode"), \
+                policy.agent.get("seed_policies") or []
+            extra = {"found_at_episode": found, "warmup_episodes": warmup,
+                     "seed_policy": seeds[found] if found is not None and found < len(seeds)
+                     else None,
+                     "rescore_finetune_images": (policy.metrics.get("rescore_finetune")
+                                                 or {}).get("images", 0)}
+        elif name == TRANSFER:
+            ratios = transferred  # type: ignore[assignment]
+        else:
+            ratios = HEURISTICS.get(name)(peer_env if name in PEER_STRATEGIES else replay_env,
+                                          seed=cfg.seed)
+        plan["strategies"][name] = (dict(ratios), extra)
+    return plan
 
 
 def finetune_subset(data: DataSplits, images: int, seed: int) -> DataSplits:
@@ -490,6 +515,14 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
                      r["macs"] / 1e6, r["macs"] / o["macs"], r.get("cost_kept"),
                      r.get("budget_ok"), r["params"] / 1e3, lat["b1"]["median_ms"],
                      lat["b1"]["iqr_ms"], lat["b64"]["median_ms"], lat["b64"]["iqr_ms"],
-                     ol["b1"]["median_ms"] / lat["b1"]["median_ms"],
-                     ol["b64"]["median_ms"] / lat["b64"]["median_ms"]])
+                     speedup(ol["b1"], lat["b1"]), speedup(ol["b64"], lat["b64"])])
     return rows
+
+
+def speedup(original: dict[str, Any], pruned: dict[str, Any]) -> float:
+    """The median over round-robin rounds of original / pruned latency (each round timed both
+    back to back; amc_agent.policies.finetune.interleaved_latency)."""
+    if "round_ms" not in original or "round_ms" not in pruned:  # results from before rounds
+        return original["median_ms"] / pruned["median_ms"]
+    return statistics.median(o / p for o, p in zip(original["round_ms"], pruned["round_ms"],
+                                                    strict=True))

@@ -8,7 +8,9 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from amc_agent.agents.workers import WorkerConfig
 from amc_agent.cli import cli
 from amc_agent.cli.search import (
     add_env_args,
@@ -19,7 +21,7 @@ from amc_agent.cli.search import (
     worker_config,
     worker_pool,
 )
-from amc_agent.env import atomic
+from amc_agent.env import atomic, distributed
 from amc_agent.env.errors import UserError
 from amc_agent.env.training import TrainConfig
 from amc_agent.policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
@@ -90,7 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{args.out} is not empty; use --resume to continue it or choose "
                         "another --out")
     workers = worker_config(args)
+    if distributed.active() and args.target == "latency":
+        raise UserError("--target latency under torchrun: the processes would time each other "
+                        "on one machine; run the latency search in one process")
     cli.apply_runtime(args)
+    # Under torchrun rank 0 searches and writes, every process fine-tunes (policies.compare);
+    # the barrier keeps rank 0 from writing before the others checked --out.
+    args.device = distributed.setup(args.device)
+    try:
+        distributed.barrier()
+        return _run(args, strategies, workers, argv)
+    finally:
+        distributed.teardown()
+
+
+def _run(args: Any, strategies: list[str], workers: WorkerConfig,
+         argv: Sequence[str] | None) -> int:
+    """Everything after the checks: build, compare, write (rank 0)."""
     source = cli.source_checkpoint(args)
     data = cli.load_data(args, source)
     model, recipe, ckpt = cli.resolve_model(args, data.spec.in_channels, data.spec.num_classes,
@@ -111,9 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         group=f"compare-{args.out.name}", latency_time_s=args.latency_time,
         progress=not args.no_progress)
     env_cfg = env_config(args)
-    with worker_pool(workers, args) as pool:
+    with worker_pool(workers if distributed.is_main() else WorkerConfig(), args) as pool:
         results = run_compare(model.to(args.device), recipe, data, env_cfg, cfg, args.out,
                               args.device, pool)
+    if results is None:  # not rank 0
+        return 0
     results["config"] = {"target": args.target, "budget": args.budget,
                          "criterion": env_cfg.criterion, "seed": args.seed,
                          "finetune_epochs": args.finetune_epochs,
