@@ -127,12 +127,13 @@ def _training(results: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["## Baseline training (`amc-train`)", "",
-           "| model | dataset | epochs | s/epoch | test acc | MACs | params | CPU latency b1 |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| checkpoint | model | dataset | epochs | s/epoch | test acc | MACs | params "
+           "| CPU latency b1 |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat = r["latency"]
         flags, _ = train.build_parser().parse_known_args(r["command"].split()[1:])
-        out.append(f"| {flags.model} | {flags.dataset} | {r['epochs']} "
+        out.append(f"| `{r['checkpoint']}` | {flags.model} | {flags.dataset} | {r['epochs']} "
                    f"| {r['seconds_per_epoch']:.0f} | {100 * r['test_acc']:.2f}% "
                    f"| {r['macs'] / 1e6:.2f}M | {r['params'] / 1e3:.1f}k "
                    f"| {lat['median_ms']:.2f} ms ({lat['threads']} threads, {lat['device']}) |")

@@ -4,14 +4,16 @@
     python -m bench.suite --quick    # smoke run on the small CNN (minutes); results go to
                                      # runs/bench-quick/results, BENCHMARKS.md is left alone
 
-Scenarios: baseline training, environment throughput, channel-selection criteria, search quality
-(every strategy, 2 seeds), the policies comparison (amc-compare with fine-tune and scratch, here
-on the CPU; ``bench/device_session.sh`` runs the same on a lent GPU) and the same with equal budgets
-and 3 fine-tune seeds (bench_compare), latency (speed-up vs MACs,
-CPU), latency-target searches (batch 1 and 64), search-vs-final correlation, the any-model sweep,
-the fault and bad-input counts, and ``make demo`` from a fresh clone. A step whose output already
-exists is skipped in the full run (the trained checkpoint, finished searches), so an interrupted
-suite resumes.
+Scenarios (the CPU rows of BENCHMARKS.md, each with the command that produced its row): the
+3-epoch ResNet-20 the rows use, environment throughput, channel-selection criteria, search quality
+(every searched strategy at 2 seeds and every heuristic; default criterion and with
+reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-compare at 50/30/20%
+MACs, 2 search seeds, 3 fine-tune seeds), measured speed-ups, latency predictors, latency-target
+searches, search-vs-final correlation, the ResNet-50 projection, the any-model sweeps, the fault and
+bad-input counts, and ``make demo`` from a fresh clone. The GPU rows come from
+``bench/device_session.sh``. A step whose output already exists is skipped in the full run (the
+trained checkpoint, finished searches; a finished comparison is re-read), so an interrupted suite
+resumes.
 """
 
 from __future__ import annotations
@@ -57,45 +59,102 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
             ("sweep", ["bench.bench_sweep", "--quick"], None),
             ("reliability", ["bench.bench_reliability"], None),
         ]
-    ckpt = Path("runs/base_resnet20.pt")
-    work = Path("runs/bench_search")
-    search = []
-    for agent in ("amc-ddpg", "random", "td3"):
+    return _full()
+
+
+E3 = "runs/s5/resnet20_e3.pt"
+"""The 3-epoch ResNet-20 most rows use (an easy-to-recover 10-epoch one hides differences)."""
+SEARCHED = ("amc-ddpg", "random", "tpe", "cmaes")
+HEURISTICS = ("uniform", "sensitivity", "tp-uniform", "tp-global")
+LADDER = ("0.5", "0.3", "0.2")
+
+
+def _search_quality(criterion: str, episodes: int, threads: int, work: str, tag: str = ""
+                    ) -> list[tuple[str, list[str], Path | None]]:
+    """Every searched strategy at 2 seeds and every heuristic, at 50% MACs (bench_search)."""
+    base = ["bench.bench_search", "--checkpoint", E3, "--budget", "0.5", "--episodes",
+            str(episodes), "--threads", str(threads), "--criterion", criterion, "--work", work,
+            *(["--tag", tag] if tag else [])]
+    out: list[tuple[str, list[str], Path | None]] = [
+        (f"search {a} s{seed}{tag}", [*base, "--agent", a, "--seed", str(seed)],
+         Path(work) / f"{a}_s{seed}{tag}" / "policy.json")
+        for a in SEARCHED for seed in (0, 1)]
+    return out + [(f"search {h}{tag}", [*base, "--agent", h], None) for h in HEURISTICS]
+
+
+def _ladder() -> list[tuple[str, list[str], Path | None]]:
+    """amc-compare at each ladder budget and 2 search seeds, 3 fine-tune seeds (bench_compare
+    re-reads a finished comparison, so a rerun only redoes what is missing)."""
+    out: list[tuple[str, list[str], Path | None]] = []
+    for budget in LADDER:
         for seed in (0, 1):
-            search.append((f"search {agent} s{seed}",
-                           ["bench.bench_search", "--checkpoint", str(ckpt), "--agent", agent,
-                            "--seed", str(seed), "--episodes", "300", "--round-to", "1"],
-                           work / f"{agent}_s{seed}" / "policy.json"))
-    search.append(("search uniform", ["bench.bench_search", "--checkpoint", str(ckpt),
-                                      "--agent", "uniform", "--round-to", "1"], None))
-    compare = Path("runs/bench_compare")
+            names = ["amc-ddpg", "random", "tpe"] + (
+                ["uniform", "sensitivity", "global", "tp-uniform", "tp-global"] if seed == 0
+                else [])
+            out.append((f"ladder {budget} s{seed}",
+                        ["bench.bench_compare", "--checkpoint", E3, "--budget", budget,
+                         "--episodes", "300", "--finetune-seeds", "3", "--search-seed",
+                         str(seed), "--strategies", ",".join(names), "--work",
+                         f"runs/ladder/r20_b{budget}_s{seed}", "--", "--criterion",
+                         "group-l2", "--finetune-images", "10000", "--threads", "2"], None))
+    return out
+
+
+def _full() -> list[tuple[str, list[str], Path | None]]:
+    """The CPU rows of BENCHMARKS.md (GPU rows: bench/device_session.sh)."""
+    b03 = "runs/ladder/r20_b0.3_s0"
     return [
         ("train", ["bench.bench_train", "--model", "resnet20", "--dataset", "fashion-mnist",
-                   "--epochs", "10", "--no-progress", "--out", str(ckpt)], ckpt),
-        ("env", ["bench.bench_env", "--checkpoint", str(ckpt), "--episodes", "20"], None),
-        ("criteria", ["bench.bench_criteria", "--checkpoint", str(ckpt), "--round-to", "1"],
-         None),
-        *search,
-        ("compare", ["amc_agent.cli.compare", "--checkpoint", str(ckpt), "--search",
-                     str(work / "amc-ddpg_s0"), "--strategies",
-                     "amc-ddpg,random,uniform,sensitivity,global,scratch", "--episodes", "300",
-                     "--finetune-epochs", "1", "--budget", "0.5", "--round-to", "1",
-                     "--wandb-mode", "disabled", "--no-progress", "--out", str(compare)],
-         compare / "results.json"),
-        ("seeds", ["bench.bench_compare", "--checkpoint", str(ckpt), "--budget", "0.5",
-                   "--episodes", "300", "--finetune-seeds", "3", "--work",
-                   "runs/bench_compare_seeds", "--", "--round-to", "1"], None),
-        ("policies", ["bench.bench_policies", "--checkpoint", str(ckpt), "--compare",
-                      str(compare)], None),
-        ("latency", ["bench.bench_latency", "--checkpoint", str(ckpt), "--policy",
-                     str(work / "amc-ddpg_s0" / "policy.json")], None),
-        *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", str(ckpt),
+                   "--epochs", "3", "--no-progress", "--out", E3, "--tag", "_e3"], Path(E3)),
+        ("env", ["bench.bench_env", "--checkpoint", E3, "--episodes", "20"], None),
+        ("criteria", ["bench.bench_criteria", "--checkpoint", E3, "--budget", "0.5",
+                      "--round-to", "1"], None),
+        *_search_quality("group-l2", 300, 2, "runs/s6/quality"),
+        ("search amc-ddpg seeded", ["bench.bench_search", "--checkpoint", E3, "--agent",
+                                    "amc-ddpg", "--episodes", "300", "--threads", "2", "--work",
+                                    "runs/s6/quality", "--seed-policies", "uniform,tp-global",
+                                    "--tag", "_seeded"],
+         Path("runs/s6/quality/amc-ddpg_s0_seeded/policy.json")),
+        *_search_quality("group-l2+reconstruct", 200, 1, "runs/rec", "_rec"),
+        ("search levers", ["bench.bench_search", "--checkpoint", E3, "--agent", "amc-ddpg",
+                           "--episodes", "300", "--threads", "2", "--round-to", "1",
+                           "--agent-kwargs", "{sigma_decay: 0.95}", "--work", "runs/s6/speed",
+                           "--tag", "_levers"], None),
+        ("search plain", ["bench.bench_search", "--checkpoint", E3, "--agent", "amc-ddpg",
+                          "--episodes", "300", "--threads", "2", "--round-to", "1",
+                          "--agent-kwargs", "{sigma_decay: 0.95}", "--work", "runs/s6/speed",
+                          "--tag", "_plain", "--plain-scoring", "--no-cache"], None),
+        ("workers", ["bench.bench_workers", "--checkpoint", E3, "--episodes", "100",
+                     "--seeds", "0,1", "--", "--rescore-top", "0"], None),
+        ("workers quality", ["bench.bench_workers", "--checkpoint", E3, "--agent", "amc-ddpg",
+                             "--episodes", "300", "--seeds", "0,1", "--variants",
+                             "1-local,2-local", "--tag", "_quality", "--work",
+                             "runs/bench_workers_q"], None),
+        *_ladder(),
+        *[(f"latency {backend}", ["bench.bench_latency", "--checkpoint", E3, "--round-to", "8",
+                                  "--budgets", "0.5,0.3", "--policy",
+                                  f"{b03}/policy-amc-ddpg.json", "--threads", "2",
+                                  "--backend", backend], None)
+          for backend in ("eager", "onnxruntime")],
+        *[(f"latency_predictor {backend} b{b}",
+           ["bench.bench_latency_predictor", "--checkpoint", E3, "--batch", str(b),
+            "--backend", backend, "--policies", "50", "--threads", "2"], None)
+          for backend in ("eager", "onnxruntime") for b in (1, 64)],
+        *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", E3,
                                     "--budget", budget, "--latency-batch", str(b),
-                                    "--episodes", "100"], None)
-          for b, budget in ((1, "0.9"), (64, "0.6"))],
-        ("correlation", ["bench.bench_correlation", "--checkpoint", str(ckpt), "--search",
-                         str(work / "amc-ddpg_s0"), "--top", "8", "--spread", "8"], None),
-        ("sweep", ["bench.bench_sweep"], None),
+                                    "--episodes", "100", "--work",
+                                    f"runs/latency_target_b{b}"], None)
+          for b, budget in ((1, "0.7"), (64, "0.6"))],
+        ("correlation", ["bench.bench_correlation", "--checkpoint", E3, "--search",
+                         f"{b03}/search-amc-ddpg", "--top", "5", "--spread", "5",
+                         "--finetune-epochs", "1", "--finetune-images", "10000",
+                         "--finetune-seeds", "2", "--short-finetune", "2000", "--tag",
+                         "_b03_short"], None),
+        ("scale", ["bench.bench_scale", "--device", "cpu", "--batch", "16"], None),
+        ("sweep", ["bench.bench_sweep", "--workers", "2", "--threads", "2", "--timeout", "300",
+                   "--memory-gib", "11"], None),
+        ("sweep timm", ["bench.bench_sweep", "--timm", "--workers", "2", "--threads", "2",
+                        "--timeout", "300", "--memory-gib", "8"], None),
         ("reliability", ["bench.bench_reliability"], None),
         ("demo", ["bench.bench_demo"], None),
     ]
