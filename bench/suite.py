@@ -64,6 +64,8 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
 
 E3 = "runs/s5/resnet20_e3.pt"
 """The 3-epoch ResNet-20 most rows use (an easy-to-recover 10-epoch one hides differences)."""
+P20 = "runs/s13/plain20_e3.pt"
+"""The plain (no shortcut) 20-layer network of the criteria table, trained like :data:`E3`."""
 SEARCHED = ("amc-ddpg", "random", "tpe", "cmaes")
 HEURISTICS = ("uniform", "sensitivity", "tp-uniform", "tp-global")
 LADDER = ("0.5", "0.3", "0.2")
@@ -109,6 +111,11 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
         ("env", ["bench.bench_env", "--checkpoint", E3, "--episodes", "20"], None),
         ("criteria", ["bench.bench_criteria", "--checkpoint", E3, "--budget", "0.5",
                       "--round-to", "1"], None),
+        ("train plain20", ["bench.bench_train", "--model", "plain20", "--dataset",
+                           "fashion-mnist", "--epochs", "3", "--no-progress", "--out", P20,
+                           "--threads", "1", "--tag", "_e3"], Path(P20)),
+        ("criteria plain20", ["bench.bench_criteria", "--checkpoint", P20, "--budget", "0.5",
+                              "--round-to", "1", "--threads", "1"], None),
         *_search_quality("group-l2", 300, 2, "runs/s6/quality"),
         ("search amc-ddpg seeded", ["bench.bench_search", "--checkpoint", E3, "--agent",
                                     "amc-ddpg", "--episodes", "300", "--threads", "2", "--work",
