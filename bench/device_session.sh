@@ -86,8 +86,9 @@ transfer)
     --finetune-epochs 1 "${COMMON[@]}" --out "$WORK/compare56" 2>&1 | tail -n 20
   ;;
 scale)
-  # ResNet-50 per-image costs on the GPU (the big-case projection), then ResNet-20 episodes per
-  # minute on this machine's CPU cores with 1/2/4/8 local workers, and in one process on the GPU.
+  # ResNet-50 per-image costs on the GPU (the big-case projection), then ResNet-20 and ResNet-56
+  # episodes per minute on this machine's CPU cores with 1/2/4/8 local workers, and in one
+  # process on the GPU.
   $PY -m bench.bench_scale --device cuda --batch 256
   R20=${R20:-runs/s5/resnet20_e3.pt}
   $PY -m bench.bench_workers --checkpoint "$R20" --episodes 60 --threads 8 \
@@ -95,6 +96,15 @@ scale)
     -- --rescore-top 0
   $PY -m bench.bench_workers --checkpoint "$R20" --episodes 60 --variants 1-local --tag _cuda \
     --work "$WORK/workers_cuda" -- --rescore-top 0 --device cuda
+  # ResNet-56: throughput only, so one GPU epoch of training is enough weights.
+  R56=${R56:-$WORK/resnet56_e1.pt}
+  [ -f "$R56" ] || $PY -m amc_agent.cli.train --model resnet56 --dataset fashion-mnist \
+    --epochs 1 --device cuda --no-progress --out "$R56"
+  $PY -m bench.bench_workers --checkpoint "$R56" --episodes 30 --threads 8 \
+    --variants 1-local,2-local,4-local,8-local --tag _cpu8 --work "$WORK/workers56" \
+    -- --rescore-top 0
+  $PY -m bench.bench_workers --checkpoint "$R56" --episodes 30 --variants 1-local --tag _cuda \
+    --work "$WORK/workers56_cuda" -- --rescore-top 0 --device cuda
   ;;
 correlation)
   # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.
