@@ -220,6 +220,8 @@ def _strategy_label(r: dict[str, Any]) -> str:
         label += f" seeded ({'+'.join(r['seed_policies'])})"
     if r.get("fast_scoring") is False or r.get("cache") is False:
         label += " [plain scoring, no cache]"
+    if r.get("channels_chosen_by") and r["channels_chosen_by"] != r["criterion"]:
+        label += f" (channels by {r['channels_chosen_by']}, as Torch-Pruning chooses them)"
     return label
 
 
