@@ -52,6 +52,8 @@ class Agent(ABC):
 
     name: str = "agent"
     seeds: tuple[tuple[float, ...], ...] = ()
+    needs_seed: bool = False
+    """Whether the agent starts from its seed policies (the search refuses it without any)."""
 
     def seed_with(self, policies: list[list[float]]) -> None:
         """Play ``policies`` (one keep ratio per unit, in unit order) as the first episodes.

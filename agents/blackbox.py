@@ -16,6 +16,10 @@ proposes what an uninterrupted one would have.
 
 Settings (``--agent-kwargs``) go to the sampler: e.g. ``{n_startup_trials: 20}`` for TPE (random
 trials before the model is used; default 10), ``{sigma0: 0.2, popsize: 8}`` for CMA-ES.
+``{x0: seed}`` starts CMA-ES's search distribution at the first ``--seed-policies`` policy instead
+of the middle of the box (a local search around a strong heuristic, e.g. ``uniform``, which
+with reconstruction is hard to beat from a cold start); seed policies on their own are only
+evaluated, CMA-ES does not move towards them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from amc_agent.agents.base import AGENTS, Agent, AgentSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 
+SEED_START = "seed"
+"""CMA-ES ``x0`` value meaning: the first seed policy."""
+
 
 class OptunaAgent(Agent):
     """One Optuna trial per episode over every unit's keep ratio."""
@@ -40,9 +47,11 @@ class OptunaAgent(Agent):
         self.spec, self.seed, self.sampler_name = spec, seed, sampler
         self.name = sampler
         self.settings = dict(settings)
+        self.needs_seed = sampler == "cmaes" and self.settings.get("x0") == SEED_START
         self.dists = {self._key(t): optuna.distributions.FloatDistribution(spec.low, spec.high)
                       for t in range(spec.steps_per_episode)}
-        self.study = self._new_study()
+        # Started at a seed policy: the study waits for seed_with.
+        self.study: optuna.Study | None = None if self.needs_seed else self._new_study()
         self.warmup: int = self.settings.get("n_startup_trials",
                                              10 if sampler == "tpe" else 1)
         """Trials drawn before the sampler's model is used (the compare report's warm-up)."""
@@ -60,24 +69,35 @@ class OptunaAgent(Agent):
     def _new_study(self) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Optuna 4.9 deprecated CmaEsSampler's x0 and sigma0 for removal in 6.0; the pinned
+            # 5.x has them, and they are what a start at a seed policy needs.
+            warnings.filterwarnings("ignore", "`(x0|sigma0)` has been deprecated",
+                                    FutureWarning)
             if self.sampler_name == "tpe":
                 sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
                     seed=self.seed, **self.settings)
             else:
-                sampler = optuna.samplers.CmaEsSampler(seed=self.seed, **self.settings)
+                settings = dict(self.settings)
+                if self.needs_seed:
+                    settings["x0"] = {self._key(t): r for t, r in enumerate(self.seeds[0])}
+                sampler = optuna.samplers.CmaEsSampler(seed=self.seed, **settings)
         return optuna.create_study(direction="maximize", sampler=sampler)
 
     def seed_with(self, policies: list[list[float]]) -> None:
         """Enqueue ``policies`` as the study's first trials: the sampler proposes them, is told
         their rewards and builds its model on them like on its own trials."""
         super().seed_with(policies)
+        if self.needs_seed:
+            self.study = self._new_study()
         self._enqueue()
 
     def _enqueue(self) -> None:
+        assert self.study is not None, "x0: seed without seed policies (Search checks)"
         for seed in self.seeds:
             self.study.enqueue_trial({self._key(t): r for t, r in enumerate(seed)})
 
     def _ask(self) -> optuna.Trial:
+        assert self.study is not None, "x0: seed without seed policies (Search checks)"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return self.study.ask(self.dists)

@@ -206,6 +206,9 @@ class Search:
         if cfg.init_actor is not None:
             self.agent.load_actor(cfg.init_actor)
             seeds.insert(0, self._greedy_ratios(0))
+        if self.agent.needs_seed and not seeds:
+            raise UserError(f"agent {cfg.agent!r} starts from a seed policy "
+                            "({x0: seed}); give one with --seed-policies, e.g. uniform")
         if seeds:
             self.agent.seed_with([[pol[u.name] for u in env.units] for pol in seeds])
         self.conditioned = env.cfg.budget_range is not None

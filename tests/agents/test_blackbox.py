@@ -105,3 +105,29 @@ def test_trials_open_in_batches_resume_exactly(name: str) -> None:
     sequential = make_agent(name, SPEC, 0, settings)
     play_batches(sequential, range(0, 9), 1)
     assert play_batches(sequential, range(9, 15), 1) != play_batches(restored, range(15, 21), 3)
+
+
+def test_cmaes_started_at_a_seed_policy_searches_around_it() -> None:
+    """``{x0: seed}``: CMA-ES's trials centre on the first seed policy; without it they centre
+    on the middle of the box (0.6 here) and the seed is only evaluated once. A restored agent
+    proposes what the uninterrupted one does."""
+    seed = [0.95, 0.25, 0.9, 0.3]
+    settings = {"x0": "seed", "sigma0": 0.02, "popsize": 4}
+    asked = {}
+    for name, kw in (("warm", settings), ("cold", {"sigma0": 0.02, "popsize": 4})):
+        agent = make_agent("cmaes", SPEC, 0, kw)
+        agent.seed_with([seed])
+        asked[name] = play(agent, [lambda r: -sum(r)] * 10)
+        assert asked[name][0] == pytest.approx(seed)  # the seed is played first either way
+
+    def distance(trials: list[list[float]]) -> float:
+        return max(abs(a - s) for t in trials for a, s in zip(t, seed, strict=True))
+
+    assert distance(asked["warm"][2:]) < 0.15 < 0.3 < distance(asked["cold"][2:])
+    agent = make_agent("cmaes", SPEC, 0, settings)
+    agent.seed_with([seed])
+    play(agent, [lambda r: -sum(r)] * 6)
+    restored = make_agent("cmaes", SPEC, 0, settings)
+    restored.seed_with([seed])
+    restored.load_state_dict(agent.state_dict())
+    assert play_batches(restored, range(6, 10), 1) == play_batches(agent, range(6, 10), 1)

@@ -59,6 +59,8 @@ CASES = [
          "latency", pattern="a budget range .* is for flops or params targets"),
     case("compare-budget-range", "amc-compare", "--budget", "0.3:0.6",
          pattern="amc-compare compares strategies at one budget"),
+    case("search-cmaes-start-without-seed", "amc-search", "--agent", "cmaes", "--agent-kwargs",
+         "{{x0: seed}}", pattern=r"agent 'cmaes' starts from a seed policy \(\{x0: seed\}\)"),
 ]
 
 
