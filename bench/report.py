@@ -282,10 +282,18 @@ def _search(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _search_findings(by: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Each searched strategy (two or more seeds) against every other row on held-out accuracy:
-    ahead/behind only beyond two standard errors of the difference (amc_agent.policies.stats); a
-    heuristic is one deterministic policy, so only the search's own spread counts."""
+    ahead/behind only beyond two standard errors of the difference (amc_agent.policies.stats)
+    *and* beyond one binomial standard error of a held-out accuracy (every row is scored on the
+    same images, whose own sampling error the seed spread does not see); a heuristic is one
+    deterministic policy, so only the search's own spread counts."""
     held = {k: [r["rescored_val_acc"] for r in g if r.get("rescored_val_acc") is not None]
             for k, g in by.items()}
+    images = [r["rescore_images"] for g in by.values() for r in g if r.get("rescore_images")]
+    accs = [a for v in held.values() for a in v]
+    if not images or not accs:
+        return []
+    p = statistics.mean(accs)
+    split_se = (p * (1 - p) / min(images)) ** 0.5
     out = []
     for a, va in held.items():
         if len(va) < 2:
@@ -296,14 +304,16 @@ def _search_findings(by: dict[str, list[dict[str, Any]]]) -> list[str]:
                 continue  # a search with one seed: no spread to judge
             d = difference(va, vb if len(vb) > 1 else vb * 2)  # heuristic: no spread of its own
             text = f"{b} ({100 * d['delta']:+.2f}, 2 SE {100 * (d['two_se'] or 0):.2f})"
-            (tied if not d["exceeds_spread"] else ahead if d["delta"] > 0 else behind).append(
-                text)
+            counts = d["exceeds_spread"] and abs(d["delta"]) > split_se
+            (tied if not counts else ahead if d["delta"] > 0 else behind).append(text)
         out.append(f"- {a} ({len(va)} seeds), held-out: ahead of {', '.join(ahead) or 'none'}; "
-                   f"within the seed spread of {', '.join(tied) or 'none'}; behind "
+                   f"within the noise of {', '.join(tied) or 'none'}; behind "
                    f"{', '.join(behind) or 'none'}.")
     if out:
         out.insert(0, "Differences in points (held-out), counted only beyond two standard errors "
-                      "over the search seeds:")
+                      "over the search seeds and beyond the held-out images' own binomial "
+                      f"standard error ({100 * split_se:.2f} points on {min(images)} images at "
+                      f"{100 * p:.0f}%):")
     return out
 
 
