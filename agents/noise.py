@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import truncnorm
 from stable_baselines3.common.noise import ActionNoise
 
 from amc_agent.agents.rng import generator_state, set_generator_state
@@ -37,6 +36,9 @@ class TruncatedNormalNoise(ActionNoise):
         mu = np.clip(np.asarray(mu, dtype=np.float64), self.low, self.high)
         if self.sigma <= 0:
             return mu
+        # scipy.stats costs ~1 s at every process start; only DDPG's exploration needs it.
+        from scipy.stats import truncnorm
+
         a, b = (self.low - mu) / self.sigma, (self.high - mu) / self.sigma
         return truncnorm.rvs(a, b, loc=mu, scale=self.sigma, size=mu.shape, random_state=self.rng)
 

@@ -23,6 +23,7 @@ fraction of the original cost kept; keep ratios per prunable unit):
 ``examples/prune_my_model.py`` prunes a user's own ``nn.Module`` end to end with these.
 """
 
+from amc_agent import _startup  # noqa: F401  # first: Torch-Pruning without timm
 from amc_agent.agents.search import Search, SearchConfig, SearchResult
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from amc_agent.env.datasets import DataSplits, load_dataset, synthetic

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 from torch import nn
 
 from amc_agent.env.costmodel import CostModel
@@ -64,6 +63,8 @@ def calibrate_latency(
     ms = np.array([p[1] for p in points])
     # Non-negative least squares: neither a negative overhead nor latency falling as MACs grow,
     # whatever the timing noise.
+    from scipy.optimize import nnls  # scipy only when a line is fitted: it slows every start-up
+
     scale = macs.max()
     (intercept, slope), _ = nnls(np.stack([np.ones_like(macs), macs / scale], 1), ms)
     return LatencyModel(float(intercept), float(slope / scale), float(ms[-1]), tuple(points))

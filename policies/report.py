@@ -8,10 +8,6 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt
 import numpy as np
 
 from amc_agent.env import atomic
@@ -20,7 +16,19 @@ from amc_agent.policies.compare import HEURISTIC_STRATEGIES
 from amc_agent.policies.peers import PEER_STRATEGIES
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def _plt() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use: it costs ~0.5 s
+    at every process start (workers, torchrun ranks) that never draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    plt = _plt()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -30,7 +38,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 def plot_accuracy_vs_macs(results: dict[str, Any], path: Path) -> None:
     """Test accuracy after fine-tuning against MACs, one point per strategy, with the standard
     deviation over fine-tune seeds as error bars."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = _plt().subplots(figsize=(6.5, 4.5))
     o = results["original"]
     ax.scatter([o["macs"] / 1e6], [100 * o["test_acc"]], marker="*", s=180, c="black",
                label="original")
@@ -57,7 +65,8 @@ def plot_keep_ratios(results: dict[str, Any], path: Path) -> None:
     units = list(results["strategies"][strategies[0]]["keep_ratios"])
     x = np.arange(len(units))
     width = 0.8 / max(1, len(strategies))
-    fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(units) * max(1, len(strategies)) / 2), 4.5))
+    wide = max(7, 0.45 * len(units) * max(1, len(strategies)) / 2)
+    fig, ax = _plt().subplots(figsize=(wide, 4.5))
     for i, name in enumerate(strategies):
         ratios = results["strategies"][name]["keep_ratios"]
         ax.bar(x + i * width - 0.4 + width / 2, [ratios[u] for u in units], width, label=name)
@@ -72,7 +81,7 @@ def plot_keep_ratios(results: dict[str, Any], path: Path) -> None:
 
 def plot_search_curves(results: dict[str, Any], path: Path) -> None:
     """Per-episode reward (faint) and best reward so far (solid) for each searched strategy."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = _plt().subplots(figsize=(6.5, 4.5))
     for name, curve in results["curves"].items():
         eps = np.arange(len(curve["reward"]))
         line = ax.plot(eps, curve["best_reward"], label=f"{name} best so far")[0]

@@ -129,3 +129,23 @@ def test_api_example_prunes_a_users_model(installed, tmp_path) -> None:
     assert summary["test_acc"] > 0.5 and summary["test_acc_pruned"] > 0.5  # 4 classes
     assert (tmp_path / "out" / "pruned.onnx").stat().st_size > 0
     assert (tmp_path / "out" / "search" / "policy.json").is_file()
+
+
+def test_starting_a_command_loads_no_library_it_does_not_use() -> None:
+    """Every CLI call, local or Ray worker and torchrun rank pays the package's import time: the
+    libraries only some paths need (scipy for DDPG's noise and the latency line, matplotlib for
+    plots, timm for ``timm:NAME`` models, wandb for tracking) load on first use, not at start-up;
+    timm still loads on demand afterwards."""
+    code = (
+        "import sys\n"
+        "import amc_agent.cli.compare, amc_agent.cli.search, amc_agent.cli.apply\n"
+        "import amc_agent.agents.workers\n"
+        "print(sorted(m for m in ('scipy', 'matplotlib', 'timm', 'wandb') if m in sys.modules))\n"
+        "from amc_agent.env.models import build_model\n"
+        "build_model({'name': 'timm:resnet10t', 'kwargs': {'in_channels': 1, 'num_classes': 3}})\n"
+        "import torch_pruning\n"
+        "print(sorted(m for m in ('timm',) if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.stdout.split("\n")[:2] == ["[]", "['timm']"], out.stdout + out.stderr
