@@ -22,6 +22,9 @@
 #                                           # zero-shot transfer vs uniform, global, best of 50
 #                                           # random (3 fine-tune seeds);
 #   PART=scratch ...                        # from-scratch amc-ddpg searches on the same targets
+#   PART=warm ...                           # warm starts (--init-actor) against them
+#   PART=unseen ...                         # the actor at budgets 0.35 / 0.5 on $CKPT against
+#                                           # a search at each budget
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
@@ -150,7 +153,7 @@ conditioned)
   DEV=${DEVICE:-cuda}
   KEEP=runs/conditioned
   mkdir -p "$KEEP"
-  case ${PART:?PART: agent, apply or scratch} in
+  case ${PART:?PART: agent, apply, scratch, warm or unseen} in
   agent)
     for m in resnet32 resnet56 resnet110; do
       [ -f "$KEEP/$m.pt" ] || $PY -m amc_agent.cli.train --model $m --dataset "${DATASET:-fashion-mnist}" \
@@ -167,7 +170,7 @@ conditioned)
       for b in 0.5 0.3; do
         if [ "$PART" = apply ]; then
           $PY -m bench.bench_compare --checkpoint "$KEEP/$m.pt" --budget $b \
-            --episodes "${RANDOM_EPISODES:-50}" \
+            --episodes "${RANDOM_EPISODES:-50}" --variant zeroshot \
             --finetune-seeds 3 --strategies transfer,uniform,global,random \
             --work "$WORK/${m}_b$b" -- --transfer "$KEEP/agent" --device "$DEV" \
             --finetune-images "${FT_IMAGES:-10000}" 2>&1 | tail -n 2
@@ -178,6 +181,25 @@ conditioned)
             --finetune-images "${FT_IMAGES:-10000}" 2>&1 | tail -n 2
         fi
       done
+    done
+    ;;
+  warm)
+    # Reuses the scratch part's search where it ran on this machine (same seed and episodes).
+    for m in resnet56 resnet110; do
+      for b in 0.5 0.3; do
+        scratch=$WORK/${m}_b${b}_scratch/search-amc-ddpg
+        $PY -m bench.bench_warmstart --checkpoint "$KEEP/$m.pt" --actor "$KEEP/agent" \
+          --budget $b --episodes "${EPISODES:-300}" --work "$WORK/warm_${m}_b$b" \
+          $([ -d "$scratch" ] && echo --scratch "$scratch") -- --device "$DEV" | tail -n 1
+      done
+    done
+    ;;
+  unseen)
+    for b in 0.35 0.5; do
+      $PY -m bench.bench_compare --checkpoint "$CKPT" --budget $b --episodes "${EPISODES:-300}" \
+        --finetune-seeds 3 --strategies amc-ddpg,transfer --variant unseen \
+        --work "$WORK/unseen_b$b" -- --transfer "$KEEP/agent" --device "$DEV" \
+        --finetune-images "${FT_IMAGES:-10000}" 2>&1 | tail -n 2
     done
     ;;
   esac

@@ -19,6 +19,7 @@ from amc_agent.policies.compare import speedup
 from amc_agent.policies.report import before_finetune_lead
 from amc_agent.policies.stats import difference, mean_std
 from bench.common import RESULTS, display_program
+from bench.report_transfer import transfer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1080,6 +1081,10 @@ def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
     return path
 
 
+def _transfer(results: dict[str, dict[str, Any]]) -> list[str]:
+    return transfer(results, lambda r: [f"Machine: {_machine(r)}"])
+
+
 def render() -> str:
     """The whole BENCHMARKS.md text."""
     results = _load()
@@ -1088,7 +1093,7 @@ def render() -> str:
              "comes with the command that produced it and the machine it ran on. Timings on "
              "shared machines are noisy: compare ratios measured in the same run.", ""]
     for section in (_training, _env, _workers, _scale, _criteria, _search, _compare, _ladder,
-                    _policies, _seeds,
+                    _transfer, _policies, _seeds,
                     _latency, _latency_predictor,
                     _latency_target, _equal_latency,
                     _correlation, _sweep, _reliability, _demo):

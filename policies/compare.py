@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.utils.data import Subset
 
@@ -96,6 +97,19 @@ def transfer_ratios(source: Path, env: ChannelPruningEnv) -> dict[str, float]:
         raise UserError(f"--transfer {source}: the policy carries no actor to run on this model")
     check_in_range(policy, env.cfg.budget)
     return dict(run_actor(policy, path.parent, env)["keep_ratios"])
+
+
+def transfer_origin(source: Path) -> dict[str, Any]:
+    """Where the actor of ``source`` (policy.json or its folder) was trained, for the results:
+    its search's checkpoints (from the search's ``config.yaml``, ``[]`` if absent) and budget
+    range (``None``: one budget, ``transfer_budget``)."""
+    path = source / "policy.json" if source.is_dir() else source
+    policy = Policy.load(path)
+    config = path.parent / "config.yaml"
+    trained_on = (yaml.safe_load(config.read_text()) or {}).get("checkpoint") \
+        if config.is_file() else None
+    return {"transfer": str(source), "transfer_trained_on": [str(c) for c in trained_on or []],
+            "transfer_budget_range": policy.budget_range, "transfer_budget": policy.budget}
 
 
 @dataclass

@@ -24,7 +24,13 @@ from amc_agent.cli.search import (
 from amc_agent.env import atomic, distributed
 from amc_agent.env.errors import UserError
 from amc_agent.env.training import TrainConfig
-from amc_agent.policies.compare import CompareConfig, check_strategies, run_compare, strategy_names
+from amc_agent.policies.compare import (
+    CompareConfig,
+    check_strategies,
+    run_compare,
+    strategy_names,
+    transfer_origin,
+)
 from amc_agent.policies.report import write_report
 
 PROG = "amc-compare"
@@ -144,6 +150,7 @@ def _run(args: Any, strategies: list[str], workers: WorkerConfig,
                          "episodes": args.episodes, "scratch_epochs": scratch_epochs,
                          "seed_policies": list(args.seed_policies),
                          "workers": workers.workers, "worker_backend": workers.backend,
+                         **(transfer_origin(args.transfer) if args.transfer else {}),
                          **results.pop("selection")}
     command = " ".join(shlex.quote(a) for a in [PROG, *(sys.argv[1:] if argv is None
                                                          else argv)])
