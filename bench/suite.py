@@ -7,13 +7,14 @@
 Scenarios (the CPU rows of BENCHMARKS.md, each with the command that produced its row): the
 3-epoch ResNet-20 the rows use, environment throughput, channel-selection criteria, search quality
 (every searched strategy at 2 seeds and every heuristic; default criterion and with
-reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-compare at 50/30/20%
-MACs, 2 search seeds, 3 fine-tune seeds), measured speed-ups, latency predictors, latency-target
-searches, search-vs-final correlation, the ResNet-50 projection, the any-model sweeps, the fault and
-bad-input counts, and ``make demo`` from a fresh clone. The GPU rows come from
-``bench/device_session.sh``. A step whose output already exists is skipped in the full run (the
-trained checkpoint, finished searches; a finished comparison is re-read), so an interrupted suite
-resumes.
+reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-compare at
+50/30/20% MACs, 2 search seeds, 3 fine-tune seeds; default criterion and with reconstruction), a
+budget-conditioned agent at a budget it was not searched at, measured speed-ups, latency
+predictors, latency-target searches, search-vs-final correlation, the ResNet-50 projection, the
+any-model sweeps, the fault and bad-input counts, and ``make demo`` from a fresh clone. The GPU
+rows come from ``bench/device_session.sh``. A step whose output already exists is skipped in the
+full run (the trained checkpoint, finished searches; a finished comparison is re-read), so an
+interrupted suite resumes.
 """
 
 from __future__ import annotations
@@ -84,22 +85,44 @@ def _search_quality(criterion: str, episodes: int, threads: int, work: str, tag:
     return out + [(f"search {h}{tag}", [*base, "--agent", h], None) for h in HEURISTICS]
 
 
-def _ladder() -> list[tuple[str, list[str], Path | None]]:
+def _ladder(criterion: str = "group-l2", episodes: int = 300, threads: int = 2,
+            work: str = "runs/ladder/r20_b{budget}_s{seed}"
+            ) -> list[tuple[str, list[str], Path | None]]:
     """amc-compare at each ladder budget and 2 search seeds, 3 fine-tune seeds (bench_compare
-    re-reads a finished comparison, so a rerun only redoes what is missing)."""
+    re-reads a finished comparison, so a rerun only redoes what is missing); ``work`` is
+    formatted with ``budget``, ``digits`` (the budget without its dot) and ``seed``."""
     out: list[tuple[str, list[str], Path | None]] = []
     for budget in LADDER:
         for seed in (0, 1):
             names = ["amc-ddpg", "random", "tpe"] + (
                 ["uniform", "sensitivity", "global", "tp-uniform", "tp-global"] if seed == 0
                 else [])
-            out.append((f"ladder {budget} s{seed}",
+            out.append((f"ladder {criterion} {budget} s{seed}",
                         ["bench.bench_compare", "--checkpoint", E3, "--budget", budget,
-                         "--episodes", "300", "--finetune-seeds", "3", "--search-seed",
+                         "--episodes", str(episodes), "--finetune-seeds", "3", "--search-seed",
                          str(seed), "--strategies", ",".join(names), "--work",
-                         f"runs/ladder/r20_b{budget}_s{seed}", "--", "--criterion",
-                         "group-l2", "--finetune-images", "10000", "--threads", "2"], None))
+                         work.format(budget=budget, digits=budget.replace(".", ""), seed=seed),
+                         "--", "--criterion", criterion, "--finetune-images", "10000",
+                         "--threads", str(threads)], None))
     return out
+
+
+def _transfer() -> list[tuple[str, list[str], Path | None]]:
+    """Search once, apply many on the CPU: a budget-conditioned agent on the ResNet-20 over
+    budgets 0.3:0.6, then its policy at 0.35 against a search at 0.35 (the zero-shot and
+    warm-start rows on deeper models are GPU stages: device_session.sh conditioned)."""
+    agent = "runs/s14/cond_agent"
+    return [
+        ("conditioned agent", ["amc_agent.cli.search", "--checkpoint", E3, "--budget",
+                               "0.3:0.6", "--episodes", "300", "--threads", "1",
+                               "--no-progress", "--wandb-mode", "disabled", "--out", agent],
+         Path(agent) / "greedy.json"),
+        ("unseen budget 0.35", ["bench.bench_compare", "--checkpoint", E3, "--budget", "0.35",
+                                "--episodes", "300", "--finetune-seeds", "3", "--strategies",
+                                "amc-ddpg,transfer", "--variant", "unseen", "--work",
+                                "runs/s14/unseen_b035", "--", "--transfer", agent,
+                                "--finetune-images", "10000", "--threads", "1"], None),
+    ]
 
 
 def _full() -> list[tuple[str, list[str], Path | None]]:
@@ -138,6 +161,13 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
                              "1-local,2-local", "--tag", "_quality", "--work",
                              "runs/bench_workers_q"], None),
         *_ladder(),
+        ("ladder heuristics 0.5", ["bench.bench_compare", "--checkpoint", E3, "--budget", "0.5",
+                                   "--strategies", "uniform,global", "--finetune-seeds", "3",
+                                   "--tag", "heur", "--work", "runs/s14/heur_b05", "--",
+                                   "--criterion", "group-l2", "--finetune-images", "10000",
+                                   "--threads", "1"], None),
+        *_ladder("group-l2+reconstruct", 200, 1, "runs/s14/rec_b{digits}_s{seed}"),
+        *_transfer(),
         *[(f"latency {backend}", ["bench.bench_latency", "--checkpoint", E3, "--round-to", "8",
                                   "--budgets", "0.5,0.3", "--policy",
                                   f"{b03}/policy-amc-ddpg.json", "--threads", "2",
