@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import report_ladder
 
 
 def _run(budget: float, seed: int, accs: dict[str, list[float]],
@@ -25,7 +25,8 @@ def _run(budget: float, seed: int, accs: dict[str, list[float]],
 
 @pytest.fixture()
 def no_plot(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(report, "_ladder_plot", lambda *a: report.ROOT / "bench" / "x.png")
+    monkeypatch.setattr(report_ladder, "_ladder_plot",
+                        lambda *a: report_ladder.ROOT / "bench" / "x.png")
 
 
 def test_search_seeds_pool_and_heuristics_may_run_once(no_plot) -> None:
@@ -36,7 +37,7 @@ def test_search_seeds_pool_and_heuristics_may_run_once(no_plot) -> None:
                                               "tp-uniform": [0.80, 0.79, 0.81]}),
         "compare_r20_flops0.3_s1": _run(0.3, 1, {"amc-ddpg": [0.70, 0.71, 0.70]}),
     }
-    text = "\n".join(report._ladder(results))
+    text = "\n".join(report_ladder.ladder_section(results))
     # amc-ddpg at 30% pools six runs over two search seeds: mean 75.33; its verdict counts each
     # search seed once, and their 10-point swing is too wide to call the 4.7-point gap.
     assert "| amc-ddpg | 50.00% / **90.33 ± 0.58** | 50.00% / 75.33 ± 5.50 (2 search seeds) |" \
@@ -62,7 +63,7 @@ def test_searches_chosen_without_the_short_finetune_are_their_own_rows(no_plot) 
     results = {"compare_r20_flops0.5": old, "compare_r20_flops0.5_ft": flagged,
                "compare_r20_flops0.5_rs": recorded, "compare_r20_flops0.5_rs2": rerun,
                "compare_r20_flops0.3": low["old"], "compare_r20_flops0.3_rs": low["new"]}
-    text = "\n".join(report._ladder(results))
+    text = "\n".join(report_ladder.ladder_section(results))
     rows = {ln.split(" | ")[0].removeprefix("| "): ln for ln in text.splitlines()
             if ln.startswith("| ") and not ln.startswith("| strategy")}
     assert set(rows) == {"amc-ddpg (no FT re-score)", "random (no FT re-score)", "uniform",
@@ -82,6 +83,7 @@ def test_rows_that_kept_the_same_channels_are_called_one_network(no_plot) -> Non
         for name, row in run["strategies"].items():
             row["keep_ratios"] = {"a": 0.5 if name != "tpe" else 0.25, "b": b}
     runs[0.3]["strategies"]["random"]["keep_ratios"] = {"a": 0.75, "b": 0.3}
-    text = "\n".join(report._ladder({f"compare_r20_flops{b}": r for b, r in runs.items()}))
+    text = "\n".join(report_ladder.ladder_section(
+        {f"compare_r20_flops{b}": r for b, r in runs.items()}))
     assert "- 50% MACs: amc-ddpg and random chose the same policy (search seed 0)" in text
     assert "30% MACs: amc-ddpg and random" not in text and "and tpe chose" not in text

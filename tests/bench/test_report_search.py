@@ -3,7 +3,7 @@ images' own binomial error (every row is scored on the same images)."""
 
 from __future__ import annotations
 
-from bench import report
+from bench import report_search
 
 
 def _search(acc: float) -> dict:
@@ -14,7 +14,7 @@ def test_a_gap_below_the_splits_binomial_error_is_a_tie() -> None:
     by = {"tpe": [_search(0.9015), _search(0.9028)],   # seed spread 0.09 points
           "ddpg": [_search(0.880), _search(0.882)],
           "uniform": [{"rescored_val_acc": 0.9035, "rescore_images": 4000}]}
-    lines = report._search_findings(by)
+    lines = report_search._search_findings(by)
     assert "binomial standard error (0.49 points on 4000 images" in lines[0]
     tpe = next(ln for ln in lines if ln.startswith("- tpe"))
     # -0.135 points is beyond two seed SEs (0.130) but far below what 4000 images resolve.

@@ -1,0 +1,62 @@
+"""Shared by the BENCHMARKS.md sections: where a figure was measured, and number formats."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed_on(r: dict[str, Any]) -> str:
+    """The device a latency row was measured on: the GPU's name, or the CPU thread count."""
+    gpu = r["machine"].get("gpu")
+    if gpu and r.get("device_name") == gpu:
+        return gpu
+    return f"CPU ({r['machine']['torch_threads']} threads)"
+
+
+def machine_line(r: dict[str, Any]) -> str:
+    """CPU, cores, torch version and threads, GPU if any, and the date of a result."""
+    m = r["machine"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
+            f"{gpu}; {r['date']}")
+
+
+def fmt_mean_std(values: list[float]) -> str:
+    """Accuracies (fractions) as "mean ± sample std" in percent (the mean alone for one value)."""
+    mean = f"{100 * statistics.mean(values):.2f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else mean
+
+
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with two decimals ("-" for None)."""
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def same_policies(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Groups of two or more strategies that chose the same keep ratios."""
+    groups: dict[str, list[str]] = {}
+    for name, x in rows.items():
+        if x.get("keep_ratios"):
+            groups.setdefault(json.dumps(x["keep_ratios"], sort_keys=True), []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def se_points(r: dict[str, Any]) -> str:
+    """Binomial standard error, in accuracy points, of the median held-out accuracy of a
+    criteria result on its held-out images."""
+    accs = [x["val_acc_heldout"] for x in r["rows"] if x.get("val_acc_heldout") is not None]
+    n = r.get("heldout_images")
+    if not accs or not n:
+        return "-"
+    p = statistics.median(accs)
+    return f"{100 * (p * (1 - p) / n) ** 0.5:.1f}"
+
+
+def thin(lat: dict[str, Any]) -> str:
+    """A dagger for a latency measured from fewer than 5 calls."""
+    return " †" if lat.get("runs", 5) < 5 else ""

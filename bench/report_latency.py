@@ -1,0 +1,154 @@
+"""BENCHMARKS.md sections on latency: measured speed-ups, latency predictors, latency-target
+searches and the equal-measured-latency comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report_common import machine_line, pct, timed_on
+
+
+def latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Measured speed-ups against the MACs kept (bench_latency), per device and batch."""
+    rows = [r for k, r in results.items()
+            if k.startswith("latency_")
+            and not k.startswith(("latency_target_", "latency_predictor_"))]
+    if not rows:
+        return []
+    out = ["## Measured speed-up vs MACs reduction", "",
+           "Uniformly pruned copies at several MACs budgets and the learned policy, measured "
+           "round-robin in one run (median of per-round medians).", "",
+           "| device | backend | model | MACs kept | MACs speed-up | latency b1 (ms) "
+           "| speed-up b1 | latency b64 (ms) | speed-up b64 |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dev = r.get("device_name") or f"CPU ({r['machine']['torch_threads']} threads)"
+        out += [f"| {dev} | {r.get('backend', 'eager')} | {x['model']} | {x['macs_kept']:.3f} "
+                f"| {x['macs_speedup']:.2f}x "
+                f"| {x['latency_b1_ms']:.3f} | {x['speedup_b1']:.2f}x "
+                f"| {x['latency_b64_ms']:.3f} | {x['speedup_b64']:.2f}x |" for x in r["rows"]]
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
+
+
+def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Predicted against measured latency ratios of random policies (bench_latency_predictor)."""
+    rows = [r for k, r in results.items() if k.startswith("latency_predictor_")]
+    if not rows:
+        return []
+    out = ["## Latency predictors vs measurement", "",
+           "Random policies at a MACs budget; each pruned model's measured latency ratio to the "
+           "original (measured round-robin with it) against the ratio each predictor gives: the "
+           "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
+           "error of the ratio.", "",
+           "*Repeat* is a second, independent measurement of the same pair against the first: "
+           "the noise floor of the measurement itself. *Table scale*: the factor on the sum of "
+           "layer entries fitted on whole uniformly pruned networks (rows without one predate "
+           "that calibration: the raw sum).", "",
+           "| device | model | backend | batch | policies | table median (p90) "
+           "| line median (p90) | repeat median (p90) | table scale | table build s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t, ln = r["errors"]["table"], r["errors"]["line"]
+        rep = r["errors"].get("repeat")
+        repeat = "-" if rep is None else (f"{100 * rep['median_abs_error']:.1f}% "
+                                          f"({100 * rep['p90_abs_error']:.1f}%)")
+        scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
+        out.append(f"| {timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
+                   f"| {r['batch']} "
+                   f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
+                   f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
+                   f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {scale} "
+                   f"| {r['table_build_s']:.0f} |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
+
+
+def latency_target_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Latency-target searches (bench_latency_target): budget met as measured, predictor error."""
+    rows = [r for k, r in results.items() if k.startswith("latency_target_")]
+    if not rows:
+        return []
+    out = ["## Latency-target search (`amc-search --target latency`)", "",
+           "The action wall works from a predicted latency (predictor `line`: a + b x MACs "
+           "fitted on uniformly pruned copies; `table`: per-layer latency tables); every "
+           "episode's model is also measured, and an episode only counts if the measurement "
+           "meets the budget. The best model is then measured again against the original, "
+           "round-robin.", "",
+           "The wall margin is the quantile of measured / predicted latency over recent "
+           "episodes that the wall aims below the budget by (`--latency-margin`; off: the wall "
+           "trusts the predictor).", "",
+           "| device | model | predictor (backend) | wall margin | batch | budget | episodes "
+           "| best val acc | MACs kept | search-time ms "
+           "(predicted) | re-measured ratio | meets budget | predictor median abs error "
+           "| episodes over budget |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, m, pr = r["best"], r["remeasured"], r["predictor"]
+        out.append(f"| {timed_on(r)} | {r['model']} | {r.get('predictor_kind', 'line')} "
+                   f"({r.get('backend', 'eager')}) | {r.get('latency_margin') or 'off'} "
+                   f"| {r['latency_batch']} | {r['budget']:.2f} "
+                   f"({r['budget_ms_at_search']:.2f} ms) | {r['episodes']} "
+                   f"| {pct(b['accuracy'])} | {b['macs_ratio']:.3f} "
+                   f"| {b['latency_ms']:.2f} ({b['predicted_latency_ms']:.2f}) "
+                   f"| {m['latency_ratio']:.3f} ({m['searched_ms']:.2f} / "
+                   f"{m['original_ms']:.2f} ms) | {'yes' if m['meets_budget'] else 'no'} "
+                   f"| {100 * pr['median_abs_error']:.1f}% "
+                   f"| {100 * r['episodes_over_budget']:.0f}% |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}` (search: `{r['search_command']}`)  ",
+                f"Machine: {machine_line(r)}", ""]
+    return out
+
+
+def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Strategies cut to the same measured latency and fine-tuned alike (bench_equal_latency)."""
+    rows = [r for k, r in results.items() if k.startswith("equal_latency_")]
+    if not rows:
+        return []
+    out = ["## Equal measured latency: latency-target search vs FLOPs-target search vs uniform",
+           "", "A latency-target search (`--target latency`), a FLOPs-target search at the "
+           "latency winner's MACs, and uniform pruning, each cut to the same *measured* "
+           "latency: the largest common scale of its keep ratios whose model meets the budget "
+           "in every round-robin round against the original (amc_agent.policies.equal_latency), "
+           "then fine-tuned alike. A difference counts only beyond two standard errors over "
+           "fine-tune seeds.", "",
+           "Latency falls in steps with channel counts: *next step* is what the smallest "
+           "probed scale above the cut measured, so a row far under the budget could not get "
+           "nearer to it with this policy's shape.", "",
+           "| device | model | backend | batch | latency budget | strategy | scale "
+           "| measured latency ratio | next step | MACs kept | test acc before FT "
+           "| test acc after FT | vs best |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, x in r["strategies"].items():
+            above = [q for q in x["probes"] if q["scale"] > x["scale"]]
+            step = f"{min(above, key=lambda q: q['scale'])['worst']:.3f}" if above else "-"
+            d = r["differences"].get(name)
+            verdict = "best" if d is None else (
+                f"{100 * d['delta']:+.2f} ({'beyond' if d['exceeds_spread'] else 'within'} "
+                f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
+                else f"{100 * d['delta']:+.2f}")
+            out.append(f"| {timed_on(r)} | {r['model']} | {r['backend']} | {r['batch']} "
+                       f"| {r['budget']:.2f} | {name} | {x['scale']:.3f} "
+                       f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
+                       f"| {step} | {x['macs_kept']:.3f} | {pct(x['test_acc_before_finetune'])} "
+                       f"| {pct(x['test_acc'])} ± {100 * (x['test_acc_std'] or 0):.2f} "
+                       f"| {verdict} |")
+    out.append("")
+    for r in rows:
+        ft, ls = r["finetune"], r["latency_search"]
+        out += [f"Fine-tune: {ft['epochs']} epoch(s) on {ft['images']} images, lr {ft['lr']}, "
+                f"seeds {ft['seeds']}. Latency search: {r['episodes']} episodes, "
+                f"{100 * ls['predictor']['share_over_budget']:.0f}% of them measured over the "
+                f"budget, predictor median error "
+                f"{100 * ls['predictor']['median_abs_error']:.1f}%; FLOPs search at "
+                f"{r['flops_budget']:.2f} of MACs.  ",
+                f"Command: `{r['command']}`  ", f"Searches: `{r['search_commands']['latency']}`; "
+                f"`{r['search_commands']['flops']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
