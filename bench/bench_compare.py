@@ -6,8 +6,9 @@ the searched winners re-scored on held-out images, and several fine-tune seeds p
         --episodes 150 --finetune-seeds 3 --work runs/bench_compare/cnn10_b05 \
         [-- extra amc-compare flags, e.g. --agent-kwargs '{warmup_episodes: 50}']
 
-Writes ``bench/results/compare_<model>_<target><budget>[_<variant>][_<tag>].json``
-(``..._s<N>.json`` with ``--search-seed N``, N > 0): the config, every strategy's row
+Writes ``bench/results/compare_<model>_<target><budget>[_<criterion>][_<variant>][_<tag>].json``
+(the criterion when it is not the default, ``+`` as ``-``; ``..._s<N>.json`` with
+``--search-seed N``, N > 0): the config, every strategy's row
 (accuracies per seed, mean, std, MACs, budget kept, latency) and the differences against the best
 mean with whether each exceeds the seed spread (amc_agent.policies.stats). ``--search-seed N``
 runs amc-compare with ``--seed N``: the searches start from seed N and the fine-tunes use seeds N,
@@ -25,6 +26,7 @@ from typing import Any
 
 from amc_agent.cli import compare
 from amc_agent.env.checkpoint import load_checkpoint
+from amc_agent.env.env import EnvConfig
 from bench.common import write_result
 
 KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_images",
@@ -69,14 +71,23 @@ def main() -> None:
         assert compare.main(argv) == 0
     results = json.loads((args.work / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
-    name = f"compare_{ckpt['recipe']['name']}_{args.target}{args.budget:g}" + (
-        f"_{args.variant}" if args.variant else "") + (f"_{args.tag}" if args.tag else "") + (
-        f"_s{args.search_seed}" if args.search_seed else "")
+    name = result_name(ckpt["recipe"]["name"], args.target, args.budget,
+                       results["config"]["criterion"], args.variant, args.tag, args.search_seed)
     out = write_result(name, {
         "seconds": time.perf_counter() - t0 if ran else None, "variant": args.variant or None,
         "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],
         "base_epochs": ckpt["metrics"].get("epochs"), **summary(results)})
     print(f"wrote {out}")
+
+
+def result_name(model: str, target: str, budget: float, criterion: str, variant: str = "",
+                tag: str = "", search_seed: int = 0) -> str:
+    """The results file's name (see the module docstring): a run with another criterion than
+    the default is another ladder, so it never lands in the default criterion's file."""
+    return f"compare_{model}_{target}{budget:g}" + (
+        "" if criterion == EnvConfig.criterion else f"_{criterion.replace('+', '-')}") + (
+        f"_{variant}" if variant else "") + (f"_{tag}" if tag else "") + (
+        f"_s{search_seed}" if search_seed else "")
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
