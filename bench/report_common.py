@@ -38,11 +38,14 @@ def pct(v: float | None) -> str:
 
 
 def same_policies(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """Groups of two or more strategies that chose the same keep ratios."""
+    """Groups of two or more strategies that built the same network: the same keep ratios with
+    the same criterion (under another criterion or a refit, the same ratios keep other channels
+    or other weights, e.g. Torch-Pruning's own channels beside ours with reconstruction)."""
     groups: dict[str, list[str]] = {}
     for name, x in rows.items():
         if x.get("keep_ratios"):
-            groups.setdefault(json.dumps(x["keep_ratios"], sort_keys=True), []).append(name)
+            key = json.dumps([x["keep_ratios"], x.get("criterion")], sort_keys=True)
+            groups.setdefault(key, []).append(name)
     return [g for g in groups.values() if len(g) > 1]
 
 

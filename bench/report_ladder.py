@@ -123,12 +123,15 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _same_policies_lines(budgets: list[float],
                          rows: dict[float, dict[str, list[dict[str, Any]]]]) -> list[str]:
-    """Rows of one budget that kept the same channels at every search seed they share: their
-    equal figures are one network measured twice, not two strategies that tie (e.g. a search
-    whose winner is a warm-up episode drawn by the same random stream as random search)."""
+    """Rows of one budget that kept the same channels at every search seed they share (the same
+    keep ratios chosen by the same criterion): their equal figures are one network measured
+    twice, not two strategies that tie (e.g. a search whose winner is a warm-up episode drawn by
+    the same random stream as random search). The same ratios under another criterion or a
+    refit (Torch-Pruning's own channels beside ours with reconstruction) are other networks."""
     out = []
     for b in budgets:
-        by_seed = {n: {r["search_seed"]: r.get("keep_ratios") for r in rs}
+        by_seed = {n: {r["search_seed"]: None if r.get("keep_ratios") is None
+                       else (r["keep_ratios"], r.get("criterion")) for r in rs}
                    for n, rs in rows[b].items()}
         names = sorted(by_seed)
         for i, n in enumerate(names):
@@ -222,8 +225,8 @@ def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
         ax.set_xlabel("MACs kept (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{model}, {crit}: {title}")
-        ax.invert_xaxis()
         ax.grid(alpha=0.3)
+    axes[0].invert_xaxis()  # once: the axes share x, so a second call would undo it
     axes[1].legend(fontsize=8)
     path = ROOT / "bench" / "plots" / f"ladder_{model}_{crit}.png"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bench import report_ladder
+from bench.report_common import same_policies
 
 
 def _run(budget: float, seed: int, accs: dict[str, list[float]],
@@ -87,3 +88,15 @@ def test_rows_that_kept_the_same_channels_are_called_one_network(no_plot) -> Non
         {f"compare_r20_flops{b}": r for b, r in runs.items()}))
     assert "- 50% MACs: amc-ddpg and random chose the same policy (search seed 0)" in text
     assert "30% MACs: amc-ddpg and random" not in text and "and tpe chose" not in text
+    # The same ratios with other channels (another criterion, or a refit) are other networks.
+    runs[0.5]["strategies"]["random"]["criterion"] = "group-l2+reconstruct"
+    text = "\n".join(report_ladder.ladder_section(
+        {f"compare_r20_flops{b}": r for b, r in runs.items()}))
+    assert "amc-ddpg and random chose the same policy" not in text
+
+
+def test_compare_tables_call_only_the_same_ratios_and_criterion_one_network() -> None:
+    rows = {n: {"keep_ratios": {"a": 0.5}, "criterion": c} for n, c in
+            (("uniform", "group-l2+reconstruct"), ("tp-uniform", "group-l2"),
+             ("global", "group-l2"))}
+    assert same_policies(rows) == [["tp-uniform", "global"]]
