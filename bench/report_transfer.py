@@ -17,15 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from amc_agent.policies.stats import difference
+from bench.report_common import pct
 
 UNSEEN_GAP = 0.01
 """How close (accuracy, fraction) the actor at an unseen budget must come to a search there."""
 
 COLUMNS = ("transfer", "random", "uniform", "global", "amc-ddpg")
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 def _after(x: dict[str, Any]) -> str:
@@ -101,7 +98,7 @@ def _zero_shot(runs: list[tuple[str, dict[str, Any]]],
         scratch = _scratch(results, r) if "amc-ddpg" not in s else None
         if scratch is not None:
             s["amc-ddpg"] = scratch
-        cells = [f"{_pct(s[n]['test_acc_before_finetune'])} / {_after(s[n])}" if n in s else "-"
+        cells = [f"{pct(s[n]['test_acc_before_finetune'])} / {_after(s[n])}" if n in s else "-"
                  for n in COLUMNS]
         if scratch is not None:
             cells[-1] += f" ({scratch['episodes']} episodes)"
@@ -133,15 +130,14 @@ def _unseen(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         gap = t["test_acc_before_finetune"] - a["test_acc_before_finetune"]
         model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt")
         out.append(f"| {model} | {r['config']['budget']:g} | {_origin(r)} "
-                   f"| {_pct(t['test_acc_before_finetune'])} "
-                   f"| {_pct(a['test_acc_before_finetune'])} | {100 * gap:+.2f} "
+                   f"| {pct(t['test_acc_before_finetune'])} "
+                   f"| {pct(a['test_acc_before_finetune'])} | {100 * gap:+.2f} "
                    f"| {'yes' if gap >= -UNSEEN_GAP else '**no**'} | {_after(t)} | {_after(a)} "
                    f"| {_vs(t, a)} |")
     return [*out, ""]
 
 
-def _warm(results: dict[str, dict[str, Any]]) -> list[str]:
-    rows = [r for k, r in sorted(results.items()) if k.startswith("warmstart_")]
+def _warm(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["### Warm start from the actor against a search from scratch", "",
@@ -156,11 +152,11 @@ def _warm(results: dict[str, dict[str, Any]]) -> list[str]:
         s, w = r["scratch"], r["warm"]
         reach = r["warm_episodes_to_scratch_best"]
         out.append(f"| {r['model']} | {r['budget']:g} | {r['episodes']} "
-                   f"| {_pct(s['best'])} ({s['found_at']}) | {_pct(w['first_episode_acc'])} "
-                   f"| {_pct(s['best_at_third'])} / {_pct(w['best_at_third'])} "
+                   f"| {pct(s['best'])} ({s['found_at']}) | {pct(w['first_episode_acc'])} "
+                   f"| {pct(s['best_at_third'])} / {pct(w['best_at_third'])} "
                    f"| {'never' if reach is None else reach} "
                    f"| {'yes' if r['meets_third'] else '**no**'} (a third: {r['third']}) "
-                   f"| {_pct(s['heldout_acc'])} / {_pct(w['heldout_acc'])} |")
+                   f"| {pct(s['heldout_acc'])} / {pct(w['heldout_acc'])} |")
     return [*out, ""]
 
 
@@ -170,7 +166,7 @@ def transfer(results: dict[str, dict[str, Any]],
     command and machine lines."""
     runs = _transfer_runs(results)
     warm = [r for k, r in sorted(results.items()) if k.startswith("warmstart_")]
-    body = [*_zero_shot(runs, results), *_unseen(runs), *_warm(results)]
+    body = [*_zero_shot(runs, results), *_unseen(runs), *_warm(warm)]
     if not body:
         return []
     out = ["## Search once, apply many: a trained actor without a search", "",
