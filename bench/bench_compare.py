@@ -68,7 +68,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ran = not (args.work / "results.json").is_file()  # an earlier run's folder is re-read
     if ran:
-        assert compare.main(argv) == 0
+        assert compare.main(resumed(argv, args.work)) == 0
     results = json.loads((args.work / "results.json").read_text())
     ckpt = load_checkpoint(args.checkpoint)
     name = result_name(ckpt["recipe"]["name"], args.target, args.budget,
@@ -78,6 +78,15 @@ def main() -> None:
         "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],
         "base_epochs": ckpt["metrics"].get("epochs"), **summary(results)})
     print(f"wrote {out}")
+
+
+def resumed(argv: list[str], work: Path) -> list[str]:
+    """``argv`` with ``--resume`` when ``work`` holds an interrupted comparison: a benchmark
+    queue restarted after a kill picks up its searches where they stopped instead of refusing
+    the non-empty folder (amc-compare keeps every finished episode)."""
+    if "--resume" in argv or not work.is_dir() or not any(work.iterdir()):
+        return argv
+    return [*argv, "--resume"]
 
 
 def result_name(model: str, target: str, budget: float, criterion: str, variant: str = "",
