@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bench.report_common import machine_line, pct, timed_on
 
 
@@ -47,25 +49,42 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "the noise floor of the measurement itself. *Table scale*: the factor on the sum of "
            "layer entries fitted on whole uniformly pruned networks (rows without one predate "
            "that calibration: the raw sum).", "",
+           "*Correlation*: Pearson's r over the policies between the first measurement and the "
+           "repeat, and between it and the table's ratio. A low repeat r means the policies' "
+           "latencies differ less than the measurement's noise on that device: there a median "
+           "error mostly measures that noise, and no predictor can rank those policies.", "",
            "| device | model | backend | batch | policies | table median (p90) "
-           "| line median (p90) | repeat median (p90) | table scale | table build s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| line median (p90) | repeat median (p90) | correlation repeat / table "
+           "| table scale | table build s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, ln = r["errors"]["table"], r["errors"]["line"]
         rep = r["errors"].get("repeat")
         repeat = "-" if rep is None else (f"{100 * rep['median_abs_error']:.1f}% "
                                           f"({100 * rep['p90_abs_error']:.1f}%)")
         scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
+        corr = " / ".join(_corr(r["policies"], k) for k in ("repeat_ratio", "table_ratio"))
         out.append(f"| {timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
                    f"| {r['batch']} "
                    f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
                    f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
-                   f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {scale} "
+                   f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {corr} | {scale} "
                    f"| {r['table_build_s']:.0f} |")
     out.append("")
     for r in rows:
         out += [f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
     return out
+
+
+def _corr(policies: list[dict[str, Any]], key: str) -> str:
+    """Pearson's r between the measured ratio and ``key`` over ``policies`` ("-" without it)."""
+    if not policies or key not in policies[0]:
+        return "-"
+    m = np.array([p["measured_ratio"] for p in policies])
+    v = np.array([p[key] for p in policies])
+    if m.std() == 0 or v.std() == 0:
+        return "-"
+    return f"{np.corrcoef(m, v)[0, 1]:.2f}"
 
 
 def latency_target_section(results: dict[str, dict[str, Any]]) -> list[str]:
