@@ -101,6 +101,7 @@ def main() -> None:
               "budget": args.budget, "round_to": args.round_to, "rounds": args.rounds,
               "policies": rows,
               "errors": stats, "table_build_s": table_s, "table_scale": table.scale,
+              "table_element_ms": table.element_ms,
               "table_layers": len(table.specs)}
     print(f"wrote {write_result(name, result)}")
 

@@ -46,16 +46,17 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
            "error of the ratio.", "",
            "*Repeat* is a second, independent measurement of the same pair against the first: "
-           "the noise floor of the measurement itself. *Table scale*: the factor on the sum of "
-           "layer entries fitted on whole uniformly pruned networks (rows without one predate "
-           "that calibration: the raw sum).", "",
+           "the noise floor of the measurement itself. *Table fit*: the factor on the sum of "
+           "layer entries and the cost per million activation elements the layers output, fitted "
+           "on whole pruned networks (a factor alone: fitted on uniformly pruned copies only, "
+           "before the element term; *uncalibrated*: the raw sum).", "",
            "*Correlation*: Pearson's r over the policies between the first measurement and the "
            "repeat, and between it and the table's ratio. A low repeat r means the policies' "
            "latencies differ less than the measurement's noise on that device: there a median "
            "error mostly measures that noise, and no predictor can rank those policies.", "",
            "| device | model | backend | batch | policies | table median (p90) "
            "| line median (p90) | repeat median (p90) | correlation repeat / table "
-           "| table scale | table build s |",
+           "| table fit | table build s |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, ln = r["errors"]["table"], r["errors"]["line"]
@@ -63,6 +64,8 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
         repeat = "-" if rep is None else (f"{100 * rep['median_abs_error']:.1f}% "
                                           f"({100 * rep['p90_abs_error']:.1f}%)")
         scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
+        if "table_element_ms" in r:
+            scale += f" + {1e6 * r['table_element_ms']:.2f} ms/M elements"
         corr = " / ".join(_corr(r["policies"], k) for k in ("repeat_ratio", "table_ratio"))
         out.append(f"| {timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
                    f"| {r['batch']} "

@@ -16,7 +16,7 @@ from amc_agent.env import env as env_module
 from amc_agent.env import latency_table
 from amc_agent.env.env import ChannelPruningEnv
 from amc_agent.env.latency import Latency
-from amc_agent.env.surgery import Surgeon
+from amc_agent.env.surgery import Surgeon, pruned_copy
 from amc_agent.env.wall import allowed_counts
 from tests.amc_env.helpers import FAST, model, synthetic
 from tests.amc_env.test_costmodel import Concat
@@ -86,6 +86,45 @@ def test_table_is_calibrated_on_whole_networks(monkeypatch) -> None:
             s.prune(u.name, range(k))
         real = alone_slower(s.model, (3, 16, 16)).median_ms
         assert table.predict_rows(np.array([kept]))[0] == pytest.approx(real, rel=1e-9)
+
+
+def _conv_output_elements(mod: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Values one sample's conv/linear layers output in ``mod``."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel()))
+             for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        mod(torch.zeros(1, *input_shape))
+    for h in hooks:
+        h.remove()
+    return sum(sizes)
+
+
+def test_table_learns_the_cost_per_activation_element(monkeypatch) -> None:
+    """Inside the network every conv output also passes through BatchNorm, ReLU and additions
+    (2 us per thousand values here), which no layer timed alone pays: the table's element term,
+    fitted on uniform and random copies timed whole, predicts other pruned copies exactly; a
+    scale on the layer sum alone could not (its error is checked to be large)."""
+    def with_traffic(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
+        convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        ms = 0.2 + sum(m.weight.numel() for m in convs) / 1e3
+        if len(convs) > 1:
+            ms += 2e-3 * _conv_output_elements(mod, input_shape)
+        return Latency(ms, 0.0, 1, batch_size, 1, device)
+
+    monkeypatch.setattr(latency_table, "measure_latency", with_traffic)
+    m = model("resnet20").eval()
+    env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
+    table = latency_table.build_latency_table(m, env.units, EXAMPLE, env.wall.options, "cpu", 1)
+    assert table.element_ms == pytest.approx(2e-3) and table.scale == pytest.approx(1.0)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        kept = np.array([[rng.choice(o) for o in env.wall.options]], dtype=np.float64)
+        real = with_traffic(pruned_copy(m, EXAMPLE, env.units, kept[0]), (3, 16, 16)).median_ms
+        assert table.predict_rows(kept)[0] == pytest.approx(real, rel=1e-9)
+        layers_only = table.original_ms + (table.layer_ms(kept).sum()
+                                           - table.layer_ms(np.array([table.channels])).sum())
+        assert abs(layers_only - real) > 0.05 * real
 
 
 def test_table_is_cached_and_rebuilt_when_a_key_changes(tmp_path) -> None:
