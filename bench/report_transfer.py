@@ -62,8 +62,11 @@ def _origin(r: dict[str, Any]) -> str:
     c = r["config"]
     rng = c.get("transfer_budget_range")
     where = ", ".join(f"`{p}`" for p in c.get("transfer_trained_on") or []) or "-"
-    return f"{where} over budgets {rng[0]:g}:{rng[1]:g}" if rng else \
-        f"{where} at budget {c.get('transfer_budget')}"
+    # Runs from before the episode count was recorded are told apart by the actor's folder.
+    effort = f", {c['transfer_episodes']} episodes" if c.get("transfer_episodes") else \
+        f" (actor `{c.get('transfer')}`)"
+    return (f"{where} over budgets {rng[0]:g}:{rng[1]:g}" if rng else
+            f"{where} at budget {c.get('transfer_budget')}") + effort
 
 
 def _scratch(results: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str, Any] | None:

@@ -108,10 +108,11 @@ def _ladder(criterion: str = "group-l2", episodes: int = 300, threads: int = 2,
 
 
 def _transfer() -> list[tuple[str, list[str], Path | None]]:
-    """Search once, apply many on the CPU: a budget-conditioned agent on the ResNet-20 over
-    budgets 0.3:0.6, then its policy at 0.35 against a search at 0.35 (the zero-shot and
-    warm-start rows on deeper models are GPU stages: device_session.sh conditioned)."""
-    agent = "runs/s14/cond_agent"
+    """Search once, apply many on the CPU: budget-conditioned agents on the ResNet-20 over
+    budgets 0.3:0.6 (300 and 900 episodes), then their policies at 0.35 against a 300-episode
+    search at 0.35 (the zero-shot and warm-start rows on deeper models are GPU stages:
+    device_session.sh conditioned)."""
+    agent, long = "runs/s14/cond_agent", "runs/s15/cond900"
     return [
         ("conditioned agent", ["amc_agent.cli.search", "--checkpoint", E3, "--budget",
                                "0.3:0.6", "--episodes", "300", "--threads", "1",
@@ -122,6 +123,16 @@ def _transfer() -> list[tuple[str, list[str], Path | None]]:
                                 "amc-ddpg,transfer", "--variant", "unseen", "--work",
                                 "runs/s14/unseen_b035", "--", "--transfer", agent,
                                 "--finetune-images", "10000", "--threads", "1"], None),
+        # The same agent trained three times as long (session 14's was still improving).
+        ("conditioned agent 900", ["amc_agent.cli.search", "--checkpoint", E3, "--budget",
+                                   "0.3:0.6", "--episodes", "900", "--threads", "1",
+                                   "--no-progress", "--wandb-mode", "disabled", "--out", long],
+         Path(long) / "greedy.json"),
+        ("unseen budget 0.35, 900 episodes",
+         ["bench.bench_compare", "--checkpoint", E3, "--budget", "0.35", "--episodes", "300",
+          "--finetune-seeds", "3", "--strategies", "amc-ddpg,transfer", "--variant",
+          "unseen900", "--work", "runs/s15/unseen_b035_900", "--", "--transfer", long,
+          "--finetune-images", "10000", "--threads", "1"], None),
     ]
 
 

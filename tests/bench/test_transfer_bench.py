@@ -98,7 +98,8 @@ def _row(before: float, seeds: list[float]) -> dict:
 def _compare(ckpt: str, rows: dict, trained_on: list[str]) -> dict:
     return {"checkpoint": ckpt, "strategies": rows,
             "config": {"budget": 0.5, "episodes": 50, "transfer_trained_on": trained_on,
-                       "transfer_budget_range": [0.3, 0.6], "transfer_budget": 0.45}}
+                       "transfer_budget_range": [0.3, 0.6], "transfer_budget": 0.45,
+                       "transfer_episodes": 600}}
 
 
 def test_report_decides_each_target_from_the_results() -> None:
@@ -126,6 +127,7 @@ def test_report_decides_each_target_from_the_results() -> None:
     assert "75.00% / 90.60 ± 0.10 (300 episodes)" in zero and "amc-ddpg -0.50 (behind)" in zero
     unseen = next(ln for ln in text.splitlines() if ln.startswith("| resnet20 |"))
     assert "| -1.50 | **no** |" in unseen  # 1.5 points behind the search: outside 1 point
-    assert "`runs/c/resnet20.pt`, `runs/c/resnet32.pt` over budgets 0.3:0.6" in unseen
+    assert "`runs/c/resnet20.pt`, `runs/c/resnet32.pt` over budgets 0.3:0.6, 600 episodes" \
+        in unseen
     assert "Warm start" not in text
     assert transfer({"compare_x": results["compare_resnet20_flops0.5"]}, lambda r: []) == []
