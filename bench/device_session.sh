@@ -28,8 +28,9 @@
 #
 # The GPU image has torch but not gymnasium, stable-baselines3 or torch-pruning, and no network:
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
-# by `make device-kit`). Needs runs/base_resnet20.pt and runs/bench_search/amc-ddpg_s0 (the
-# agents benchmark). Everything written goes into $OUT/<stage>.tgz (one file: the device tool
+# by `make device-kit`). Needs $CKPT (default runs/s5/resnet20_e3.pt: carry it); the search whose
+# policy the check, transfer and correlation stages use ($SEARCH) is run on this machine's CPU
+# cores first when it is not there. Everything written goes into $OUT/<stage>.tgz (one file: the device tool
 # returns at most 8).
 set -euo pipefail
 STAGE=${1:?stage: check, policies, transfer, scale, correlation, latency, equal-latency or conditioned}
@@ -53,32 +54,39 @@ for f in .gpu/*.gz; do
   [ -f "data/FashionMNIST/raw/$b" ] || gunzip -c "$f" > "data/FashionMNIST/raw/$b"
 done
 PY=${PY:-python3}
-SEARCH=runs/bench_search/amc-ddpg_s0
-CKPT=${CKPT:-runs/base_resnet20.pt}
+CKPT=${CKPT:-runs/s5/resnet20_e3.pt}
+SEARCH=${SEARCH:-runs/bench_search/amc-ddpg_s0}
+[ -f "$CKPT" ] || { echo "device_session: $CKPT missing (carry it)" >&2; exit 2; }
+need_search() {  # a 300-episode amc-ddpg search on $CKPT (bench_search's default folder)
+  [ -f "$SEARCH/policy.json" ] || $PY -m bench.bench_search --checkpoint "$CKPT" \
+    --agent amc-ddpg --episodes 300 --threads 16 --work "$(dirname "$SEARCH")" | tail -n 1
+}
 COMMON=(--budget 0.5 --round-to 1 --device cuda --wandb-mode disabled --no-progress)
 
 case $STAGE in
 check)
+  need_search
   nvidia-smi -L | tee "$WORK/gpu.txt"
   $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" \
     | tee -a "$WORK/gpu.txt"
   $PY -m pytest -q -p no:cacheprovider tests/amc_env/test_cost.py tests/scripts/test_train_cli.py -k "not console_script" \
     2>&1 | tee "$WORK/pytest.txt"
   # CUDA-graph replay (the default on CUDA: what a deployment sees) and eager (launch-bound).
-  $PY -m bench.bench_latency --checkpoint runs/base_resnet20.pt --policy $SEARCH/policy.json \
+  $PY -m bench.bench_latency --checkpoint "$CKPT" --policy $SEARCH/policy.json \
     --device cuda
-  $PY -m bench.bench_latency --checkpoint runs/base_resnet20.pt --policy $SEARCH/policy.json \
+  $PY -m bench.bench_latency --checkpoint "$CKPT" --policy $SEARCH/policy.json \
     --device cuda --backend eager
   ;;
 policies)
   # Fresh 300-episode searches (the split is the checkpoint's, winners re-scored on held-out
   # images), every heuristic completed to the budget, 3 fine-tune seeds per strategy. Bounded by
   # `timeout` so the stage is packed inside the device call's limit.
-  timeout "${COMPARE_S:-540}" $PY -m bench.bench_compare --checkpoint runs/base_resnet20.pt \
+  timeout "${COMPARE_S:-540}" $PY -m bench.bench_compare --checkpoint "$CKPT" \
     --budget 0.5 --episodes 300 --finetune-seeds 3 --work "$WORK/compare" \
     -- --round-to 1 --device cuda 2>&1 | tail -n 40
   ;;
 transfer)
+  need_search
   $PY -m amc_agent.cli.train --model resnet56 --dataset fashion-mnist --epochs "${EPOCHS56:-10}" \
     --device cuda \
     --no-progress --out "$WORK/base_resnet56.pt"
@@ -110,8 +118,9 @@ scale)
     --work "$WORK/workers56_cuda" -- --rescore-top 0 --device cuda
   ;;
 correlation)
+  need_search
   # Bounded by `timeout` so the stage ends (and is packed) inside the device call's limit.
-  timeout "${CORR_S:-480}" $PY -m bench.bench_correlation --checkpoint runs/base_resnet20.pt \
+  timeout "${CORR_S:-480}" $PY -m bench.bench_correlation --checkpoint "$CKPT" \
     --search $SEARCH --top 8 --spread 8 --finetune-epochs 1 --device cuda \
     2>&1 | tee "$WORK/correlation.log" | tail -n 40
   ;;
