@@ -122,8 +122,8 @@ def _unseen(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         return []
     out = ["### An unseen budget on a model the actor was trained on", "",
            "The conditioned actor's policy at the budget against an amc-ddpg search at that "
-           f"budget ({rows[0][1]['config']['episodes']} episodes), test accuracy before "
-           f"fine-tuning; target: within {100 * UNSEEN_GAP:.0f} point.", "",
+           "budget (its episodes in brackets: compare the actor's training episodes with them), "
+           f"test accuracy before fine-tuning; target: within {100 * UNSEEN_GAP:.0f} point.", "",
            "| model | budget | actor trained on | actor before FT | search before FT | gap "
            "| within target | actor after FT | search after FT | actor vs search after FT |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -134,7 +134,8 @@ def _unseen(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt")
         out.append(f"| {model} | {r['config']['budget']:g} | {_origin(r)} "
                    f"| {pct(t['test_acc_before_finetune'])} "
-                   f"| {pct(a['test_acc_before_finetune'])} | {100 * gap:+.2f} "
+                   f"| {pct(a['test_acc_before_finetune'])} ({r['config']['episodes']} episodes) "
+                   f"| {100 * gap:+.2f} "
                    f"| {'yes' if gap >= -UNSEEN_GAP else '**no**'} | {_after(t)} | {_after(a)} "
                    f"| {_vs(t, a)} |")
     return [*out, ""]

@@ -127,6 +127,7 @@ def test_report_decides_each_target_from_the_results() -> None:
     assert "75.00% / 90.60 ± 0.10 (300 episodes)" in zero and "amc-ddpg -0.50 (behind)" in zero
     unseen = next(ln for ln in text.splitlines() if ln.startswith("| resnet20 |"))
     assert "| -1.50 | **no** |" in unseen  # 1.5 points behind the search: outside 1 point
+    assert "| 86.00% (50 episodes) |" in unseen  # the search's own effort, beside the actor's
     assert "`runs/c/resnet20.pt`, `runs/c/resnet32.pt` over budgets 0.3:0.6, 600 episodes" \
         in unseen
     assert "Warm start" not in text
