@@ -12,7 +12,8 @@ latency as the search measured it, as the predictor (``--predictor``: per-layer 
 amc_agent.env.latency_table, or ``a + b x MACs``, amc_agent.env.latency_model)
 predicted it, and as re-measured; the predictor's error over every episode; the share of episodes
 whose measured latency broke the budget. Writes
-``bench/results/latency_target_<model>_b<batch>.json``.
+``bench/results/latency_target_<model>_b<batch>[_<backend>_<device>][_<predictor>].json``
+(backend and device off the CPU; the predictor when it is not the table).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     dev = torch.device(args.device).type
-    suffix = "" if dev == "cpu" else f"_{args.backend}_{dev}"
+    suffix = ("" if dev == "cpu" else f"_{args.backend}_{dev}") + (
+        "" if args.predictor == "table" else f"_{args.predictor}")
     print(f"wrote {write_result(f'latency_target_{name}_b{b}{suffix}', result)}")
 
 
