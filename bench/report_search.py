@@ -96,6 +96,9 @@ def training_section(results: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["## Baseline training (`amc-train`)", "",
+           "*s/epoch*: wall time per epoch on a shared machine, with whatever else ran there (a "
+           "run continued with `--resume` also counts the time it lay paused): the epochs and "
+           "accuracies are the figures to compare, not the speed.", "",
            "| checkpoint | model | dataset | epochs | s/epoch | test acc | MACs | params "
            "| CPU latency b1 |",
            "|---|---|---|---|---|---|---|---|---|"]
