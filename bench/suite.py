@@ -9,7 +9,8 @@ Scenarios (the CPU rows of BENCHMARKS.md, each with the command that produced it
 (every searched strategy at 2 seeds and every heuristic; default criterion and with
 reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-compare at
 50/30/20% MACs, 2 search seeds, 3 fine-tune seeds; default criterion and with reconstruction), a
-budget-conditioned agent at a budget it was not searched at, measured speed-ups, latency
+budget-conditioned agent at a budget it was not searched at (one trained across ResNet-20
+and ResNet-32, zero-shot and warm-started on ResNet-56), measured speed-ups, latency
 predictors, latency-target searches, search-vs-final correlation, the ResNet-50 projection, the
 any-model sweeps, the fault and bad-input counts, and ``make demo`` from a fresh clone. The GPU
 rows come from ``bench/device_session.sh``. A step whose output already exists is skipped in the
@@ -110,8 +111,8 @@ def _ladder(criterion: str = "group-l2", episodes: int = 300, threads: int = 2,
 def _transfer() -> list[tuple[str, list[str], Path | None]]:
     """Search once, apply many on the CPU: budget-conditioned agents on the ResNet-20 over
     budgets 0.3:0.6 (300 and 900 episodes), then their policies at 0.35 against a 300-episode
-    search at 0.35 (the zero-shot and warm-start rows on deeper models are GPU stages:
-    device_session.sh conditioned)."""
+    search at 0.35 (one agent across models: :func:`_across_models`; ResNet-110 and the GPU
+    rows: device_session.sh conditioned)."""
     agent, long = "runs/s14/cond_agent", "runs/s15/cond900"
     return [
         ("conditioned agent", ["amc_agent.cli.search", "--checkpoint", E3, "--budget",
@@ -133,6 +134,49 @@ def _transfer() -> list[tuple[str, list[str], Path | None]]:
           "--finetune-seeds", "3", "--strategies", "amc-ddpg,transfer", "--variant",
           "unseen900", "--work", "runs/s15/unseen_b035_900", "--", "--transfer", long,
           "--finetune-images", "10000", "--threads", "1"], None),
+        # The equal-effort control: a search at 0.35 as long as the 900-episode actor's training.
+        ("unseen budget 0.35, 900-episode search",
+         ["bench.bench_compare", "--checkpoint", E3, "--budget", "0.35", "--episodes", "900",
+          "--finetune-seeds", "3", "--strategies", "amc-ddpg,transfer", "--variant",
+          "unseen900s", "--work", "runs/s16/unseen_b035_s900", "--", "--transfer", long,
+          "--finetune-images", "10000", "--threads", "1"], None),
+        *_across_models(),
+    ]
+
+
+def _across_models() -> list[tuple[str, list[str], Path | None]]:
+    """One budget-conditioned agent over ResNet-20 and ResNet-32, at an unseen budget on
+    ResNet-20 and zero-shot on ResNet-56 (against uniform, global, the best of 50 random
+    policies and a from-scratch search there), and a warm start on ResNet-56 from it."""
+    mm, r32, r56 = "runs/s16/mm900", "runs/conditioned/resnet32.pt", "runs/conditioned/resnet56.pt"
+    train = [(f"train {m}", ["bench.bench_train", "--model", m, "--dataset", "fashion-mnist",
+                             "--epochs", "3", "--no-progress", "--out", path, "--threads", "1",
+                             "--tag", "_e3"], Path(path))
+             for m, path in (("resnet32", r32), ("resnet56", r56))]
+    ft = ["--finetune-images", "10000", "--threads", "1"]
+    return [
+        *train,
+        ("multi-model agent", ["amc_agent.cli.search", "--checkpoint", E3, "--checkpoint", r32,
+                               "--budget", "0.3:0.6", "--episodes", "900", "--threads", "1",
+                               "--no-progress", "--wandb-mode", "disabled", "--out", mm],
+         Path(mm) / "greedy.json"),
+        ("multi-model agent, unseen budget 0.35",
+         ["bench.bench_compare", "--checkpoint", E3, "--budget", "0.35", "--episodes", "300",
+          "--finetune-seeds", "3", "--strategies", "amc-ddpg,transfer", "--variant", "unseen_mm",
+          "--work", "runs/s16/unseen_b035_mm", "--", "--transfer", mm, *ft], None),
+        *[(f"zero-shot resnet56 {b}",
+           ["bench.bench_compare", "--checkpoint", r56, "--budget", b, "--episodes", "50",
+            "--variant", "zeroshot", "--finetune-seeds", "3", "--strategies",
+            "transfer,uniform,global,random", "--work", f"runs/s16/zs_r56_b{b}", "--",
+            "--transfer", mm, *ft], None) for b in ("0.5", "0.3")],
+        ("scratch resnet56 0.5",
+         ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.5", "--episodes", "300",
+          "--finetune-seeds", "3", "--strategies", "amc-ddpg", "--variant", "scratch", "--work",
+          "runs/s16/scratch_r56_b0.5", "--", *ft], None),
+        ("warm start resnet56 0.5",
+         ["bench.bench_warmstart", "--checkpoint", r56, "--actor", mm, "--budget", "0.5",
+          "--episodes", "300", "--work", "runs/s16/warm_r56_b0.5", "--scratch",
+          "runs/s16/scratch_r56_b0.5/search-amc-ddpg", "--", "--threads", "1"], None),
     ]
 
 
