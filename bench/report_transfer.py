@@ -177,6 +177,9 @@ def transfer(results: dict[str, dict[str, Any]],
            "The per-model comparisons (every strategy's row, differences, commands) are in the "
            "`Policies compared with error bars` sections; warm-start commands below.", "", *body]
     for r in warm:
-        out += [f"Warm start: `{r['command']}` (searches: `{r['search_commands']['scratch']}`; "
+        # A reused scratch search ran under its own comparison's command, not the one rebuilt here.
+        scratch = (f"scratch reused from `{r['scratch_reused']}` (see its comparison's command)"
+                   if r.get("scratch_reused") else f"`{r['search_commands']['scratch']}`")
+        out += [f"Warm start: `{r['command']}` (searches: {scratch}; "
                 f"`{r['search_commands']['warm']}`)  ", *provenance(r), ""]
     return out

@@ -132,3 +132,22 @@ def test_report_decides_each_target_from_the_results() -> None:
         in unseen
     assert "Warm start" not in text
     assert transfer({"compare_x": results["compare_resnet20_flops0.5"]}, lambda r: []) == []
+
+
+def test_report_names_a_reused_scratch_search_by_its_folder() -> None:
+    """A warm start measured against a finished comparison's search shows that folder, not a
+    rebuilt command it never ran under."""
+    row = {"model": "resnet56", "budget": 0.5, "episodes": 300, "third": 100,
+           "scratch": {"best": 0.745, "found_at": 127, "best_at_third": 0.734,
+                       "heldout_acc": 0.754},
+           "warm": {"first_episode_acc": 0.419, "best_at_third": 0.774, "heldout_acc": 0.767},
+           "warm_episodes_to_scratch_best": 27, "meets_third": True, "command": "bench",
+           "search_commands": {"scratch": "amc-search rebuilt", "warm": "amc-search warm"},
+           "scratch_reused": "runs/x/search-amc-ddpg"}
+    text = "\n".join(transfer({"warmstart_resnet56_flops0.5": row}, lambda r: []))
+    assert "| 27 | yes (a third: 100) |" in text
+    assert "scratch reused from `runs/x/search-amc-ddpg`" in text
+    assert "amc-search rebuilt" not in text
+    text = "\n".join(transfer({"warmstart_resnet56_flops0.5": {**row, "scratch_reused": None}},
+                              lambda r: []))
+    assert "`amc-search rebuilt`" in text
