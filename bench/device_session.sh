@@ -30,8 +30,8 @@
 # .gpu/whl holds their wheels and .gpu/*.gz Debian's Fashion-MNIST files (both git-ignored, made
 # by `make device-kit`). Needs $CKPT (default runs/s5/resnet20_e3.pt: carry it); the search whose
 # policy the check, transfer and correlation stages use ($SEARCH) is run on this machine's CPU
-# cores first when it is not there. Everything written goes into $OUT/<stage>.tgz (one file: the device tool
-# returns at most 8).
+# cores first when it is not there. Everything written goes into $OUT/<stage>.tgz (one file: the
+# device tool returns at most 8).
 set -euo pipefail
 STAGE=${1:?stage: check, policies, transfer, scale, correlation, latency, equal-latency or conditioned}
 OUT=${OUT:-/tmp/amc-device-out}
@@ -55,7 +55,7 @@ for f in .gpu/*.gz; do
 done
 PY=${PY:-python3}
 CKPT=${CKPT:-runs/s5/resnet20_e3.pt}
-SEARCH=${SEARCH:-runs/bench_search/amc-ddpg_s0}
+SEARCH=runs/bench_search/amc-ddpg_s0  # where bench_search puts its amc-ddpg seed-0 search
 [ -f "$CKPT" ] || { echo "device_session: $CKPT missing (carry it)" >&2; exit 2; }
 need_search() {  # a 300-episode amc-ddpg search on $CKPT (bench_search's default folder)
   [ -f "$SEARCH/policy.json" ] || $PY -m bench.bench_search --checkpoint "$CKPT" \
