@@ -313,6 +313,10 @@ class Search:
         rows = _read_rows(rows_path, start) if resume else []
         if not resume:
             rows_path.write_text("")
+        for r in rows:  # a latency wall learns again what the episodes before the stop measured
+            if r.get("latency_ms"):
+                self.env.record_latency([round(r["keep_ratios"][u.name] * u.channels)
+                                         for u in self.env.units], r["latency_ms"])
         policy = Policy.load(self.out / "policy.json") if best is not None else None
         tracker = Tracker(self.cfg.wandb_mode, self.out, self.cfg.wandb_project,
                           name=f"search-{self.cfg.agent}-s{self.cfg.seed}",
@@ -380,15 +384,13 @@ class Search:
         episode ``episode``'s seed and budget. The walk's score is discarded, and a latency
         wall's calibration is put back as it was, so a resumed search sees the same wall."""
         env = self.env
-        window, aim = list(env._latency_ratios), env.wall.budget
+        latency = env.latency_state()
         obs, _ = env.reset(seed=self.episode_seed(episode))
         info: dict[str, Any] = {}
         for _ in env.units:
             action = self.agent.deterministic_action(obs)
             obs, _, _, _, info = env.step(np.array([action], dtype=np.float32))
-        env._latency_ratios.clear()
-        env._latency_ratios.extend(window)
-        env.wall.budget = aim
+        env.restore_latency_state(latency)
         return dict(info["keep_ratios"])
 
     def _declare_greedy(self) -> tuple[dict[str, Any], Policy]:

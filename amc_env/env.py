@@ -107,8 +107,12 @@ class EnvConfig:
     latency over the last ``LATENCY_WINDOW`` timed episodes (calibrated online, so the
     predictor's bias and the machine's drift are absorbed), so about ``1 - latency_margin`` of
     episodes land over the *measured* budget; an unbiased predictor walled to the budget itself
-    puts about half of them over (seen on an H200: 93% at budget 0.9, batch 1). 0 turns it off:
-    the wall trusts the predictor."""
+    puts about half of them over (seen on an H200: 93% at budget 0.9, batch 1). 0 turns the
+    online calibration off (margin and ``latency_refit``): the wall trusts the predictor as
+    built."""
+    latency_refit: bool = True
+    """Latency targets: refit a latency table on the search's own timed episodes
+    (``LatencyTable.refit``, from the ``LATENCY_REFIT``-th on) before the margin is taken."""
     latency_predictor: str = "table"
     """What the wall predicts latency with: ``table`` (per-layer latency tables,
     amc_agent.env.latency_table) or ``line`` (a + b x MACs, amc_agent.env.latency_model)."""
@@ -129,6 +133,12 @@ class EnvConfig:
 
 LATENCY_WINDOW = 20
 """Timed episodes whose measured / predicted latency ratios set the latency wall's margin."""
+LATENCY_REFIT = 10
+"""Timed episodes after which a latency table is refitted on them (and after each later one)."""
+LATENCY_REFIT_WINDOW = 50
+"""The most recent timed episodes a refit uses (the region a search explores moves)."""
+LatencyState = tuple[list[tuple[tuple[int, ...], float]], tuple[float, float, float] | None, float]
+"""Timed episodes, the latency table's calibration (None: no table) and the wall's aim."""
 
 
 class ChannelPruningEnv(gym.Env):
@@ -248,7 +258,8 @@ class ChannelPruningEnv(gym.Env):
         self._rng = torch.Generator().manual_seed(0)
         self._surgeon: Surgeon | None = None
         self._cache: dict[tuple[int, ...], dict[str, Any]] = {}
-        self._latency_ratios: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._timed: deque[tuple[tuple[int, ...], float]] = deque(maxlen=LATENCY_REFIT_WINDOW)
+        """Latency targets: (kept counts, measured ms) of the recent timed episodes."""
         self._stale_bn = False
         self._chosen: list[int] = []
         self._actions: list[float] = []
@@ -584,18 +595,45 @@ class ChannelPruningEnv(gym.Env):
                         reference_latency=ref.to_dict(), predicted_latency_ms=predicted,
                         budget_latency_ms=self.budget_abs, wall_latency_ms=self.wall.budget,
                         original_latency_ms=self.latency_model.original_ms)
-            self._calibrate_latency_wall(latency_ms / predicted)
+            self.record_latency(self._chosen, latency_ms)
         info["reward"] = float(self.reward_fn(info))
         return info
 
-    def _calibrate_latency_wall(self, ratio: float) -> None:
-        """Aim the wall at ``budget / q``, q the ``latency_margin`` quantile of the recent
-        measured / predicted ratios (never below what the smallest allowed model costs)."""
-        if not (self.cfg.latency_margin > 0 and math.isfinite(ratio) and ratio > 0):
+    def record_latency(self, kept: Sequence[int], latency_ms: float) -> None:
+        """Learn from one timed episode (kept channel counts per unit; measured latency in the
+        predictor's ms): from the ``LATENCY_REFIT``-th on, refit a latency table on the recent
+        ones (``latency_refit``), then aim the wall at ``budget / q``, q the ``latency_margin``
+        quantile of their measured / predicted ratios (never below what the smallest allowed
+        model costs). Off with ``latency_margin`` 0."""
+        if not (self.cfg.latency_margin > 0 and math.isfinite(latency_ms) and latency_ms > 0):
             return
-        self._latency_ratios.append(ratio)
-        q = float(np.quantile(np.asarray(self._latency_ratios), self.cfg.latency_margin))
+        self._timed.append((tuple(int(k) for k in kept), float(latency_ms)))
+        rows = np.asarray([k for k, _ in self._timed], dtype=np.float64)
+        ms = np.asarray([m for _, m in self._timed])
+        if self.cfg.latency_refit and isinstance(self.latency_model, LatencyTable) \
+                and len(ms) >= LATENCY_REFIT:
+            self.latency_model.refit(rows, ms)
+        recent = slice(-LATENCY_WINDOW, None)
+        ratios = ms[recent] / self._predict_latency(rows[recent])
+        q = float(np.quantile(ratios, self.cfg.latency_margin))
         self.wall.budget = max(self.budget_abs / q, self.wall.smallest_cost())
+
+    def latency_state(self) -> LatencyState:
+        """What :meth:`record_latency` changes (for :meth:`restore_latency_state`)."""
+        table = self.latency_model.calibration() \
+            if isinstance(self.latency_model, LatencyTable) else None
+        return list(self._timed), table, self.wall.budget
+
+    def restore_latency_state(self, state: LatencyState) -> None:
+        """Put back a :meth:`latency_state`: e.g. after a walk whose timing must not count."""
+        timed, table, aim = state
+        self._timed.clear()
+        self._timed.extend(timed)
+        if table is not None:
+            assert isinstance(self.latency_model, LatencyTable)
+            self.latency_model.scale, self.latency_model.element_ms, \
+                self.latency_model.constant_ms = table
+        self.wall.budget = aim
 
     def pruned_model(self) -> nn.Module:
         """The current episode's (partially) pruned model (BN recalibrated as the episode's

@@ -55,6 +55,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: search and timing device")
     p.add_argument("--latency-margin", type=float, default=EnvConfig.latency_margin,
                    help="the search's --latency-margin")
+    p.add_argument("--no-latency-refit", action="store_true",
+                   help="the search's --no-latency-refit (the table as built)")
+    p.add_argument("--tag", default="", help="appended to the result's name")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]
@@ -65,7 +68,7 @@ def main() -> None:
               str(args.round_to), "--latency-predictor", args.predictor,
               "--latency-backend", args.backend, "--latency-margin", str(args.latency_margin),
               "--eval-size", str(args.eval_size), "--seed", str(args.seed),
-              "--device", args.device,
+              "--device", args.device, *(["--no-latency-refit"] if args.no_latency_refit else []),
               "--wandb-mode", "disabled", "--no-progress", "--out", str(work)]
     shutil.rmtree(work, ignore_errors=True)  # the benchmark's own scratch folder: search afresh
     subprocess.run(search, check=True)
@@ -96,6 +99,8 @@ def main() -> None:
         "latency_batch": b, "episodes": len(rows),
         "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
         "latency_margin": args.latency_margin,
+        "latency_refit": args.predictor == "table" and args.latency_margin > 0
+        and not args.no_latency_refit,
         "search_command": " ".join(["amc-search", *search[3:]]),
         "original_ms_at_search": best["original_latency_ms"],
         "budget_ms_at_search": best["budget_latency_ms"],
@@ -118,7 +123,7 @@ def main() -> None:
     dev = torch.device(args.device).type
     suffix = ("" if dev == "cpu" else f"_{args.backend}_{dev}") + (
         "" if args.predictor == "table" else f"_{args.predictor}")
-    print(f"wrote {write_result(f'latency_target_{name}_b{b}{suffix}', result)}")
+    print(f"wrote {write_result(f'latency_target_{name}_b{b}{suffix}{args.tag}', result)}")
 
 
 if __name__ == "__main__":

@@ -103,17 +103,20 @@ def latency_target_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "round-robin.", "",
            "The wall margin is the quantile of measured / predicted latency over recent "
            "episodes that the wall aims below the budget by (`--latency-margin`; off: the wall "
-           "trusts the predictor).", "",
-           "| device | model | predictor (backend) | wall margin | batch | budget | episodes "
+           "trusts the predictor). *Refit*: the table's calibration refitted on the search's "
+           "own timed episodes as they come (`--no-latency-refit`: the table as built).", "",
+           "| device | model | predictor (backend) | wall margin | refit | batch | budget "
+           "| episodes "
            "| best val acc | MACs kept | search-time ms "
            "(predicted) | re-measured ratio | meets budget | predictor median abs error "
            "| episodes over budget |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, m, pr = r["best"], r["remeasured"], r["predictor"]
         out.append(f"| {timed_on(r)} | {r['model']} | {r.get('predictor_kind', 'line')} "
                    f"({r.get('backend', 'eager')}) | {r.get('latency_margin') or 'off'} "
-                   f"| {r['latency_batch']} | {r['budget']:.2f} "
+                   f"| {'yes' if r.get('latency_refit') else 'no'} | {r['latency_batch']} "
+                   f"| {r['budget']:.2f} "
                    f"({r['budget_ms_at_search']:.2f} ms) | {r['episodes']} "
                    f"| {pct(b['accuracy'])} | {b['macs_ratio']:.3f} "
                    f"| {b['latency_ms']:.2f} ({b['predicted_latency_ms']:.2f}) "

@@ -112,6 +112,9 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                         "of measured / predicted latency over recent episodes, so about 1 - "
                         "MARGIN of episodes measure over the budget (default %(default)s; 0: "
                         "trust the predictor)")
+    p.add_argument("--no-latency-refit", action="store_true",
+                   help="under --target latency keep the latency table as built instead of "
+                        "refitting its calibration on the search's own timed episodes")
     p.add_argument("--latency-backend", default=None,
                    help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
                         "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
@@ -147,7 +150,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      fast_scoring=not args.plain_scoring, cache=not args.no_cache,
                      latency_backend=args.latency_backend,
                      latency_predictor=args.latency_predictor,
-                     latency_margin=args.latency_margin)
+                     latency_margin=args.latency_margin,
+                     latency_refit=not args.no_latency_refit)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:

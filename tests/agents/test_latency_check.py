@@ -70,3 +70,34 @@ def test_predictor_errors() -> None:
     e = latency_check.predictor_errors(rows)
     assert e["episodes"] == 2 and abs(e["median_abs_error"] - 0.1) < 1e-12
     assert e["share_over_budget"] == 0.0 and abs(e["mean_error"]) < 1e-12
+
+
+def test_a_resumed_latency_search_learns_its_wall_again_from_the_episodes(
+        tmp_path, monkeypatch) -> None:
+    """The wall's online calibration (table refit and margin) is not in the search checkpoint:
+    a resumed search learns it again from the timed episodes on disk, so the candidates are
+    checked against the same wall as an uninterrupted search's."""
+    def floor(model, input_shape, batch_size=1, device="cpu", **kw):
+        # Pruning saves less than the MACs say: what the table learns is not a constant factor.
+        lat = _fake_latency(model, input_shape, batch_size, device)
+        return Latency(lat.median_ms ** 0.8, 0.0, 1, batch_size, 1, device)
+
+    monkeypatch.setattr(latency_model, "measure_latency", _fake_latency)
+    monkeypatch.setattr(env_module, "measure_latency", floor)
+    monkeypatch.setattr(latency_table, "measure_latency", _fake_latency)
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "cache"))
+    walls: list = []
+
+    def check(self, rows, rescored, policy):
+        walls.append(self.env.latency_state())
+        return rows[0], policy
+
+    monkeypatch.setattr(search.Search, "_confirm_latency", check)
+    argv = [*BASE, "--target", "latency", "--budget", "0.7", "--agent", "random",
+            "--episodes", str(env_module.LATENCY_REFIT + 2), "--rescore-top", "0",
+            "--out", str(tmp_path / "s")]
+    assert search.main(argv) == 0
+    assert search.main([*argv, "--resume"]) == 0
+    (timed, table, aim), (timed2, table2, aim2) = walls
+    assert len(timed) == env_module.LATENCY_REFIT + 2 and timed2 == timed
+    assert table2 == table and aim2 == aim

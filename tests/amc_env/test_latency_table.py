@@ -221,3 +221,66 @@ def test_episode_latency_is_a_ratio_to_the_original_timed_beside_it(monkeypatch)
     assert busy["latency"]["median_ms"] == pytest.approx(2 * quiet["latency"]["median_ms"])
     assert busy["latency_ms"] == pytest.approx(quiet["latency_ms"])
     assert busy["latency_ratio"] == pytest.approx(quiet["latency_ms"] / env.budget_abs * 0.6)
+
+
+def _random_rows(env: ChannelPruningEnv, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([[rng.choice(o) for o in env.wall.options] for _ in range(n)], float)
+
+
+def test_refit_learns_what_pruning_really_saves_from_measured_networks(monkeypatch) -> None:
+    """Networks measured after the build save half of what the table says pruning saves (a
+    floor no layer timed alone shows): refitted on a dozen of them, the table predicts others
+    exactly; timings with no slope at all leave the calibration as it was."""
+    monkeypatch.setattr(env_module, "measure_latency", fake_latency)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6)
+    table = env.latency_model
+    assert isinstance(table, latency_table.LatencyTable)
+    orig = table.original_ms
+    seen, unseen = _random_rows(env, 12, 0), _random_rows(env, 8, 1)
+    truth = lambda rows: orig + 0.5 * (table.predict_rows(rows) - orig)  # noqa: E731
+    before = table.calibration()
+    want = truth(unseen)
+    assert not np.allclose(table.predict_rows(unseen), want, rtol=0.05)
+    table.refit(seen, truth(seen))
+    np.testing.assert_allclose(table.predict_rows(unseen), want, rtol=1e-6)
+    refitted = table.calibration()
+    assert refitted != before
+    table.refit(seen, np.full(len(seen), orig))  # pruning saved nothing: no slope to fit
+    assert table.calibration() == refitted
+
+
+def test_latency_wall_refits_the_table_on_the_searchs_own_episodes(monkeypatch) -> None:
+    """Pruned models measure halfway between the table's prediction and the original. Until
+    ``LATENCY_REFIT`` episodes are timed the prediction is optimistic; from then on the refitted
+    table predicts every episode as measured, so the wall aims at the budget itself and no
+    episode lands over it. Fed the same episodes, a fresh env (a resumed search) ends in the
+    same state."""
+    def floor(mod: nn.Module, *args, **kwargs) -> Latency:
+        lat, ref = fake_latency(mod, *args, **kwargs), fake_latency(env.model, *args, **kwargs)
+        return dataclasses.replace(lat, median_ms=(lat.median_ms + ref.median_ms) / 2)
+
+    monkeypatch.setattr(env_module, "measure_latency", floor)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6)
+    infos = []
+    for seed in range(env_module.LATENCY_REFIT + 4):
+        env.reset(seed=seed)
+        for _ in env.units:
+            *_, info = env.step(env.action_space.sample())
+        infos.append(info)
+    early, late = infos[:env_module.LATENCY_REFIT], infos[env_module.LATENCY_REFIT:]
+    assert all(i["latency_ms"] > i["predicted_latency_ms"] * 1.01 for i in early)
+    for i in late:
+        assert i["latency_ms"] == pytest.approx(i["predicted_latency_ms"], rel=1e-6)
+        assert i["wall_latency_ms"] == pytest.approx(env.budget_abs, rel=1e-6)
+        assert i["latency_ms"] <= env.budget_abs * (1 + 1e-6)
+    fresh = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                              budget=0.6)
+    for i in infos:
+        fresh.record_latency(list(i["kept_channels"].values()), i["latency_ms"])
+    timed, table, aim = fresh.latency_state()
+    want_timed, want_table, want_aim = env.latency_state()
+    assert timed == want_timed and aim == pytest.approx(want_aim)
+    assert table == pytest.approx(want_table)
