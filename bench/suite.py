@@ -209,7 +209,7 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
         ("train 10 epochs", ["bench.bench_train", "--model", "resnet20", "--dataset",
                              "fashion-mnist", "--epochs", "10", "--out", B10, "--no-progress"],
          Path(B10)),
-        *_search_quality("group-l2", 300, 2, "runs/s17/q10", "_b10", B10, ("amc-ddpg", "cmaes"),
+        *_search_quality("group-l2", 300, 2, "runs/s17/q10", "_b10", B10, SEARCHED,
                          ("uniform", "tp-uniform", "tp-global")),
         *_search_quality("group-l2+reconstruct", 200, 2, "runs/s17/q10", "_b10_rec", B10,
                          ("amc-ddpg",), ("uniform", "tp-uniform", "tp-global")),
