@@ -263,6 +263,7 @@ class Search:
                    "seed_policies": self.seed_names},
             actor=actor, channels={u.name: u.channels for u in env.units},
             budget_range=list(env.cfg.budget_range) if env.cfg.budget_range else None,
+            observation=env.cfg.observation,
         )
 
     def _save_best(self, row: dict[str, Any]) -> Policy:

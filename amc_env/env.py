@@ -47,6 +47,15 @@ OBS_FEATURES = ("t", "channels", "in_channels", "height", "width", "stride", "ke
 """AMC's state (unit features normalised over the model, the MACs already cut and still
 cuttable, the previous keep ratio) plus the episode's budget and target kind, so one actor can
 serve several budgets (a budget-conditioned search, ``EnvConfig.budget_range``)."""
+OBSERVATIONS: dict[str, tuple[str, ...]] = {
+    "amc": OBS_FEATURES,
+    "amc+share": (*OBS_FEATURES, "share"),
+}
+"""Observation sets by name (``EnvConfig.observation``). ``amc+share`` appends the unit's share
+of the model's MACs, not min-max normalised: AMC's features are normalised over the model, so a
+unit of a 9-block stage looks the same as one of a 3-block stage although cutting it saves a
+third as much; the raw share tells an actor trained across models how deep the network is
+(stage-1 inner units: 11.6% of ResNet-20's MACs, 6.9% of ResNet-32's, 3.8% of ResNet-56's)."""
 
 
 @dataclass
@@ -57,6 +66,9 @@ class EnvConfig:
     """What the budget limits: ``flops`` (MACs), ``params`` or measured ``latency``."""
     budget: float = 0.5
     """Fraction of the original model's target cost to keep, in (0, 1]."""
+    observation: str = "amc"
+    """Which observation set the agent sees (``OBSERVATIONS``): ``amc`` (AMC's state) or
+    ``amc+share`` (with each unit's raw share of the MACs, for actors meant for other depths)."""
     budget_range: tuple[float, float] | None = None
     """A budget-conditioned search: each episode seeded by :meth:`ChannelPruningEnv.reset` draws
     its budget uniformly from ``[low, high]`` (MACs or params targets; ``budget`` is then the
@@ -155,13 +167,15 @@ class ChannelPruningEnv(gym.Env):
     rounded to the unit's channel step; ``info["keep_ratios"]`` holds what was applied.
 
     ## Observation space
-    ``Box(0, 1, (12,), float32)``, AMC's layer embedding for the unit about to be pruned:
-    index t, channels n, root-layer input channels c, input height h and width w, stride,
-    kernel size k, MACs of the layers the unit touches, number of member layers (each min-max
-    normalised over units), then ``reduced`` (fraction of the original target cost already
-    removed), ``rest`` (fraction still removable by later units) and the previous action.
-    ``reduced`` and ``rest`` are both measured in the target's own cost (MACs for flops and
-    latency, parameters for params).
+    ``Box(0, 1, (15,), float32)`` (``OBS_FEATURES``), AMC's layer embedding for the unit about
+    to be pruned: index t, channels n, root-layer input channels c, input height h and width w,
+    stride, kernel size k, MACs of the layers the unit touches, number of member layers (each
+    min-max normalised over units), then ``reduced`` (fraction of the original target cost
+    already removed), ``rest`` (fraction still removable by later units), the previous action,
+    the episode's budget and the target kind (params, latency flags). ``reduced`` and ``rest``
+    are both measured in the target's own cost (MACs for flops and latency, parameters for
+    params). ``EnvConfig.observation = "amc+share"`` appends the unit's raw share of the MACs
+    (16 features).
 
     ## Reward
     0 at every step but the last, which gets ``reward(info)`` (:mod:`amc_agent.env.rewards`),
@@ -252,7 +266,8 @@ class ChannelPruningEnv(gym.Env):
         self._static = self._static_features()
         self._measure = "params" if cfg.target == "params" else "flops"
         self._orig_measure = self.cost.original[self._measure]
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_FEATURES),), np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBSERVATIONS[cfg.observation]),),
+                                                np.float32)
         self.action_space = gym.spaces.Box(np.float32(cfg.lbound), np.float32(1.0), (1,),
                                            np.float32)
         self._rng = torch.Generator().manual_seed(0)
@@ -283,6 +298,9 @@ class ChannelPruningEnv(gym.Env):
             if cfg.target == "latency":
                 raise UserError("a budget range (--budget LOW:HIGH) is for flops or params "
                                 "targets; a latency budget is searched one at a time")
+        if cfg.observation not in OBSERVATIONS:
+            raise UserError(f"unknown observation {cfg.observation!r}; valid: "
+                            f"{', '.join(OBSERVATIONS)}")
         if not 0 < cfg.lbound <= 1:
             raise UserError(f"--lbound must be in (0, 1], got {cfg.lbound!r}")
         if cfg.round_to < 1:
@@ -331,6 +349,10 @@ class ChannelPruningEnv(gym.Env):
         feats = np.array(rows, dtype=np.float64)
         lo, hi = feats.min(0), feats.max(0)
         span = np.where(hi > lo, hi - lo, 1.0)
+        self._extra = np.zeros((len(self.units), 0))
+        if self.cfg.observation == "amc+share":
+            share = np.array(unit_macs, dtype=np.float64) / self.cost.original["flops"]
+            self._extra = np.clip(share, 0.0, 1.0)[:, None]
         return (feats - lo) / span
 
     # ----------------------------------------------------------------------------- gym API
@@ -522,7 +544,7 @@ class ChannelPruningEnv(gym.Env):
             else 1.0
         dyn = np.clip([reduced, rest, prev, self.budget], 0.0, 1.0)
         kind = [float(self.cfg.target == "params"), float(self.cfg.target == "latency")]
-        return np.concatenate([self._static[t], dyn, kind]).astype(np.float32)
+        return np.concatenate([self._static[t], dyn, kind, self._extra[t]]).astype(np.float32)
 
     @property
     def cacheable(self) -> bool:

@@ -65,6 +65,9 @@ def _origin(r: dict[str, Any]) -> str:
     # Runs from before the episode count was recorded are told apart by the actor's folder.
     effort = f", {c['transfer_episodes']} episodes" if c.get("transfer_episodes") else \
         f" (actor `{c.get('transfer')}`)"
+    # Runs from before the observation was recorded saw AMC's.
+    seen = c.get("transfer_observation", "amc")
+    effort += f", observation {seen}" if seen != "amc" else ""
     return (f"{where} over budgets {rng[0]:g}:{rng[1]:g}" if rng else
             f"{where} at budget {c.get('transfer_budget')}") + effort
 

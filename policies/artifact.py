@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from amc_agent.env import atomic
+from amc_agent.env.env import OBSERVATIONS
 from amc_agent.env.errors import UserError
 from amc_agent.env.units import Unit
 
@@ -53,6 +54,9 @@ class Policy:
     budget_range: list[float] | None = None
     """``[low, high]`` of a budget-conditioned search: its actor was trained on every budget
     in that range (``budget`` is the midpoint, where ``keep_ratios`` were derived)."""
+    observation: str = "amc"
+    """The observation set the actor was trained on (``amc_agent.env.env.OBSERVATIONS``); an
+    applied actor sees the same one."""
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,5 +109,9 @@ class Policy:
                                     and all(isinstance(b, int | float) for b in rng)
                                     and 0 < rng[0] < rng[1] <= 1):
             raise UserError(f"{where}: budget_range must be [low, high] with 0 < low < high <= 1")
+        obs = data.get("observation", "amc")
+        if obs not in OBSERVATIONS:
+            raise UserError(f"{where}: unknown observation {obs!r}; valid: "
+                            f"{', '.join(OBSERVATIONS)}")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})

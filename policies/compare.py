@@ -102,7 +102,7 @@ def transfer_ratios(source: Path, env: ChannelPruningEnv) -> dict[str, float]:
 def transfer_origin(source: Path) -> dict[str, Any]:
     """Where the actor of ``source`` (policy.json or its folder) was trained, for the results:
     its search's checkpoints (from the search's ``config.yaml``, ``[]`` if absent) and budget
-    range (``None``: one budget, ``transfer_budget``) and its episode count."""
+    range (``None``: one budget, ``transfer_budget``), its episode count and observation set."""
     path = source / "policy.json" if source.is_dir() else source
     policy = Policy.load(path)
     config = path.parent / "config.yaml"
@@ -110,7 +110,8 @@ def transfer_origin(source: Path) -> dict[str, Any]:
         if config.is_file() else None
     return {"transfer": str(source), "transfer_trained_on": [str(c) for c in trained_on or []],
             "transfer_budget_range": policy.budget_range, "transfer_budget": policy.budget,
-            "transfer_episodes": policy.agent.get("episodes")}
+            "transfer_episodes": policy.agent.get("episodes"),
+            "transfer_observation": policy.observation}
 
 
 @dataclass

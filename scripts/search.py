@@ -30,7 +30,7 @@ from amc_agent.cli import cli
 from amc_agent.env import atomic
 from amc_agent.env.criteria import CRITERIA, RECONSTRUCT, criterion_name
 from amc_agent.env.datasets import DataSplits
-from amc_agent.env.env import TARGETS, ChannelPruningEnv, EnvConfig
+from amc_agent.env.env import OBSERVATIONS, TARGETS, ChannelPruningEnv, EnvConfig
 from amc_agent.env.errors import UserError
 from amc_agent.env.latency import BACKENDS, check_backend
 from amc_agent.env.rewards import REWARDS
@@ -40,8 +40,9 @@ from amc_agent.policies.heuristics import HEURISTICS
 PROG = "amc-search"
 
 
-def init_actor(path: Path | None) -> dict[str, Any] | None:
-    """The actor state of ``--init-actor`` (a policy.json, or the folder holding one)."""
+def init_actor(path: Path | None, observation: str = "amc") -> dict[str, Any] | None:
+    """The actor state of ``--init-actor`` (a policy.json, or the folder holding one), whose
+    actor must have been trained on the search's ``observation`` set."""
     if path is None:
         return None
     policy_file = path / "policy.json" if path.is_dir() else path
@@ -49,6 +50,10 @@ def init_actor(path: Path | None) -> dict[str, Any] | None:
     if policy.actor is None:
         raise UserError(f"--init-actor {path}: the policy carries no actor (searched by "
                         f"{policy.agent.get('name')!r}); give one from an RL agent's search")
+    if policy.observation != observation:
+        raise UserError(f"--init-actor {path}: its actor was trained on the "
+                        f"{policy.observation!r} observation; search with --observation "
+                        f"{policy.observation}")
     return atomic.read_torch(policy_file.parent / policy.actor, "the policy's actor file")
 
 
@@ -112,6 +117,10 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                         "of measured / predicted latency over recent episodes, so about 1 - "
                         "MARGIN of episodes measure over the budget (default %(default)s; 0: "
                         "trust the predictor)")
+    p.add_argument("--observation", default="amc", choices=tuple(OBSERVATIONS),
+                   help="what the agent sees per unit: amc (AMC's state, default) or amc+share "
+                        "(plus the unit's raw share of the MACs, for an actor meant to be "
+                        "applied to models of other depths)")
     p.add_argument("--no-latency-refit", action="store_true",
                    help="under --target latency keep the latency table as built instead of "
                         "refitting its calibration on the search's own timed episodes")
@@ -139,7 +148,7 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
     budget_range = args.budget if isinstance(args.budget, tuple) else None
     budget = sum(budget_range) / 2 if budget_range else args.budget
     return EnvConfig(target=args.target, budget=budget, budget_range=budget_range,
-                     lbound=args.lbound,
+                     observation=args.observation, lbound=args.lbound,
                      round_to=args.round_to, criterion=criterion_spec(args), reward=args.reward,
                      val_size=args.eval_size, eval_batch=args.eval_batch,
                      recalibrate=not args.no_recalibrate, recalib_batches=args.recalib_batches,
@@ -391,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
                        progress=not args.no_progress, rescore_top=top,
                        rescore_images=args.rescore_images, seed_policies=args.seed_policies,
-                       init_actor=init_actor(args.init_actor),
+                       init_actor=init_actor(args.init_actor, args.observation),
                        rescore_finetune=ShortFinetune(finetune, seed=args.seed)
                        if finetune else None)
     context = {"recipe": recipe, "criterion": criterion_spec(args), "dataset": data.spec.name,

@@ -252,6 +252,7 @@ def test_compare_has_a_zero_shot_transfer_strategy(conditioned, tmp_path, capsys
     assert results["config"]["transfer_budget_range"] == [0.3, 0.6]
     assert results["config"]["transfer_trained_on"] == []  # searched on --model, no checkpoint
     assert results["config"]["transfer"] == str(conditioned)
+    assert results["config"]["transfer_observation"] == "amc"
     assert rows_["transfer"]["budget_ok"] and rows_["transfer"]["macs_kept"] <= 0.4
     assert "| transfer |" in (out / "report.md").read_text()
     for extra, message in (

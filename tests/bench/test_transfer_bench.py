@@ -95,11 +95,11 @@ def _row(before: float, seeds: list[float]) -> dict:
             "test_acc_std": 0.001, "test_acc_seeds": seeds}
 
 
-def _compare(ckpt: str, rows: dict, trained_on: list[str]) -> dict:
+def _compare(ckpt: str, rows: dict, trained_on: list[str], observation: str = "amc") -> dict:
     return {"checkpoint": ckpt, "strategies": rows,
             "config": {"budget": 0.5, "episodes": 50, "transfer_trained_on": trained_on,
                        "transfer_budget_range": [0.3, 0.6], "transfer_budget": 0.45,
-                       "transfer_episodes": 600}}
+                       "transfer_episodes": 600, "transfer_observation": observation}}
 
 
 def test_report_decides_each_target_from_the_results() -> None:
@@ -109,6 +109,9 @@ def test_report_decides_each_target_from_the_results() -> None:
             "transfer": _row(0.70, [0.900, 0.901, 0.902]),
             "random": _row(0.72, [0.880, 0.881, 0.882]),
             "uniform": _row(0.60, [0.900, 0.902, 0.901])}, sources),
+        "compare_resnet56_flops0.5_zeroshot_share": _compare("runs/c/resnet56.pt", {
+            "transfer": _row(0.73, [0.900, 0.901, 0.902]),
+            "random": _row(0.72, [0.880, 0.881, 0.882])}, sources, "amc+share"),
         "compare_resnet20_flops0.5_unseen": _compare("runs/c/resnet20.pt", {
             "transfer": _row(0.845, [0.89, 0.891]),
             "amc-ddpg": _row(0.86, [0.89, 0.892])}, sources),
@@ -130,6 +133,9 @@ def test_report_decides_each_target_from_the_results() -> None:
     assert "| 86.00% (50 episodes) |" in unseen  # the search's own effort, beside the actor's
     assert "`runs/c/resnet20.pt`, `runs/c/resnet32.pt` over budgets 0.3:0.6, 600 episodes" \
         in unseen
+    # An actor trained on another observation set is its own row, named by it.
+    share = [ln for ln in text.splitlines() if "600 episodes, observation amc+share" in ln]
+    assert len(share) == 1 and "| yes (random: 50 episodes) |" in share[0]
     assert "Warm start" not in text
     assert transfer({"compare_x": results["compare_resnet20_flops0.5"]}, lambda r: []) == []
 
