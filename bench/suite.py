@@ -181,6 +181,24 @@ def _across_models() -> list[tuple[str, list[str], Path | None]]:
          ["bench.bench_warmstart", "--checkpoint", r56, "--actor", mm, "--budget", "0.5",
           "--episodes", "300", "--work", "runs/s16/warm_r56_b0.5", "--scratch",
           "runs/s16/scratch_r56_b0.5/search-amc-ddpg", "--", "--threads", "1"], None),
+        *_across_depths(r32, r56, ft),
+    ]
+
+
+def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[str], Path | None]]:
+    """The same multi-model agent seeing each unit's raw share of the MACs (``--observation
+    amc+share``), so the depth of the network is in its state, zero-shot on ResNet-56."""
+    mm = "runs/s18/mm900_share"
+    return [
+        ("multi-model agent, amc+share",
+         ["amc_agent.cli.search", "--checkpoint", E3, "--checkpoint", r32, "--budget", "0.3:0.6",
+          "--episodes", "900", "--observation", "amc+share", "--threads", "1", "--no-progress",
+          "--wandb-mode", "disabled", "--out", mm], Path(mm) / "greedy.json"),
+        ("zero-shot resnet56 0.5, amc+share",
+         ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.5", "--episodes", "50",
+          "--variant", "zeroshot_share", "--finetune-seeds", "3", "--strategies",
+          "transfer,uniform,random", "--work", "runs/s18/zs_share_r56_b0.5", "--",
+          "--transfer", mm, *ft], None),
     ]
 
 
