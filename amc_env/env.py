@@ -355,6 +355,15 @@ class ChannelPruningEnv(gym.Env):
             self._extra = np.clip(share, 0.0, 1.0)[:, None]
         return (feats - lo) / span
 
+    def use_observation(self, name: str) -> None:
+        """Switch the observation set (``OBSERVATIONS``), e.g. to run an actor trained on
+        another one over this environment; nothing else about the env changes."""
+        cfg = dataclasses.replace(self.cfg, observation=name)
+        self._check_config(cfg)
+        self.cfg = cfg
+        self._static = self._static_features()
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBSERVATIONS[name]),), np.float32)
+
     # ----------------------------------------------------------------------------- gym API
 
     @property

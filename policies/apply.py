@@ -75,7 +75,17 @@ def check_in_range(policy: Policy, budget: float) -> None:
 
 
 def run_actor(policy: Policy, policy_dir: Path, env: ChannelPruningEnv) -> dict[str, Any]:
-    """One deterministic episode of the policy's actor on ``env``; returns the final info."""
+    """One deterministic episode of the policy's actor on ``env``, which sees the observation
+    set the actor was trained on for that episode; returns the final info."""
+    previous = env.cfg.observation
+    env.use_observation(policy.observation)
+    try:
+        return _actor_episode(policy, policy_dir, env)
+    finally:
+        env.use_observation(previous)
+
+
+def _actor_episode(policy: Policy, policy_dir: Path, env: ChannelPruningEnv) -> dict[str, Any]:
     path = Path(policy_dir) / str(policy.actor)
     actor = atomic.read_torch(path, "the policy's actor file")
     spec = AgentSpec(env.observation_space, env.action_space, env.n_units, 1)

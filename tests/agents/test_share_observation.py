@@ -91,3 +91,25 @@ def test_init_actor_with_another_observation_is_refused(shared, tmp_path, monkey
                         "0.4", "--episodes", "2", "--observation", "amc+share",
                         "--init-actor", str(shared), "--out", str(out)]) == 0
     assert Policy.load(out / "policy.json").observation == "amc+share"
+
+
+def test_compare_runs_a_transferred_actor_on_its_own_observation(shared, tmp_path,
+                                                                 capsys) -> None:
+    from amc_agent.cli import compare
+
+    assert apply.main(["--policy", str(shared / "policy.json"), "--model", "resnet32",
+                       "--budget", "0.4", "--dataset", "synthetic", "--eval-size", "32",
+                       "--no-progress", "--latency-time", "0.02",
+                       "--out", str(tmp_path / "p.pt")]) == 0
+    applied = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = tmp_path / "cmp"
+    # The comparison's own searches see AMC's observation; the transferred actor its own.
+    assert compare.main(["--model", "resnet32", *BASE[:-4], "--finetune-epochs", "0",
+                         "--latency-time", "0.01", "--budget", "0.4", "--strategies",
+                         "transfer,amc-ddpg", "--episodes", "2", "--transfer", str(shared),
+                         "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["transfer_observation"] == "amc+share"
+    transfer = results["strategies"]["transfer"]
+    assert transfer["macs_kept"] == pytest.approx(applied["macs_ratio"])
+    assert Policy.load(out / "search-amc-ddpg" / "policy.json").observation == "amc"
