@@ -186,20 +186,29 @@ def _across_models() -> list[tuple[str, list[str], Path | None]]:
 
 
 def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[str], Path | None]]:
-    """The same multi-model agent seeing each unit's raw share of the MACs (``--observation
-    amc+share``), so the depth of the network is in its state, zero-shot on ResNet-56."""
-    mm = "runs/s18/mm900_share"
-    return [
-        ("multi-model agent, amc+share",
-         ["amc_agent.cli.search", "--checkpoint", E3, "--checkpoint", r32, "--budget", "0.3:0.6",
-          "--episodes", "900", "--observation", "amc+share", "--threads", "1", "--no-progress",
-          "--wandb-mode", "disabled", "--out", mm], Path(mm) / "greedy.json"),
-        ("zero-shot resnet56 0.5, amc+share",
-         ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.5", "--episodes", "50",
-          "--variant", "zeroshot_share", "--finetune-seeds", "3", "--strategies",
-          "transfer,uniform,random", "--work", "runs/s18/zs_share_r56_b0.5", "--",
-          "--transfer", mm, *ft], None),
-    ]
+    """The multi-model agent seeing each unit's raw share of the MACs (``--observation
+    amc+share``), so the depth of the network is in its state: over ResNet-20 and -32, then
+    with a deeper member (ResNet-44), each zero-shot on ResNet-56."""
+    r44 = "runs/conditioned/resnet44.pt"
+    share = ["--observation", "amc+share", "--threads", "1", "--no-progress", "--wandb-mode",
+             "disabled"]
+    out: list[tuple[str, list[str], Path | None]] = [
+        ("train resnet44", ["bench.bench_train", "--model", "resnet44", "--dataset",
+                            "fashion-mnist", "--epochs", "3", "--no-progress", "--out", r44,
+                            "--threads", "1", "--tag", "_e3"], Path(r44))]
+    for tag, mm, members, episodes in (("share", "runs/s18/mm900_share", [E3, r32], "900"),
+                                       ("mm3", "runs/s18/mm3_share", [E3, r32, r44], "600")):
+        out += [
+            (f"multi-model agent, amc+share, {len(members)} models",
+             ["amc_agent.cli.search", *[a for m in members for a in ("--checkpoint", m)],
+              "--budget", "0.3:0.6", "--episodes", episodes, *share, "--out", mm],
+             Path(mm) / "greedy.json"),
+            (f"zero-shot resnet56 0.5, amc+share, {len(members)} models",
+             ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.5", "--episodes", "50",
+              "--variant", f"zeroshot_{tag}", "--finetune-seeds", "3", "--strategies",
+              "transfer,uniform,random", "--work", f"runs/s18/zs_{tag}_r56_b0.5", "--",
+              "--transfer", mm, *ft], None)]
+    return out
 
 
 def _full() -> list[tuple[str, list[str], Path | None]]:

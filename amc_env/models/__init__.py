@@ -42,7 +42,7 @@ ZOO: Registry[ModelFactory] = Registry("model")
 
 ZOO.register("cnn")(SmallCNN)
 ZOO.register("cnn10")(cnn10)
-for _depth in (20, 32, 56, 110):
+for _depth in (20, 32, 44, 56, 110):
     ZOO.register(f"resnet{_depth}")(
         lambda num_classes=10, in_channels=3, _d=_depth, **kw: CifarResNet(
             _d, num_classes, in_channels, **kw
