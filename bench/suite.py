@@ -196,8 +196,11 @@ def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[st
         ("train resnet44", ["bench.bench_train", "--model", "resnet44", "--dataset",
                             "fashion-mnist", "--epochs", "3", "--no-progress", "--out", r44,
                             "--threads", "1", "--tag", "_e3"], Path(r44))]
-    for tag, mm, members, episodes in (("share", "runs/s18/mm900_share", [E3, r32], "900"),
-                                       ("mm3", "runs/s18/mm3_share", [E3, r32, r44], "600")):
+    # The second comparison reuses the first one's random search (copy its search-random
+    # folder into the work folder first: bench_compare resumes it instead of searching again).
+    for tag, mm, members, episodes, names in (
+            ("share", "runs/s18/mm900_share", [E3, r32], "900", "transfer,uniform,random"),
+            ("mm3", "runs/s18/mm3_share", [E3, r32, r44], "600", "transfer,random")):
         out += [
             (f"multi-model agent, amc+share, {len(members)} models",
              ["amc_agent.cli.search", *[a for m in members for a in ("--checkpoint", m)],
@@ -206,7 +209,7 @@ def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[st
             (f"zero-shot resnet56 0.5, amc+share, {len(members)} models",
              ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.5", "--episodes", "50",
               "--variant", f"zeroshot_{tag}", "--finetune-seeds", "3", "--strategies",
-              "transfer,uniform,random", "--work", f"runs/s18/zs_{tag}_r56_b0.5", "--",
+              names, "--work", f"runs/s18/zs_{tag}_r56_b0.5", "--",
               "--transfer", mm, *ft], None)]
     return out
 
