@@ -266,8 +266,7 @@ class ChannelPruningEnv(gym.Env):
         self._static = self._static_features()
         self._measure = "params" if cfg.target == "params" else "flops"
         self._orig_measure = self.cost.original[self._measure]
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBSERVATIONS[cfg.observation]),),
-                                                np.float32)
+        self._set_observation(cfg.observation)
         self.action_space = gym.spaces.Box(np.float32(cfg.lbound), np.float32(1.0), (1,),
                                            np.float32)
         self._rng = torch.Generator().manual_seed(0)
@@ -349,11 +348,16 @@ class ChannelPruningEnv(gym.Env):
         feats = np.array(rows, dtype=np.float64)
         lo, hi = feats.min(0), feats.max(0)
         span = np.where(hi > lo, hi - lo, 1.0)
-        self._extra = np.zeros((len(self.units), 0))
-        if self.cfg.observation == "amc+share":
-            share = np.array(unit_macs, dtype=np.float64) / self.cost.original["flops"]
-            self._extra = np.clip(share, 0.0, 1.0)[:, None]
         return (feats - lo) / span
+
+    def _set_observation(self, name: str) -> None:
+        """The per-unit features ``name`` appends to AMC's (``_extra``, one row per unit) and
+        the observation space they make."""
+        self._extra = np.zeros((len(self.units), 0))
+        if name == "amc+share":
+            share = np.array(self.cost.unit_macs(), dtype=np.float64) / self.cost.original["flops"]
+            self._extra = np.clip(share, 0.0, 1.0)[:, None]
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBSERVATIONS[name]),), np.float32)
 
     def use_observation(self, name: str) -> None:
         """Switch the observation set (``OBSERVATIONS``), e.g. to run an actor trained on
@@ -361,8 +365,7 @@ class ChannelPruningEnv(gym.Env):
         cfg = dataclasses.replace(self.cfg, observation=name)
         self._check_config(cfg)
         self.cfg = cfg
-        self._static = self._static_features()
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBSERVATIONS[name]),), np.float32)
+        self._set_observation(name)
 
     # ----------------------------------------------------------------------------- gym API
 

@@ -130,7 +130,8 @@ def main() -> None:
     accs = {s: [a for a in r["test_acc_seeds"] if a is not None] for s, r in rows.items()}
     best = max(accs, key=lambda s: sum(accs[s]) / max(len(accs[s]), 1))
     result = {
-        "model": name, "device_name": device_name(args.device), "budget": args.budget,
+        "model": name, "checkpoint": str(args.checkpoint),
+        "device_name": device_name(args.device), "budget": args.budget,
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,

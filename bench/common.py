@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import shlex
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 
 from amc_agent.env import atomic
-from amc_agent.env.checkpoint import library_versions
+from amc_agent.env.checkpoint import library_versions, load_checkpoint
 
 RESULTS = Path(os.environ.get("AMC_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 """Where results go; ``AMC_BENCH_RESULTS`` redirects them (the device session collects them)."""
@@ -45,9 +47,37 @@ def display_program(argv0: str) -> str:
     return f"python -m bench.{p.stem}" if p.parent.name == "bench" else argv0
 
 
+def checkpoint_sha256(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 over a checkpoint's tensors (names, dtypes,
+    shapes, bytes, in order): which network a result was measured on. A path can be trained
+    again into another network; the metadata beside the tensors (timings) does not count, so a
+    bit-identical retraining keeps its digest."""
+    digest = hashlib.sha256()
+    for name, t in load_checkpoint(Path(path))["state_dict"].items():
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` with the command line, date and machine."""
+    """Write ``bench/results/<name>.json`` with the command line, date and machine, and the
+    SHA-256 of ``data["checkpoint"]`` where that is a file. A result under the same name that
+    was measured on another network at that path (another digest, or none recorded) is kept:
+    the new one is written as ``<name>_<digest>.json`` instead, so the report never mixes the
+    two networks' rows under one name."""
+    ckpt = data.get("checkpoint")
+    if isinstance(ckpt, str | Path) and Path(ckpt).is_file():
+        data = {**data, "checkpoint_sha256": checkpoint_sha256(ckpt)}
     path = RESULTS / f"{name}.json"
+    if "checkpoint_sha256" in data and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("checkpoint") == data["checkpoint"] \
+                and old.get("checkpoint_sha256") != data["checkpoint_sha256"]:
+            name = f"{name}_{data['checkpoint_sha256']}"
+            path = RESULTS / f"{name}.json"
+            print(f"{RESULTS / (old['benchmark'] + '.json')} was measured on another network at "
+                  f"{ckpt}; writing {path} instead", file=sys.stderr)
     atomic.write_json(path, {"benchmark": name, "command": command_line(),
                              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                              "machine": machine(), **data})

@@ -10,6 +10,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def network(r: dict[str, Any]) -> tuple[str, str | None]:
+    """Which network a result was measured on: its checkpoint path and the digest of its
+    tensors (bench.common.checkpoint_sha256; ``None`` in results from before the digest was
+    recorded). Rows pool only when both agree: a path can be trained again into another
+    network."""
+    return r["checkpoint"], r.get("checkpoint_sha256")
+
+
+def network_label(ckpt: str, sha: str | None) -> str:
+    """A checkpoint as a section names it: its path, and its digest where one was recorded."""
+    return f"`{ckpt}`" + (f" (weights {sha})" if sha else "")
+
+
 def timed_on(r: dict[str, Any]) -> str:
     """The device a latency row was measured on: the GPU's name, or the CPU thread count."""
     gpu = r["machine"].get("gpu")

@@ -7,7 +7,7 @@ from typing import Any
 
 from amc_agent.policies.compare import speedup
 from amc_agent.policies.report import before_finetune_lead
-from bench.report_common import machine_line, pct, same_policies, thin
+from bench.report_common import machine_line, network, network_label, pct, same_policies, thin
 
 
 def policies_section(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -182,7 +182,7 @@ def compare_section(results: dict[str, dict[str, Any]]) -> list[str]:
         c = r["config"]
         out += [f"## Policies compared with error bars ({key.removeprefix('compare_')})", "",
                 f"`amc-compare` at {c['target']} {c['budget']}, criterion {c['criterion']}, "
-                f"{c['episodes']} episodes per search, on `{r['checkpoint']}` (trained "
+                f"{c['episodes']} episodes per search, on {network_label(*network(r))} (trained "
                 f"{r['base_epochs']} epochs).", "", *compare_table(r),
                 f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
     return out

@@ -11,7 +11,7 @@ from typing import Any
 
 from amc_agent.agents import AGENTS
 from amc_agent.policies.stats import difference, mean_std
-from bench.report_common import ROOT, pct
+from bench.report_common import ROOT, network, network_label, pct
 
 
 def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -67,29 +67,29 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
     """Compare results of one checkpoint and criterion at two or more budgets: a table of test
     accuracy before and after fine-tuning per strategy and budget (pooled over search seeds where
     a budget ran with several), the verdicts against Torch-Pruning's strategies, and a plot."""
-    groups: dict[tuple[str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(
+    groups: dict[tuple[Any, ...], dict[float, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
-    variants: dict[tuple[str, str, str], dict[tuple[str, float], list[dict[str, Any]]]] = \
+    variants: dict[tuple[Any, ...], dict[tuple[str, float], list[dict[str, Any]]]] = \
         defaultdict(lambda: defaultdict(list))
     for k, r in results.items():
         if k.startswith("compare_") and r.get("config", {}).get("target") == "flops":
-            key = (r["checkpoint"], str(r["config"]["criterion"]),
+            key = (*network(r), str(r["config"]["criterion"]),
                    str(r["config"].get("finetune_images")))
             if r.get("variant"):
                 variants[key][(r["variant"], r["config"]["budget"])].append(r)
             else:
                 groups[key][r["config"]["budget"]].append(r)
     out: list[str] = []
-    for (ckpt, crit, ft_images), by_budget in groups.items():
+    for (ckpt, sha, crit, ft_images), by_budget in groups.items():
         if len(by_budget) < 2:
             continue
         budgets = sorted(by_budget, reverse=True)
-        model = Path(ckpt).stem
+        model = Path(ckpt).stem + (f"_{sha}" if sha else "")
         rows = {b: _rows_by_label(by_budget[b]) for b in budgets}
         names = [n for n in rows[budgets[0]] if all(n in rows[b] for b in budgets)]
         rungs = {b: {n: _pool(rows[b][n]) for n in names} for b in budgets}
         seeds = {b: sorted({r["config"].get("seed", 0) for r in by_budget[b]}) for b in budgets}
-        out += [f"## Difficulty ladder (`{ckpt}`, criterion {crit}, MACs budgets "
+        out += [f"## Difficulty ladder ({network_label(ckpt, sha)}, criterion {crit}, MACs budgets "
                 f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
                 "Test accuracy before fine-tuning / after (mean ± std over every fine-tune run; "
                 f"{ft_images} fine-tune images). Search seeds per budget: "
@@ -115,7 +115,7 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
                              + (f" ({runs} search seeds)" if runs > 1 else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out += ["", *_ladder_verdicts(budgets, names, rungs), *_same_policies_lines(budgets, rows),
-                *_variant_verdicts(variants[(ckpt, crit, ft_images)], rungs)]
+                *_variant_verdicts(variants[(ckpt, sha, crit, ft_images)], rungs)]
         plot = _ladder_plot(model, crit, budgets, names, rungs)
         out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
     return out

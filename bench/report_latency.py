@@ -3,10 +3,12 @@ searches and the equal-measured-latency comparison."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from amc_agent.policies.stats import difference, mean_std
 from bench.report_common import machine_line, pct, timed_on
 
 
@@ -161,10 +163,10 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "Latency falls in steps with channel counts: *next step* is what the smallest "
            "probed scale above the cut measured, so a row far under the budget could not get "
            "nearer to it with this policy's shape.", "",
-           "| device | model | backend | batch | latency budget | strategy | scale "
+           "| device | model | backend | batch | latency budget | search seed | strategy | scale "
            "| measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for name, x in r["strategies"].items():
             above = [q for q in x["probes"] if q["scale"] > x["scale"]]
@@ -175,12 +177,13 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
                 else f"{100 * d['delta']:+.2f}")
             out.append(f"| {timed_on(r)} | {r['model']} | {r['backend']} | {r['batch']} "
-                       f"| {r['budget']:.2f} | {name} | {x['scale']:.3f} "
+                       f"| {r['budget']:.2f} | {r.get('search_seed', 0)} | {name} "
+                       f"| {x['scale']:.3f} "
                        f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
                        f"| {step} | {x['macs_kept']:.3f} | {pct(x['test_acc_before_finetune'])} "
                        f"| {pct(x['test_acc'])} ± {100 * (x['test_acc_std'] or 0):.2f} "
                        f"| {verdict} |")
-    out.append("")
+    out += ["", *_equal_latency_over_seeds(rows)]
     for r in rows:
         ft, ls = r["finetune"], r["latency_search"]
         out += [f"Fine-tune: {ft['epochs']} epoch(s) on {ft['images']} images, lr {ft['lr']}, "
@@ -191,4 +194,38 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{r['flops_budget']:.2f} of MACs.  ",
                 f"Command: `{r['command']}`  ", f"Searches: `{r['search_commands']['latency']}`; "
                 f"`{r['search_commands']['flops']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
+
+
+def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
+    """Per setting (device, network, backend, batch, budget) run at two or more search seeds: each
+    strategy's mean after fine-tuning over the seeds, each search seed's mean over its fine-tunes
+    one sample (runs of one seed share a policy), and each strategy against the best, counted
+    only beyond two standard errors over the search seeds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(timed_on(r), r.get("checkpoint"), r.get("checkpoint_sha256"), r["model"],
+                r["backend"], r["batch"], r["budget"])].append(r)
+    out: list[str] = []
+    for (dev, _, _, model, backend, batch, budget), runs in groups.items():
+        if len({r.get("search_seed", 0) for r in runs}) < 2:
+            continue
+        names = [n for n in runs[0]["strategies"] if all(n in r["strategies"] for r in runs)]
+        samples = {n: [r["strategies"][n]["test_acc"] for r in runs
+                       if r["strategies"][n]["test_acc"] is not None] for n in names}
+        best = max(names, key=lambda n: mean_std(samples[n])[0])
+        parts = []
+        for n in names:
+            m, sd = mean_std(samples[n])
+            text = f"{n} {pct(m)} ± {100 * (sd or 0):.2f}"
+            if n != best:
+                d = difference(samples[n], samples[best])
+                text += f" ({100 * d['delta']:+.2f}, " + (
+                    f"{'beyond' if d['exceeds_spread'] else 'within'} 2 SE "
+                    f"{100 * d['two_se']:.2f})" if d["two_se"] is not None else "one seed)")
+            parts.append(text)
+        seeds = sorted(r.get("search_seed", 0) for r in runs)
+        out += [f"Over search seeds {', '.join(map(str, seeds))} ({dev}, {model}, {backend}, "
+                f"batch {batch}, latency budget {budget:.2f}; after fine-tuning, each seed's "
+                f"mean one sample; best: {best}): " + "; ".join(parts) + ".", ""]
     return out

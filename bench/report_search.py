@@ -9,7 +9,7 @@ from typing import Any
 
 from amc_agent.cli import train
 from amc_agent.policies.stats import difference
-from bench.report_common import fmt_mean_std, machine_line, pct, se_points
+from bench.report_common import fmt_mean_std, machine_line, network, network_label, pct, se_points
 
 
 def workers_section(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -205,15 +205,16 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
     rows = [r for k, r in results.items() if k.startswith("search_")]
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["checkpoint"], r["criterion"], r["budget"], r["round_to"], r["eval_size"],
+        groups[(*network(r), r["criterion"], r["budget"], r["round_to"], r["eval_size"],
                 r["threads"])].append(r)
     out: list[str] = []
-    for (ckpt, crit, budget, round_to, eval_size, threads), rs in groups.items():
+    for (ckpt, sha, crit, budget, round_to, eval_size, threads), rs in groups.items():
         by: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rs:
             by[_strategy_label(r)].append(r)
         first = rs[0]
-        out += [f"## Search quality ({first['model']} `{ckpt}`, {first['dataset']}, "
+        out += [f"## Search quality ({first['model']} {network_label(ckpt, sha)}, "
+                f"{first['dataset']}, "
                 f"{100 * budget:.0f}% MACs, criterion {crit}, round-to {round_to}, "
                 f"{eval_size} validation images, {threads} threads, before fine-tuning)", "",
                 "Search val acc: the declared winner as the search scored it (selected on those "

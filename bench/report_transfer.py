@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amc_agent.policies.stats import difference
-from bench.report_common import pct
+from bench.report_common import network, pct
 
 UNSEEN_GAP = 0.01
 """How close (accuracy, fraction) the actor at an unseen budget must come to a search there."""
@@ -76,7 +76,8 @@ def _scratch(results: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str,
     """The amc-ddpg row of another comparison on the same checkpoint and budget (the
     from-scratch search on the target, e.g. ``bench_compare --variant scratch``)."""
     for k, x in sorted(results.items()):
-        if k.startswith("compare_") and x is not r and x.get("checkpoint") == r["checkpoint"] \
+        if k.startswith("compare_") and x is not r and "checkpoint" in x \
+                and network(x) == network(r) \
                 and x.get("config", {}).get("budget") == r["config"]["budget"] \
                 and "amc-ddpg" in x.get("strategies", {}):
             return x["strategies"]["amc-ddpg"] | {"episodes": x["config"].get("episodes")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report_latency import latency_predictor_section
+from bench.report_latency import equal_latency_section, latency_predictor_section
 
 
 def _result(policies: list[dict[str, float]]) -> dict[str, Any]:
@@ -27,3 +27,36 @@ def test_correlations_follow_the_stored_ratios() -> None:
     row = next(ln for ln in latency_predictor_section({"latency_predictor_x": _result(old)})
            if ln.startswith("| ") and "resnet20" in ln)
     assert "| - / -1.00 |" in row  # rows from before the repeat measurement
+
+
+def _equal(seed: int, accs: dict[str, float]) -> dict[str, Any]:
+    """An equal-latency result at one search seed with these mean accuracies after FT."""
+    ls = {"share_over_budget": 0.1, "median_abs_error": 0.05}
+    return {"model": "resnet20", "backend": "onnxruntime", "batch": 64, "budget": 0.5,
+            "device_name": None, "search_seed": seed, "episodes": 10, "flops_budget": 0.4,
+            "finetune": {"epochs": 1, "images": 100, "lr": 0.01, "seeds": [0, 1]},
+            "latency_search": {"predictor": ls}, "command": "c",
+            "search_commands": {"latency": "l", "flops": "f"},
+            "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2}, "date": "d",
+            "differences": {}, "strategies": {n: {
+                "probes": [], "scale": 1.0, "latency_ratio": 0.5, "met": True, "macs_kept": 0.4,
+                "test_acc_before_finetune": 0.5, "test_acc": a, "test_acc_std": 0.001}
+                for n, a in accs.items()}}
+
+
+def test_equal_latency_is_judged_over_search_seeds() -> None:
+    """Each search seed's mean is one sample: a steady lead over two seeds counts, a lead one
+    seed reverses does not, and a setting run at one seed gets no pooled line."""
+    runs = {"equal_latency_a_s0": _equal(0, {"latency-search": 0.880, "flops-search": 0.860,
+                                            "uniform": 0.890}),
+            "equal_latency_a_s1": _equal(1, {"latency-search": 0.882, "flops-search": 0.861,
+                                            "uniform": 0.870})}
+    lines = equal_latency_section(runs)
+    assert sum(ln.startswith("| ") and "| onnxruntime |" in ln for ln in lines) == 6
+    assert any("| 1 | flops-search |" in ln for ln in lines)  # the seed column
+    pooled = [ln for ln in lines if ln.startswith("Over search seeds 0, 1")]
+    assert len(pooled) == 1 and "best: latency-search" in pooled[0]
+    assert "flops-search 86.05% ± 0.07 (-2.05, beyond 2 SE" in pooled[0]
+    assert "uniform 88.00% ± 1.41 (-0.10, within 2 SE" in pooled[0]
+    one = equal_latency_section({"equal_latency_a_s0": runs["equal_latency_a_s0"]})
+    assert not any(ln.startswith("Over search seeds") for ln in one)
