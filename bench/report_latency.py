@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from amc_agent.policies.stats import difference, mean_std
-from bench.report_common import machine_line, pct, timed_on
+from bench.report_common import machine_line, network, network_label, pct, timed_on
 
 
 def latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -192,6 +192,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"budget, predictor median error "
                 f"{100 * ls['predictor']['median_abs_error']:.1f}%; FLOPs search at "
                 f"{r['flops_budget']:.2f} of MACs.  ",
+                *([f"Network: {network_label(*network(r))}  "] if "checkpoint" in r else []),
                 f"Command: `{r['command']}`  ", f"Searches: `{r['search_commands']['latency']}`; "
                 f"`{r['search_commands']['flops']}`  ", f"Machine: {machine_line(r)}", ""]
     return out
