@@ -105,7 +105,8 @@ def training_section(results: dict[str, dict[str, Any]]) -> list[str]:
     for r in rows:
         lat = r["latency"]
         flags, _ = train.build_parser().parse_known_args(r["command"].split()[1:])
-        out.append(f"| `{r['checkpoint']}` | {flags.model} | {flags.dataset} | {r['epochs']} "
+        out.append(f"| {network_label(*network(r))} | {flags.model} | {flags.dataset} "
+                   f"| {r['epochs']} "
                    f"| {r['seconds_per_epoch']:.0f} | {100 * r['test_acc']:.2f}% "
                    f"| {r['macs'] / 1e6:.2f}M | {r['params'] / 1e3:.1f}k "
                    f"| {lat['median_ms']:.2f} ms ({lat['threads']} threads, {lat['device']}) |")

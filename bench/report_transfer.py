@@ -114,7 +114,8 @@ def _zero_shot(runs: list[tuple[str, dict[str, Any]]],
             "yes" if t["test_acc_before_finetune"] >= s["random"]["test_acc_before_finetune"]
             else "**no**")
         vs = "; ".join(f"{n} {_vs(t, s[n])}" for n in COLUMNS[1:] if n in s) or "-"
-        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt")
+        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt") + (
+            f" (weights {r['checkpoint_sha256']})" if r.get("checkpoint_sha256") else "")
         out.append(f"| {model} | {c['budget']:g} | {_origin(r)} | " + " | ".join(cells)
                    + f" | {meets} (random: {c['episodes']} episodes) | {vs} |")
     return [*out, ""]
@@ -135,7 +136,8 @@ def _unseen(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         s = r["strategies"]
         t, a = s["transfer"], s["amc-ddpg"]
         gap = t["test_acc_before_finetune"] - a["test_acc_before_finetune"]
-        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt")
+        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt") + (
+            f" (weights {r['checkpoint_sha256']})" if r.get("checkpoint_sha256") else "")
         out.append(f"| {model} | {r['config']['budget']:g} | {_origin(r)} "
                    f"| {pct(t['test_acc_before_finetune'])} "
                    f"| {pct(a['test_acc_before_finetune'])} ({r['config']['episodes']} episodes) "
