@@ -14,7 +14,7 @@ largest common scale of its keep ratios whose pruned model meets B in every roun
 then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
 seeds; differences count only beyond two standard errors over seeds
 (amc_agent.policies.stats). Writes ``bench/results/equal_latency_<model>_<backend>_b<batch>
-[_cuda]_s<seed>.json``.
+[_cuda]_lat<budget>_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main() -> None:
     name = ckpt["recipe"]["name"]
     dev = torch.device(args.device).type
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
-          f"_s{args.search_seed}"
+          f"_lat{args.budget:g}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")
