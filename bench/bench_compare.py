@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def main() -> None:
             "--wandb-mode", "disabled", "--no-progress",
             "--out", str(args.work), *args.extra]
     t0 = time.perf_counter()
-    ran = not (args.work / "results.json").is_file()  # an earlier run's folder is re-read
+    ran = not finished(args.work, argv)
     if ran:
         assert compare.main(resumed(argv, args.work)) == 0
     results = json.loads((args.work / "results.json").read_text())
@@ -78,6 +79,18 @@ def main() -> None:
         "checkpoint": str(args.checkpoint), "base_test_acc": ckpt["metrics"]["test_acc"],
         "base_epochs": ckpt["metrics"].get("epochs"), **summary(results)})
     print(f"wrote {out}")
+
+
+def finished(work: Path, argv: list[str]) -> bool:
+    """Whether ``work`` holds a finished comparison run with these ``amc-compare`` flags (then
+    it is re-read, not run again). One run with other flags (other strategies, another
+    ``--transfer``) is not this comparison: it is resumed instead, which keeps its finished
+    searches and redoes the selection, fine-tunes and report with these flags."""
+    results = work / "results.json"
+    if not results.is_file():
+        return False
+    ran = shlex.split(json.loads(results.read_text()).get("command", ""))[1:]
+    return [a for a in ran if a != "--resume"] == [a for a in argv if a != "--resume"]
 
 
 def resumed(argv: list[str], work: Path) -> list[str]:
