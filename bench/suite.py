@@ -11,8 +11,9 @@ reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-
 50/30/20% MACs, 2 search seeds, 3 fine-tune seeds; default criterion and with reconstruction), a
 budget-conditioned agent at a budget it was not searched at (one trained across ResNet-20
 and ResNet-32, zero-shot and warm-started on ResNet-56), measured speed-ups, latency
-predictors, latency-target searches, search-vs-final correlation, the ResNet-50 projection, the
-any-model sweeps, the fault and bad-input counts, and ``make demo`` from a fresh clone. The GPU
+predictors, latency-target searches, equal measured latency on the CPU, search-vs-final
+correlation, the ResNet-50 projection, the any-model sweeps, the fault and bad-input counts, and
+``make demo`` from a fresh clone. The GPU
 rows come from ``bench/device_session.sh``. A step whose output already exists is skipped in the
 full run (the trained checkpoint, finished searches; a finished comparison is re-read), so an
 interrupted suite resumes.
@@ -211,7 +212,26 @@ def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[st
               "--variant", f"zeroshot_{tag}", "--finetune-seeds", "3", "--strategies",
               names, "--work", f"runs/s18/zs_{tag}_r56_b0.5", "--",
               "--transfer", mm, *ft], None)]
+    # The 3-model actor at the harder budget too, with uniform beside it.
+    out.append(("zero-shot resnet56 0.3, amc+share, 3 models",
+                ["bench.bench_compare", "--checkpoint", r56, "--budget", "0.3", "--episodes",
+                 "50", "--variant", "zeroshot_mm3", "--finetune-seeds", "3", "--strategies",
+                 "transfer,random,uniform", "--work", "runs/s19/zs_mm3_r56_b0.3", "--",
+                 "--transfer", "runs/s18/mm3_share", *ft], None))
     return out
+
+
+def _equal_latency_cpu() -> list[tuple[str, list[str], Path | None]]:
+    """Equal measured latency on this CPU as deployed (onnxruntime, and eager PyTorch), batch
+    64, search seeds 0 and 1 (GPU rows: device_session.sh equal-latency). Latency benchmarks
+    want the machine to themselves."""
+    return [(f"equal latency {backend} b64 {budget} s{seed}",
+             ["bench.bench_equal_latency", "--checkpoint", E3, "--backend", backend, "--batch",
+              "64", "--budget", budget, "--episodes", "100", "--finetune-seeds", "3",
+              "--finetune-images", "10000", "--search-seed", str(seed), "--work",
+              f"runs/s19/eq_{backend}_b64_{budget}_s{seed}"], None)
+            for backend, budget in (("onnxruntime", "0.5"), ("onnxruntime", "0.7"),
+                                    ("eager", "0.6")) for seed in (0, 1)]
 
 
 def _full() -> list[tuple[str, list[str], Path | None]]:
@@ -285,6 +305,7 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
                                     "--episodes", "100", "--work",
                                     f"runs/latency_target_b{b}"], None)
           for b, budget in ((1, "0.7"), (64, "0.6"))],
+        *_equal_latency_cpu(),
         ("correlation", ["bench.bench_correlation", "--checkpoint", E3, "--search",
                          f"{b03}/search-amc-ddpg", "--top", "5", "--spread", "5",
                          "--finetune-epochs", "1", "--finetune-images", "10000",
