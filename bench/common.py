@@ -75,9 +75,9 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
         if old.get("checkpoint") == data["checkpoint"] \
                 and old.get("checkpoint_sha256") != data["checkpoint_sha256"]:
             name = f"{name}_{data['checkpoint_sha256']}"
-            path = RESULTS / f"{name}.json"
-            print(f"{RESULTS / (old['benchmark'] + '.json')} was measured on another network at "
-                  f"{ckpt}; writing {path} instead", file=sys.stderr)
+            kept, path = path, RESULTS / f"{name}.json"
+            print(f"{kept} was measured on another network at {ckpt}; writing {path} instead",
+                  file=sys.stderr)
     atomic.write_json(path, {"benchmark": name, "command": command_line(),
                              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                              "machine": machine(), **data})

@@ -14,6 +14,7 @@ actor applied without a search, from ``bench_compare`` runs with the ``transfer`
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from amc_agent.policies.stats import difference
@@ -72,6 +73,13 @@ def _origin(r: dict[str, Any]) -> str:
             f"{where} at budget {c.get('transfer_budget')}") + effort
 
 
+def _model(r: dict[str, Any]) -> str:
+    """A comparison's target model as a row names it: the checkpoint's file stem, and the
+    digest of its tensors where the result recorded one."""
+    ckpt, sha = network(r)
+    return Path(ckpt).stem + (f" (weights {sha})" if sha else "")
+
+
 def _scratch(results: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str, Any] | None:
     """The amc-ddpg row of another comparison on the same checkpoint and budget (the
     from-scratch search on the target, e.g. ``bench_compare --variant scratch``)."""
@@ -114,8 +122,7 @@ def _zero_shot(runs: list[tuple[str, dict[str, Any]]],
             "yes" if t["test_acc_before_finetune"] >= s["random"]["test_acc_before_finetune"]
             else "**no**")
         vs = "; ".join(f"{n} {_vs(t, s[n])}" for n in COLUMNS[1:] if n in s) or "-"
-        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt") + (
-            f" (weights {r['checkpoint_sha256']})" if r.get("checkpoint_sha256") else "")
+        model = _model(r)
         out.append(f"| {model} | {c['budget']:g} | {_origin(r)} | " + " | ".join(cells)
                    + f" | {meets} (random: {c['episodes']} episodes) | {vs} |")
     return [*out, ""]
@@ -136,8 +143,7 @@ def _unseen(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         s = r["strategies"]
         t, a = s["transfer"], s["amc-ddpg"]
         gap = t["test_acc_before_finetune"] - a["test_acc_before_finetune"]
-        model = r["checkpoint"].rsplit("/", 1)[-1].removesuffix(".pt") + (
-            f" (weights {r['checkpoint_sha256']})" if r.get("checkpoint_sha256") else "")
+        model = _model(r)
         out.append(f"| {model} | {r['config']['budget']:g} | {_origin(r)} "
                    f"| {pct(t['test_acc_before_finetune'])} "
                    f"| {pct(a['test_acc_before_finetune'])} ({r['config']['episodes']} episodes) "
