@@ -77,6 +77,9 @@ class EnvConfig:
     """Smallest keep ratio an action may ask for (AMC: 0.2)."""
     round_to: int = 8
     """Kept channels are multiples of this where a unit is wide enough (see amc_agent.env.wall)."""
+    strict_round: bool = False
+    """Every unit steps by ``round_to``, narrow ones too (amc_agent.env.wall): for latency
+    budgets, where an off-grid channel count runs no faster than the next multiple."""
     criterion: str | Criterion = "group-l2"
     """Which channels go: a registered name (amc_agent.env.criteria) or a Criterion object. The
     default, ``group-l2`` (Torch-Pruning's default importance), kept 85% validation accuracy
@@ -218,8 +221,8 @@ class ChannelPruningEnv(gym.Env):
         self.cost = CostModel(self.model, self.units, self.example)
         self._orig_graph = build_graph(self.model, self.example)
         self._orig_groups: dict[str, Any] = {}
-        options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound, u.channel_groups)
-                   for u in self.units]
+        options = [allowed_counts(u.channels, cfg.round_to, cfg.lbound, u.channel_groups,
+                                  cfg.strict_round) for u in self.units]
         self.latency_model: LatencyModel | LatencyTable | None = None
         if cfg.target == "latency":
             if cfg.latency_predictor == "table":
@@ -404,6 +407,12 @@ class ChannelPruningEnv(gym.Env):
                          "recalibration": 0.0, "evaluation": 0.0, "recount": 0.0}
         return self._obs(0), {"unit": self.units[0].name}
 
+    def rounded(self, unit: Unit, keep_ratio: float) -> int:
+        """The channel count this env's rounding gives ``unit`` for ``keep_ratio`` (before the
+        wall): the nearest of its allowed counts (amc_agent.env.wall.round_channels)."""
+        return round_channels(unit.channels, keep_ratio, self.cfg.round_to, self.cfg.lbound,
+                              unit.channel_groups, self.cfg.strict_round)
+
     def step(
         self, action: np.ndarray | Sequence[float] | float
     ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -416,8 +425,7 @@ class ChannelPruningEnv(gym.Env):
         a = min(1.0, max(self.cfg.lbound, a))
         t = len(self._chosen)
         unit = self.units[t]
-        wanted = round_channels(unit.channels, a, self.cfg.round_to, self.cfg.lbound,
-                                unit.channel_groups)
+        wanted = self.rounded(unit, a)
         k = self.wall.clip(t, self._chosen, wanted) if self._wall_on else wanted
         if not self._dry:
             self._cut(unit, k)

@@ -4,9 +4,12 @@ Conventions (DESIGN.md section 4): an action is a **keep ratio** in ``[lbound, 1
 speaks of ratios *removed*, converted only by :func:`removal_ratio`. Channel counts are multiples
 of ``round_to`` where a unit is wide enough (a unit narrower than ``8 x round_to`` uses the
 largest power-of-two step that still gives it eight choices), never below one step, never above
-the unit's width. A unit whose channels feed or leave a grouped convolution in ``groups`` groups
-keeps the same number in every group: its counts are ``groups`` times a count rounded for one
-group's width.
+the unit's width. With ``strict`` rounding every unit steps by ``round_to`` however narrow (a
+unit narrower than that keeps its width): hardware that runs channels in fixed groups (CPU SIMD
+lanes, GPU tensor-core tiles; HALP prunes in such groups) runs an off-grid count at the cost of
+the next multiple or worse, so a latency budget is only spent well on the strict grid. A unit
+whose channels feed or leave a grouped convolution in ``groups`` groups keeps the same number
+in every group: its counts are ``groups`` times a count rounded for one group's width.
 
 The wall (AMC section 3.3, made two-sided): before unit ``t`` is cut, its channel count is
 clipped to the counts that keep the budget reachable if every later unit drops to its minimum
@@ -34,19 +37,23 @@ def removal_ratio(keep_ratio: float) -> float:
     return 1.0 - keep_ratio
 
 
-def channel_step(channels: int, round_to: int) -> int:
-    """The rounding step for a unit of ``channels``: ``round_to`` if the unit is wide enough."""
+def channel_step(channels: int, round_to: int, strict: bool = False) -> int:
+    """The rounding step for a unit of ``channels``: ``round_to`` if the unit is wide enough
+    (always, with ``strict``; at most the unit's width)."""
     step = max(1, round_to)
+    if strict:
+        return min(step, channels)
     while step > 1 and channels < 8 * step:
         step //= 2
     return step
 
 
-def allowed_counts(channels: int, round_to: int, lbound: float, groups: int = 1) -> np.ndarray:
+def allowed_counts(channels: int, round_to: int, lbound: float, groups: int = 1,
+                   strict: bool = False) -> np.ndarray:
     """Every channel count the unit may keep: multiples of its step in ``[lbound*c, c]``, plus
     ``c`` itself; the smallest is at least one step. With ``groups`` > 1 (which divides
     ``channels``) the step is ``groups`` times the step of one group's width."""
-    step = groups * channel_step(channels // groups, round_to)
+    step = groups * channel_step(channels // groups, round_to, strict)
     lo = max(step, math.ceil(lbound * channels / step - 1e-9) * step)
     counts = list(range(lo, channels + 1, step))
     if not counts or counts[-1] != channels:
@@ -55,9 +62,9 @@ def allowed_counts(channels: int, round_to: int, lbound: float, groups: int = 1)
 
 
 def round_channels(channels: int, keep_ratio: float, round_to: int, lbound: float,
-                   groups: int = 1) -> int:
+                   groups: int = 1, strict: bool = False) -> int:
     """The allowed channel count (:func:`allowed_counts`) nearest to ``keep_ratio * channels``."""
-    counts = allowed_counts(channels, round_to, lbound, groups)
+    counts = allowed_counts(channels, round_to, lbound, groups, strict)
     return int(counts[np.argmin(np.abs(counts - keep_ratio * channels))])
 
 

@@ -13,8 +13,10 @@ Each is cut to measured latency ``B`` x the original (amc_agent.policies.equal_l
 largest common scale of its keep ratios whose pruned model meets B in every round-robin round),
 then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
 seeds; differences count only beyond two standard errors over seeds
-(amc_agent.policies.stats). Writes ``bench/results/equal_latency_<model>_<backend>_b<batch>
-[_cuda]_lat<budget>_s<seed>.json``.
+(amc_agent.policies.stats). ``--strict-round`` puts all three on the strict channel grid
+(every count a multiple of ``--round-to``; amc_agent.env.wall), where latency falls with the
+scale instead of jumping at off-grid counts. Writes ``bench/results/equal_latency_<model>_
+<backend>_b<batch>[_cuda]_lat<budget>[_strict]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> l
     """Run one amc-search into ``out`` (afresh); returns its command line."""
     cmd = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
            "--target", target, "--budget", str(budget), "--episodes", str(args.episodes),
-           "--round-to", str(args.round_to), "--seed", str(args.search_seed),
+           "--round-to", str(args.round_to), *(["--strict-round"] if args.strict_round else []),
+           "--seed", str(args.search_seed),
            "--device", args.device, "--eval-size", str(args.eval_size),
            "--wandb-mode", "disabled", "--no-progress", "--out", str(out)]
     if target == "latency":
@@ -76,6 +79,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--eval-size", type=int, default=1000)
     p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--strict-round", action="store_true",
+                   help="every strategy keeps multiples of --round-to (amc-search --strict-round)")
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds per probe")
     p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
@@ -89,7 +94,7 @@ def main() -> None:
     name = ckpt["recipe"]["name"]
     dev = torch.device(args.device).type
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
-          f"_lat{args.budget:g}_s{args.search_seed}"
+          f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")
@@ -101,6 +106,7 @@ def main() -> None:
     model = model_from_checkpoint(ckpt).eval()
     data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=1.0, round_to=args.round_to,
+                                                   strict_round=args.strict_round,
                                                    lbound=lat_policy.lbound, fill_budget=False,
                                                    val_size=args.eval_size, device=args.device))
     ft_data = finetune_subset(data, args.finetune_images, args.search_seed)
@@ -133,6 +139,7 @@ def main() -> None:
         "model": name, "checkpoint": str(args.checkpoint),
         "device_name": device_name(args.device), "budget": args.budget,
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
+        "round_to": args.round_to, "strict_round": args.strict_round,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,
                      "images": args.finetune_images, "lr": args.finetune_lr},

@@ -163,10 +163,13 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "Latency falls in steps with channel counts: *next step* is what the smallest "
            "probed scale above the cut measured, so a row far under the budget could not get "
            "nearer to it with this policy's shape.", "",
-           "| device | model | backend | batch | latency budget | search seed | strategy | scale "
-           "| measured latency ratio | next step | MACs kept | test acc before FT "
+           "*Grid*: the channel counts every strategy may keep at round-to 8: *adaptive* (the "
+           "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
+           "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere).", "",
+           "| device | model | backend | batch | latency budget | grid | search seed | strategy "
+           "| scale | measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for name, x in r["strategies"].items():
             above = [q for q in x["probes"] if q["scale"] > x["scale"]]
@@ -177,7 +180,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
                 else f"{100 * d['delta']:+.2f}")
             out.append(f"| {timed_on(r)} | {r['model']} | {r['backend']} | {r['batch']} "
-                       f"| {r['budget']:.2f} | {r.get('search_seed', 0)} | {name} "
+                       f"| {r['budget']:.2f} | {_grid(r)} | {r.get('search_seed', 0)} | {name} "
                        f"| {x['scale']:.3f} "
                        f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
                        f"| {step} | {x['macs_kept']:.3f} | {pct(x['test_acc_before_finetune'])} "
@@ -198,17 +201,22 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _grid(r: dict[str, Any]) -> str:
+    """The channel grid of an equal-latency run (runs from before the flag: adaptive)."""
+    return "strict" if r.get("strict_round") else "adaptive"
+
+
 def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
-    """Per setting (device, network, backend, batch, budget) run at two or more search seeds: each
-    strategy's mean after fine-tuning over the seeds, each search seed's mean over its fine-tunes
-    one sample (runs of one seed share a policy), and each strategy against the best, counted
-    only beyond two standard errors over the search seeds."""
+    """Per setting (device, network, backend, batch, budget, grid) run at two or more search
+    seeds: each strategy's mean after fine-tuning over the seeds, each search seed's mean over
+    its fine-tunes one sample (runs of one seed share a policy), and each strategy against the
+    best, counted only beyond two standard errors over the search seeds."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(timed_on(r), r.get("checkpoint"), r.get("checkpoint_sha256"), r["model"],
-                r["backend"], r["batch"], r["budget"])].append(r)
+                r["backend"], r["batch"], r["budget"], _grid(r))].append(r)
     out: list[str] = []
-    for (dev, _, _, model, backend, batch, budget), runs in groups.items():
+    for (dev, _, _, model, backend, batch, budget, grid), runs in groups.items():
         if len({r.get("search_seed", 0) for r in runs}) < 2:
             continue
         names = [n for n in runs[0]["strategies"] if all(n in r["strategies"] for r in runs)]
@@ -227,6 +235,7 @@ def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
             parts.append(text)
         seeds = sorted(r.get("search_seed", 0) for r in runs)
         out += [f"Over search seeds {', '.join(map(str, seeds))} ({dev}, {model}, {backend}, "
-                f"batch {batch}, latency budget {budget:.2f}; after fine-tuning, each seed's "
+                f"batch {batch}, latency budget {budget:.2f}, {grid} grid; after fine-tuning, "
+                f"each seed's "
                 f"mean one sample; best: {best}): " + "; ".join(parts) + ".", ""]
     return out

@@ -59,7 +59,8 @@ def env_for(policy: Policy, model: nn.Module, data: DataSplits, budget: float | 
             device: str, **overrides: Any) -> ChannelPruningEnv:
     """An environment with the policy's target, criterion, rounding and lower bound."""
     cfg = EnvConfig(target=policy.target, budget=policy.budget if budget is None else budget,
-                    lbound=policy.lbound, round_to=policy.round_to, criterion=policy.criterion,
+                    lbound=policy.lbound, round_to=policy.round_to,
+                    strict_round=policy.strict_round, criterion=policy.criterion,
                     observation=policy.observation, device=device)
     return ChannelPruningEnv(model, data, dataclasses.replace(cfg, **overrides))
 

@@ -54,6 +54,9 @@ class Policy:
     budget_range: list[float] | None = None
     """``[low, high]`` of a budget-conditioned search: its actor was trained on every budget
     in that range (``budget`` is the midpoint, where ``keep_ratios`` were derived)."""
+    strict_round: bool = False
+    """Whether every unit stepped by ``round_to`` (``EnvConfig.strict_round``); policies from
+    before the field have the adaptive steps."""
     observation: str = "amc"
     """The observation set the actor was trained on (``amc_agent.env.env.OBSERVATIONS``); an
     applied actor sees the same one."""
@@ -109,6 +112,8 @@ class Policy:
                                     and all(isinstance(b, int | float) for b in rng)
                                     and 0 < rng[0] < rng[1] <= 1):
             raise UserError(f"{where}: budget_range must be [low, high] with 0 < low < high <= 1")
+        if not isinstance(data.get("strict_round", False), bool):
+            raise UserError(f"{where}: field 'strict_round' must be true or false")
         obs = data.get("observation", "amc")
         if obs not in OBSERVATIONS:
             raise UserError(f"{where}: unknown observation {obs!r}; valid: "

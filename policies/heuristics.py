@@ -32,7 +32,7 @@ import numpy as np
 
 from amc_agent.env.env import ChannelPruningEnv
 from amc_agent.env.registry import Registry
-from amc_agent.env.wall import ActionWall, round_channels
+from amc_agent.env.wall import ActionWall
 from amc_agent.policies.peers import tp_global, tp_uniform
 
 Heuristic = Callable[..., dict[str, float]]
@@ -41,8 +41,7 @@ HEURISTICS: Registry[Heuristic] = Registry("strategy")
 
 def counts_for(env: ChannelPruningEnv, ratio: float) -> list[int]:
     """Rounded channel counts for one keep ratio everywhere."""
-    return [round_channels(u.channels, ratio, env.cfg.round_to, env.cfg.lbound, u.channel_groups)
-            for u in env.units]
+    return [env.rounded(u, ratio) for u in env.units]
 
 
 def within_budget(env: ChannelPruningEnv, counts: list[int]) -> bool:
@@ -71,8 +70,7 @@ def random_policy(env: ChannelPruningEnv, seed: int = 0, **_: Any) -> dict[str, 
     wall = ActionWall(env.wall.cost, env.wall.options, env.budget_abs, fill=True)
     chosen: list[int] = []
     for t, u in enumerate(env.units):
-        wanted = round_channels(u.channels, rng.uniform(env.cfg.lbound, 1.0), env.cfg.round_to,
-                                env.cfg.lbound, u.channel_groups)
+        wanted = env.rounded(u, rng.uniform(env.cfg.lbound, 1.0))
         chosen.append(wall.clip(t, chosen, wanted))
     return {u.name: k / u.channels for u, k in zip(env.units, chosen, strict=True)}
 
@@ -114,7 +112,7 @@ def sensitivity(
     for t, u in enumerate(env.units):
         rows = []
         for r in sorted(set(ratios)):
-            k = round_channels(u.channels, r, env.cfg.round_to, env.cfg.lbound, u.channel_groups)
+            k = env.rounded(u, r)
             if k >= u.channels or any(k == kk for kk, _ in rows):
                 continue
             counts = list(full)

@@ -90,6 +90,10 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", default="acc", help=f"{', '.join(REWARDS.names())}")
     p.add_argument("--lbound", type=float, default=d.lbound, help="smallest keep ratio")
     p.add_argument("--round-to", type=int, default=d.round_to, help="channel rounding step")
+    p.add_argument("--strict-round", action="store_true",
+                   help="every unit keeps a multiple of --round-to, narrow units too (by default "
+                        "a unit narrower than 8 steps uses a finer step); for latency budgets, "
+                        "where an off-grid count runs no faster than the next multiple")
     p.add_argument("--eval-size", type=int, default=d.val_size,
                    help="validation images scored per episode (default 1000)")
     p.add_argument("--eval-batch", type=int, default=d.eval_batch)
@@ -149,7 +153,8 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
     budget = sum(budget_range) / 2 if budget_range else args.budget
     return EnvConfig(target=args.target, budget=budget, budget_range=budget_range,
                      observation=args.observation, lbound=args.lbound,
-                     round_to=args.round_to, criterion=criterion_spec(args), reward=args.reward,
+                     round_to=args.round_to, strict_round=args.strict_round,
+                     criterion=criterion_spec(args), reward=args.reward,
                      val_size=args.eval_size, eval_batch=args.eval_batch,
                      recalibrate=not args.no_recalibrate, recalib_batches=args.recalib_batches,
                      recalib_batch_size=args.recalib_batch_size, fill_budget=not args.no_fill,

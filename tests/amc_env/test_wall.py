@@ -27,6 +27,16 @@ def test_channel_step(channels: int, step: int) -> None:
     assert channel_step(channels, 8) == step
 
 
+def test_strict_rounding_steps_every_unit_by_round_to() -> None:
+    assert [channel_step(c, 8, strict=True) for c in (64, 16, 8, 3)] == [8, 8, 8, 3]
+    assert allowed_counts(16, 8, 0.2, strict=True).tolist() == [8, 16]
+    assert allowed_counts(32, 8, 0.2, strict=True).tolist() == [8, 16, 24, 32]
+    assert allowed_counts(32, 8, 0.2, groups=2, strict=True).tolist() == [16, 32]
+    # The adaptive default keeps 10 of 16 at 0.6; the strict grid cannot.
+    assert round_channels(16, 0.6, 8, 0.2) == 10
+    assert round_channels(16, 0.6, 8, 0.2, strict=True) == 8
+
+
 def test_allowed_counts_and_rounding() -> None:
     assert allowed_counts(64, 8, 0.2).tolist() == [16, 24, 32, 40, 48, 56, 64]
     assert allowed_counts(3, 8, 0.2).tolist() == [1, 2, 3]

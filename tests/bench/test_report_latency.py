@@ -53,10 +53,15 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
                                             "uniform": 0.870})}
     lines = equal_latency_section(runs)
     assert sum(ln.startswith("| ") and "| onnxruntime |" in ln for ln in lines) == 6
-    assert any("| 1 | flops-search |" in ln for ln in lines)  # the seed column
+    assert any("| adaptive | 1 | flops-search |" in ln for ln in lines)  # grid, seed columns
     pooled = [ln for ln in lines if ln.startswith("Over search seeds 0, 1")]
     assert len(pooled) == 1 and "best: latency-search" in pooled[0]
     assert "flops-search 86.05% ± 0.07 (-2.05, beyond 2 SE" in pooled[0]
     assert "uniform 88.00% ± 1.41 (-0.10, within 2 SE" in pooled[0]
     one = equal_latency_section({"equal_latency_a_s0": runs["equal_latency_a_s0"]})
     assert not any(ln.startswith("Over search seeds") for ln in one)
+    # The strict channel grid is another setting: never pooled with the adaptive one.
+    mixed = equal_latency_section({**runs, "equal_latency_a_s1": {
+        **runs["equal_latency_a_s1"], "strict_round": True}})
+    assert any("| strict | 1 | flops-search |" in ln for ln in mixed)
+    assert not any(ln.startswith("Over search seeds") for ln in mixed)

@@ -10,6 +10,7 @@ import torch
 
 from amc_agent.cli import apply, search
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
+from amc_agent.env.errors import UserError
 from amc_agent.policies.artifact import Policy
 
 BASE = ["--dataset", "synthetic", "--eval-size", "32", "--recalib-batches", "1",
@@ -159,3 +160,25 @@ def test_reconstructing_search_replays_with_the_refit(tmp_path, capsys) -> None:
     refit = [k for k, v in ckpt["state_dict"].items()
              if k.endswith("weight") and v.dim() > 1 and not torch.equal(v, plain[k])]
     assert refit  # at least one consumer layer was refitted
+
+
+def test_strict_rounding_travels_with_the_policy(tmp_path, capsys) -> None:
+    """A ``--strict-round`` search records it in policy.json, and amc-apply cuts the same grid:
+    every convolution of the applied ResNet-20 keeps a multiple of 8 channels (by default its
+    16-channel units step by 2)."""
+    out = tmp_path / "s"
+    assert search.main(["--model", "resnet20", *BASE, "--agent", "random", "--episodes", "2",
+                        "--strict-round", "--out", str(out)]) == 0
+    policy = Policy.load(out / "policy.json")
+    assert policy.strict_round
+    pruned = tmp_path / "p.pt"
+    assert _apply("--policy", str(out / "policy.json"), "--model", "resnet20", "--out",
+                  str(pruned)) == 0
+    convs = [m for m in model_from_checkpoint(load_checkpoint(pruned)).modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.out_channels % 8 == 0 for c in convs)
+    data = policy.to_dict()
+    del data["strict_round"]  # a policy from before the field: the adaptive steps
+    assert not Policy.from_dict(data).strict_round
+    with pytest.raises(UserError, match="strict_round"):
+        Policy.from_dict({**data, "strict_round": "yes"})

@@ -18,6 +18,17 @@ def test_uniform_is_one_ratio_up_to_rounding() -> None:
     assert max(ratios) - min(ratios) < 1 / 16 + 1e-9  # one channel of the narrowest unit
 
 
+def test_strict_rounding_reaches_every_strategy() -> None:
+    """uniform, random and the wall's completion keep only multiples of --round-to with
+    --strict-round (ResNet-20's 16-channel units step by 2 by default)."""
+    for strict in (False, True):
+        env = make_env("resnet20", budget=0.5, recalibrate=False, strict_round=strict)
+        counts = [round(r * u.channels) for name in ("uniform", "random")
+                  for r, u in zip(heuristic_policy(name, env).values(), env.units, strict=True)]
+        off_grid = [k for k in counts if k % 8]
+        assert bool(off_grid) != strict, (strict, counts)
+
+
 class TwoBranch(nn.Module):
     """Two parallel 8-channel units; ``loud`` feeds the classifier strongly, ``quiet`` weakly,
     so pruning ``quiet`` costs far less accuracy."""
