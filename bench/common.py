@@ -22,16 +22,26 @@ RESULTS = Path(os.environ.get("AMC_BENCH_RESULTS", Path(__file__).resolve().pare
 
 
 def machine() -> dict[str, Any]:
-    """Where a figure was measured: CPU model, cores, torch threads, GPU if any."""
-    cpu = platform.processor()
+    """Where a figure was measured: CPU model, cores, torch threads, GPU if any, and which
+    generation of CPU (family/model) with which kernels (torch's CPU capability): a name such
+    as "AMD EPYC" covers generations whose kernels train the same command into different
+    networks."""
+    cpu, info = platform.processor(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "cpu family", "model") and key.strip() not in info:
+                info[key.strip()] = value.strip()
+            if not line.strip():
                 break
+        cpu = info.get("model name", cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    generation = f"family {info['cpu family']} model {info['model']}" \
+        if "cpu family" in info and "model" in info else None
+    return {"cpu": cpu, "cpu_generation": generation,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "platform": platform.platform(), **library_versions()}
 

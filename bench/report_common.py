@@ -35,7 +35,9 @@ def machine_line(r: dict[str, Any]) -> str:
     """CPU, cores, torch version and threads, GPU if any, and the date of a result."""
     m = r["machine"]
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
+    kind = ", ".join(x for x in (m.get("cpu_generation"), m.get("cpu_capability")) if x)
+    cpu = f"{m['cpu']} ({kind})" if kind else m["cpu"]
+    return (f"{cpu}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
             f"{gpu}; {r['date']}")
 
 
