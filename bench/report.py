@@ -63,10 +63,14 @@ def render() -> str:
              "its tensors (`(weights ...)`): a path can be trained again into another network, "
              "and rows of two networks are never pooled. Results without a digest predate it; "
              "in them `runs/s5/resnet20_e3.pt` is the 3-epoch ResNet-20 of 2026-11-28 (90.75% "
-             "test). Training is bit-identical on one kind of CPU, not across kinds: the same "
+             "test). Training is bit-identical on one CPU generation, not across them: the same "
              "`bench_train` command gave ResNet-32 an epoch-1 train loss of 0.6495694 on an AMD "
-             "EPYC and 0.6483940 on an Intel Xeon (see the training table), and E3 retrained on "
-             "the Xeon is another network (91.29% test, weights b8d9015c4c4cb8f4).", ""]
+             "EPYC and 0.6483940 on an Intel Xeon (see the training table), E3 retrained on "
+             "the Xeon is another network (91.29% test, weights b8d9015c4c4cb8f4), and so is E3 "
+             "retrained on an AMD EPYC of another generation (family 26, AVX512: 91.27% test, "
+             "weights c4099ae9e58bb091; `python -m bench.adopt_digest` refused it as the "
+             "2026-11-28 network). Results record the CPU generation and torch's CPU "
+             "capability since 2026-12-07.", ""]
     for section in (training_section, env_section, workers_section, scale_section,
                     criteria_section, search_section, compare_section, ladder_section,
                     _transfer, policies_section, seeds_section,
