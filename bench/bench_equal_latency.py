@@ -10,13 +10,14 @@ pruning, each cut to the same measured latency, then fine-tuned alike.
    FLOPs budget finds with the same MACs.
 3. Uniform pruning U.
 Each is cut to measured latency ``B`` x the original (amc_agent.policies.equal_latency: the
-largest common scale of its keep ratios whose pruned model meets B in every round-robin round),
+largest common scale of its keep ratios whose pruned model meets B in every round-robin round,
+found by bisection or, with ``--cut scan``, by probing every channel-count vector from the top),
 then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
 seeds; differences count only beyond two standard errors over seeds
 (amc_agent.policies.stats). ``--strict-round`` puts all three on the strict channel grid
 (every count a multiple of ``--round-to``; amc_agent.env.wall), where latency falls with the
 scale instead of jumping at off-grid counts. Writes ``bench/results/equal_latency_<model>_
-<backend>_b<batch>[_cuda]_lat<budget>[_strict]_s<seed>.json``.
+<backend>_b<batch>[_cuda]_lat<budget>[_strict][_scan]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from amc_agent.env.latency_table import device_name
 from amc_agent.env.training import TrainConfig
 from amc_agent.policies.artifact import Policy
 from amc_agent.policies.compare import finetune_subset, train_seeds
-from amc_agent.policies.equal_latency import cut_to_latency
+from amc_agent.policies.equal_latency import METHODS, cut_to_latency
 from amc_agent.policies.finetune import measure
 from amc_agent.policies.stats import difference
 from bench.common import write_result
@@ -83,6 +84,8 @@ def main() -> None:
                    help="every strategy keeps multiples of --round-to (amc-search --strict-round)")
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds per probe")
+    p.add_argument("--cut", choices=METHODS, default="bisect",
+                   help="how the common scale is found (amc_agent.policies.equal_latency)")
     p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-seeds", type=int, default=3)
@@ -94,7 +97,8 @@ def main() -> None:
     name = ckpt["recipe"]["name"]
     dev = torch.device(args.device).type
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
-          f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}_s{args.search_seed}"
+          f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}" \
+          f"{'_scan' if args.cut == 'scan' else ''}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")
@@ -118,7 +122,7 @@ def main() -> None:
     rows: dict[str, dict[str, Any]] = {}
     for strategy, ratios in policies.items():
         cut = cut_to_latency(env, ratios, args.budget, args.batch, args.rounds,
-                             args.backend, args.min_time)
+                             args.backend, args.min_time, method=args.cut)
         info, pruned = cut.info, env.pruned_model()
         before = measure(pruned, data, args.device, latency_batches=())
         record, _ = train_seeds(pruned, ft_data, train, seeds, args.device, False)
@@ -139,7 +143,7 @@ def main() -> None:
         "model": name, "checkpoint": str(args.checkpoint),
         "device_name": device_name(args.device), "budget": args.budget,
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
-        "round_to": args.round_to, "strict_round": args.strict_round,
+        "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,
                      "images": args.finetune_images, "lr": args.finetune_lr},

@@ -165,7 +165,9 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "nearer to it with this policy's shape.", "",
            "*Grid*: the channel counts every strategy may keep at round-to 8: *adaptive* (the "
            "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
-           "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere).", "",
+           "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere); *scan*: the "
+           "scale was found by probing every channel-count vector from the top (`--cut scan`), "
+           "else by bisection, which assumes latency grows with the scale.", "",
            "| device | model | backend | batch | latency budget | grid | search seed | strategy "
            "| scale | measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
@@ -202,8 +204,10 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _grid(r: dict[str, Any]) -> str:
-    """The channel grid of an equal-latency run (runs from before the flag: adaptive)."""
-    return "strict" if r.get("strict_round") else "adaptive"
+    """The channel grid of an equal-latency run (runs from before the flag: adaptive) and, for
+    a scanned cut, ``scan``."""
+    grid = "strict" if r.get("strict_round") else "adaptive"
+    return f"{grid}, scan" if r.get("cut") == "scan" else grid
 
 
 def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
