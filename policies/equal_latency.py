@@ -75,7 +75,7 @@ def count_steps(env: ChannelPruningEnv, ratios: dict[str, float]) -> list[float]
     for u, counts in zip(env.units, env.wall.options, strict=True):
         r = ratios[u.name]
         for a, b in pairwise(counts):
-            s = (a + b) / 2 / u.channels / r
+            s = float((a + b) / 2 / u.channels / r)
             if env.cfg.lbound < s * r < 1.0 and s < top:
                 scales.add(s)
     seen, out = set(), []
