@@ -16,8 +16,10 @@ then scored before fine-tuning and fine-tuned with the same recipe and ``--finet
 seeds; differences count only beyond two standard errors over seeds
 (amc_agent.policies.stats). ``--strict-round`` puts all three on the strict channel grid
 (every count a multiple of ``--round-to``; amc_agent.env.wall), where latency falls with the
-scale instead of jumping at off-grid counts. Writes ``bench/results/equal_latency_<model>_
-<backend>_b<batch>[_cuda]_lat<budget>[_strict][_scan]_s<seed>.json``.
+scale instead of jumping at off-grid counts. ``--seed-policies uniform`` makes uniform pruning
+both searches' first episode (amc-search ``--seed-policies``). Writes
+``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict][_scan]
+[_seeded]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> l
     cmd = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
            "--target", target, "--budget", str(budget), "--episodes", str(args.episodes),
            "--round-to", str(args.round_to), *(["--strict-round"] if args.strict_round else []),
+           *(["--seed-policies", args.seed_policies] if args.seed_policies else []),
            "--seed", str(args.search_seed),
            "--device", args.device, "--eval-size", str(args.eval_size),
            "--wandb-mode", "disabled", "--no-progress", "--out", str(out)]
@@ -84,6 +87,8 @@ def main() -> None:
                    help="every strategy keeps multiples of --round-to (amc-search --strict-round)")
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds per probe")
+    p.add_argument("--seed-policies", default="",
+                   help="heuristics both searches play first (amc-search --seed-policies)")
     p.add_argument("--cut", choices=METHODS, default="bisect",
                    help="how the common scale is found (amc_agent.policies.equal_latency)")
     p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
@@ -98,7 +103,8 @@ def main() -> None:
     dev = torch.device(args.device).type
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
           f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}" \
-          f"{'_scan' if args.cut == 'scan' else ''}_s{args.search_seed}"
+          f"{'_scan' if args.cut == 'scan' else ''}{'_seeded' if args.seed_policies else ''}" \
+          f"_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")
@@ -144,6 +150,7 @@ def main() -> None:
         "device_name": device_name(args.device), "budget": args.budget,
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
         "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
+        "seed_policies": args.seed_policies or None,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,
                      "images": args.finetune_images, "lr": args.finetune_lr},

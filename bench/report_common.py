@@ -24,11 +24,13 @@ def network_label(ckpt: str, sha: str | None) -> str:
 
 
 def timed_on(r: dict[str, Any]) -> str:
-    """The device a latency row was measured on: the GPU's name, or the CPU thread count."""
-    gpu = r["machine"].get("gpu")
-    if gpu and r.get("device_name") == gpu:
-        return gpu
-    return f"CPU ({r['machine']['torch_threads']} threads)"
+    """The device a latency row was measured on: the GPU's name, or the CPU (its generation
+    where recorded) and thread count: two CPUs under one name can time differently."""
+    m = r["machine"]
+    if m.get("gpu") and r.get("device_name") == m["gpu"]:
+        return m["gpu"]
+    kind = f" {m['cpu_generation']}" if m.get("cpu_generation") else ""
+    return f"{m['cpu']}{kind} ({m['torch_threads']} threads)"
 
 
 def machine_line(r: dict[str, Any]) -> str:

@@ -167,7 +167,8 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
            "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere); *scan*: the "
            "scale was found by probing every channel-count vector from the top (`--cut scan`), "
-           "else by bisection, which assumes latency grows with the scale.", "",
+           "else by bisection, which assumes latency grows with the scale; *seeded uniform*: "
+           "both searches played uniform pruning first (`--seed-policies uniform`).", "",
            "| device | model | backend | batch | latency budget | grid | search seed | strategy "
            "| scale | measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
@@ -181,7 +182,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{100 * d['delta']:+.2f} ({'beyond' if d['exceeds_spread'] else 'within'} "
                 f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
                 else f"{100 * d['delta']:+.2f}")
-            out.append(f"| {timed_on(r)} | {r['model']} | {r['backend']} | {r['batch']} "
+            out.append(f"| {timed_on(r)} | {_net(r)} | {r['backend']} | {r['batch']} "
                        f"| {r['budget']:.2f} | {_grid(r)} | {r.get('search_seed', 0)} | {name} "
                        f"| {x['scale']:.3f} "
                        f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
@@ -203,11 +204,19 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _net(r: dict[str, Any]) -> str:
+    """The model, and the digest of its weights where recorded (one path, several networks)."""
+    sha = r.get("checkpoint_sha256")
+    return f"{r['model']} ({sha[:8]})" if sha else r["model"]
+
+
 def _grid(r: dict[str, Any]) -> str:
-    """The channel grid of an equal-latency run (runs from before the flag: adaptive) and, for
-    a scanned cut, ``scan``."""
-    grid = "strict" if r.get("strict_round") else "adaptive"
-    return f"{grid}, scan" if r.get("cut") == "scan" else grid
+    """The channel grid of an equal-latency run (runs from before the flag: adaptive), ``scan``
+    for a scanned cut, and the heuristics the searches were seeded with."""
+    parts = ["strict" if r.get("strict_round") else "adaptive"]
+    parts += ["scan"] if r.get("cut") == "scan" else []
+    parts += [f"seeded {r['seed_policies']}"] if r.get("seed_policies") else []
+    return ", ".join(parts)
 
 
 def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
@@ -220,7 +229,7 @@ def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
         groups[(timed_on(r), r.get("checkpoint"), r.get("checkpoint_sha256"), r["model"],
                 r["backend"], r["batch"], r["budget"], _grid(r))].append(r)
     out: list[str] = []
-    for (dev, _, _, model, backend, batch, budget, grid), runs in groups.items():
+    for (dev, _, _, _, backend, batch, budget, grid), runs in groups.items():
         if len({r.get("search_seed", 0) for r in runs}) < 2:
             continue
         names = [n for n in runs[0]["strategies"] if all(n in r["strategies"] for r in runs)]
@@ -238,8 +247,8 @@ def _equal_latency_over_seeds(rows: list[dict[str, Any]]) -> list[str]:
                     f"{100 * d['two_se']:.2f})" if d["two_se"] is not None else "one seed)")
             parts.append(text)
         seeds = sorted(r.get("search_seed", 0) for r in runs)
-        out += [f"Over search seeds {', '.join(map(str, seeds))} ({dev}, {model}, {backend}, "
-                f"batch {batch}, latency budget {budget:.2f}, {grid} grid; after fine-tuning, "
-                f"each seed's "
+        out += [f"Over search seeds {', '.join(map(str, seeds))} ({dev}, {_net(runs[0])}, "
+                f"{backend}, batch {batch}, latency budget {budget:.2f}, grid {grid}; after "
+                f"fine-tuning, each seed's "
                 f"mean one sample; best: {best}): " + "; ".join(parts) + ".", ""]
     return out
