@@ -65,3 +65,10 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
         **runs["equal_latency_a_s1"], "strict_round": True}})
     assert any("| strict | 1 | flops-search |" in ln for ln in mixed)
     assert not any(ln.startswith("Over search seeds") for ln in mixed)
+    # So are a scanned cut and seeded searches; both seeds of one setting still pool.
+    scanned = {k: {**r, "strict_round": True, "cut": "scan", "seed_policies": "uniform"}
+               for k, r in runs.items()}
+    lines = equal_latency_section({**runs, **{f"{k}_scan": r for k, r in scanned.items()}})
+    assert any("| strict, scan, seeded uniform | 1 | flops-search |" in ln for ln in lines)
+    pooled = [ln for ln in lines if ln.startswith("Over search seeds 0, 1")]
+    assert len(pooled) == 2 and "grid strict, scan, seeded uniform;" in pooled[1]

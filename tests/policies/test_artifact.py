@@ -14,7 +14,7 @@ GOOD = {"model": {"name": "cnn", "kwargs": {"in_channels": 1, "num_classes": 10}
         "target": "flops", "budget": 0.5, "criterion": "l1", "round_to": 8, "lbound": 0.2,
         "keep_ratios": {"features.0": 0.5}, "metrics": {"val_accuracy": 0.8},
         "agent": {"name": "random"}, "actor": None, "channels": {"features.0": 32},
-        "budget_range": None, "observation": "amc", "format": FORMAT}
+        "budget_range": None, "strict_round": False, "observation": "amc", "format": FORMAT}
 
 
 def test_round_trip(tmp_path) -> None:
