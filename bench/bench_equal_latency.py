@@ -19,7 +19,7 @@ seeds; differences count only beyond two standard errors over seeds
 scale instead of jumping at off-grid counts. ``--seed-policies uniform`` makes uniform pruning
 both searches' first episode (amc-search ``--seed-policies``). Writes
 ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict][_scan]
-[_seeded]_s<seed>.json``.
+[_seeded][_r<round-to, when not 8>]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> None:
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
           f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}" \
           f"{'_scan' if args.cut == 'scan' else ''}{'_seeded' if args.seed_policies else ''}" \
-          f"_s{args.search_seed}"
+          f"{'' if args.round_to == 8 else f'_r{args.round_to}'}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")

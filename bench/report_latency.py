@@ -163,7 +163,8 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "Latency falls in steps with channel counts: *next step* is what the smallest "
            "probed scale above the cut measured, so a row far under the budget could not get "
            "nearer to it with this policy's shape.", "",
-           "*Grid*: the channel counts every strategy may keep at round-to 8: *adaptive* (the "
+           "*Grid*: the channel counts every strategy may keep at round-to 8 (unless named): "
+           "*adaptive* (the "
            "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
            "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere); *scan*: the "
            "scale was found by probing every channel-count vector from the top (`--cut scan`), "
@@ -214,6 +215,7 @@ def _grid(r: dict[str, Any]) -> str:
     """The channel grid of an equal-latency run (runs from before the flag: adaptive), ``scan``
     for a scanned cut, and the heuristics the searches were seeded with."""
     parts = ["strict" if r.get("strict_round") else "adaptive"]
+    parts += [f"round-to {r['round_to']}"] if r.get("round_to", 8) != 8 else []
     parts += ["scan"] if r.get("cut") == "scan" else []
     parts += [f"seeded {r['seed_policies']}"] if r.get("seed_policies") else []
     return ", ".join(parts)

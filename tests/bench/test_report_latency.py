@@ -72,3 +72,6 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
     assert any("| strict, scan, seeded uniform | 1 | flops-search |" in ln for ln in lines)
     pooled = [ln for ln in lines if ln.startswith("Over search seeds 0, 1")]
     assert len(pooled) == 2 and "grid strict, scan, seeded uniform;" in pooled[1]
+    coarse = equal_latency_section({"equal_latency_a_s0": {**runs["equal_latency_a_s0"],
+                                                           "round_to": 16}})
+    assert any("| adaptive, round-to 16 | 0 |" in ln for ln in coarse)
