@@ -101,3 +101,29 @@ def test_a_resumed_latency_search_learns_its_wall_again_from_the_episodes(
     (timed, table, aim), (timed2, table2, aim2) = walls
     assert len(timed) == env_module.LATENCY_REFIT + 2 and timed2 == timed
     assert table2 == table and aim2 == aim
+
+
+def test_a_winner_over_the_budget_is_flagged_on_stderr(tmp_path, monkeypatch, capsys) -> None:
+    """When no candidate meets the budget measured again, the top one stays, and the user is
+    told in one line (the summary says ``latency_budget_met: false``)."""
+    for module in (latency_model, env_module, latency_table):
+        monkeypatch.setattr(module, "measure_latency", _fake_latency)
+    monkeypatch.setenv("AMC_CACHE_DIR", str(tmp_path / "cache"))
+
+    def slow(models, shape, device, batch_sizes, rounds, min_time_s, backend):
+        b = f"b{batch_sizes[0]}"
+        return {"original": {b: {"median_ms": 10.0, "round_ms": [10.0] * rounds,
+                                 "backend": "eager"}},
+                "candidate": {b: {"median_ms": 9.0, "round_ms": [9.0] * rounds,
+                                  "backend": "eager"}}}
+
+    monkeypatch.setattr(latency_check, "interleaved_latency", slow)
+    out = tmp_path / "s"
+    assert search.main([*BASE, "--target", "latency", "--budget", "0.7", "--agent", "random",
+                        "--episodes", "4", "--rescore-top", "0", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["latency_budget_met"] is False and summary["remeasured_latency_ratio"] == 0.9
+    warning = [ln for ln in captured.err.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and "budget 0.7" in warning[0] and "0.900" in warning[0]
+    assert not json.loads((out / "latency_check.json").read_text())["met"]
