@@ -116,7 +116,8 @@ def main() -> None:
     policy = Policy.load(args.search / "policy.json")
     rows = [json.loads(line) for line in (args.search / "episodes.jsonl").read_text().splitlines()
             if line.strip()]
-    cfg = EnvConfig(budget=policy.budget, round_to=policy.round_to, lbound=policy.lbound,
+    cfg = EnvConfig(budget=policy.budget, round_to=policy.round_to,
+                    strict_round=policy.strict_round, lbound=policy.lbound,
                     criterion=policy.criterion, val_size=args.val_size, fill_budget=False,
                     device=args.device)
     plain_env = ChannelPruningEnv(model, data, cfg, recalibrate=False)

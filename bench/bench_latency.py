@@ -61,6 +61,7 @@ def main() -> None:
     for path in args.policy:
         pol = Policy.load(path)
         env = ChannelPruningEnv(model, data, EnvConfig(budget=pol.budget, round_to=pol.round_to,
+                                                       strict_round=pol.strict_round,
                                                        lbound=pol.lbound, fill_budget=False,
                                                        val_size=1, recalibrate=False))
         env.play(pol.keep_ratios)

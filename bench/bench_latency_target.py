@@ -84,6 +84,7 @@ def main() -> None:
     model = model_from_checkpoint(ckpt).eval()
     data = load_checkpoint_data(ckpt, download=False)
     env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=policy.round_to,
+                                                   strict_round=policy.strict_round,
                                                    lbound=policy.lbound, fill_budget=False,
                                                    val_size=1, recalibrate=False,
                                                    device=args.device))

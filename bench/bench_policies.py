@@ -40,6 +40,7 @@ from bench.common import write_result
 def pruned(model: nn.Module, data: Any, policy: Policy) -> nn.Module:
     """``model`` cut to ``policy``'s keep ratios (ratios mode; weights do not matter here)."""
     env = ChannelPruningEnv(model, data, EnvConfig(budget=policy.budget, round_to=policy.round_to,
+                                                   strict_round=policy.strict_round,
                                                    lbound=policy.lbound, fill_budget=False,
                                                    val_size=1, recalibrate=False))
     env.play(policy.keep_ratios)
