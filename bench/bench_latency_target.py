@@ -12,8 +12,10 @@ latency as the search measured it, as the predictor (``--predictor``: per-layer 
 amc_agent.env.latency_table, or ``a + b x MACs``, amc_agent.env.latency_model)
 predicted it, and as re-measured; the predictor's error over every episode; the share of episodes
 whose measured latency broke the budget. Writes
-``bench/results/latency_target_<model>_b<batch>[_<backend>_<device>][_<predictor>].json``
-(backend and device off the CPU; the predictor when it is not the table).
+``bench/results/latency_target_<model>_b<batch>[_<backend>_<device>][_<predictor>][_strict]
+[_m<margin>][_s<seed>].json`` (backend and device off the CPU, the backend on it when it is not
+eager; the predictor when it is not the table; ``--strict-round``; the wall margin when it is not
+the default; the seed when it is not 0).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--strict-round", action="store_true",
+                   help="every unit keeps multiples of --round-to (amc-search --strict-round)")
     p.add_argument("--predictor", default="table", help="table or line (--latency-predictor)")
     p.add_argument("--backend", default="eager", help="--latency-backend")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: search and timing device")
@@ -65,7 +69,8 @@ def main() -> None:
     search = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
               "--target", "latency", "--budget", str(args.budget), "--latency-batch",
               str(args.latency_batch), "--episodes", str(args.episodes), "--round-to",
-              str(args.round_to), "--latency-predictor", args.predictor,
+              str(args.round_to), *(["--strict-round"] if args.strict_round else []),
+              "--latency-predictor", args.predictor,
               "--latency-backend", args.backend, "--latency-margin", str(args.latency_margin),
               "--eval-size", str(args.eval_size), "--seed", str(args.seed),
               "--device", args.device, *(["--no-latency-refit"] if args.no_latency_refit else []),
@@ -96,8 +101,10 @@ def main() -> None:
     original_ms = lat["original"][f"b{b}"]["median_ms"]
     final_ms = lat["searched"][f"b{b}"]["median_ms"]
     result = {
-        "model": name, "device_name": device_name(args.device), "budget": args.budget,
-        "latency_batch": b, "episodes": len(rows),
+        "model": name, "checkpoint": str(args.checkpoint),
+        "device_name": device_name(args.device), "budget": args.budget,
+        "latency_batch": b, "episodes": len(rows), "seed": args.seed,
+        "strict_round": args.strict_round,
         "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
         "latency_margin": args.latency_margin,
         "latency_refit": args.predictor == "table" and args.latency_margin > 0
@@ -122,8 +129,12 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     dev = torch.device(args.device).type
-    suffix = ("" if dev == "cpu" else f"_{args.backend}_{dev}") + (
-        "" if args.predictor == "table" else f"_{args.predictor}")
+    suffix = ("" if dev == "cpu" and args.backend == "eager" else
+              f"_{args.backend}" if dev == "cpu" else f"_{args.backend}_{dev}") \
+        + ("" if args.predictor == "table" else f"_{args.predictor}") \
+        + ("_strict" if args.strict_round else "") \
+        + ("" if args.latency_margin == EnvConfig.latency_margin else
+           f"_m{args.latency_margin:g}") + ("" if args.seed == 0 else f"_s{args.seed}")
     print(f"wrote {write_result(f'latency_target_{name}_b{b}{suffix}{args.tag}', result)}")
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report_latency import equal_latency_section, latency_predictor_section
+from bench.report_latency import (
+    equal_latency_section,
+    latency_predictor_section,
+    latency_target_section,
+)
 
 
 def _result(policies: list[dict[str, float]]) -> dict[str, Any]:
@@ -75,3 +79,38 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
     coarse = equal_latency_section({"equal_latency_a_s0": {**runs["equal_latency_a_s0"],
                                                            "round_to": 16}})
     assert any("| adaptive, round-to 16 | 0 |" in ln for ln in coarse)
+
+
+def _target(seed: int, over: float, met: bool, margin: float = 0.9) -> dict[str, Any]:
+    """A latency-target search result at one seed."""
+    return {"model": "resnet20", "device_name": None, "budget": 0.6, "latency_batch": 64,
+            "episodes": 100, "seed": seed, "strict_round": True, "predictor_kind": "table",
+            "backend": "onnxruntime", "latency_margin": margin, "latency_refit": True,
+            "budget_ms_at_search": 6.0, "checkpoint_sha256": "c4099ae9e58bb091",
+            "best": {"accuracy": 0.7, "macs_ratio": 0.4, "latency_ms": 5.9,
+                     "predicted_latency_ms": 5.8},
+            "remeasured": {"latency_ratio": 0.59, "searched_ms": 5.9, "original_ms": 10.0,
+                           "meets_budget": met},
+            "predictor": {"median_abs_error": 0.02}, "episodes_over_budget": over,
+            "search_check": {"met": met, "candidates": 5},
+            "command": "python -m bench.bench_latency_target --checkpoint runs/x.pt",
+            "search_command": "amc-search",
+            "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2}, "date": "d"}
+
+
+def test_latency_targets_are_counted_over_seeds() -> None:
+    """Each run shows its seed and grid; a setting at two or more seeds gets one line counting
+    the runs within the episodes-over-budget target and those whose winner met the budget when
+    re-measured; another wall margin is another setting."""
+    runs = {"latency_target_a": _target(0, 0.07, True),
+            "latency_target_a_s1": _target(1, 0.12, False),
+            "latency_target_a_m0.95": _target(0, 0.03, True, margin=0.95)}
+    lines = latency_target_section(runs)
+    rows = [ln for ln in lines if ln.startswith("| ") and "resnet20" in ln]
+    assert len(rows) == 3 and "weights c4099ae9" in rows[0]
+    assert "| table (onnxruntime) | strict | 0.9 | yes | 64 | 0.60 (6.00 ms) | 1 | 100 |" \
+        in rows[1]
+    pooled = [ln for ln in lines if ln.startswith("Over seeds")]
+    assert len(pooled) == 1  # the 0.95 margin ran at one seed only
+    assert "wall margin 0.9" in pooled[0] and "episodes over budget 7%, 12%" in pooled[0]
+    assert "at most 10% in 1 of 2" in pooled[0] and "re-measured in 1 of 2" in pooled[0]
