@@ -117,14 +117,17 @@ class EnvConfig:
     latency_backend: str | None = None
     """How latency is measured (amc_agent.env.latency.BACKENDS; default: cudagraph on CUDA, eager on
     CPU)."""
-    latency_margin: float = 0.9
+    latency_margin: float = 0.95
     """Latency targets: the wall aims below the budget by this quantile of measured / predicted
     latency over the last ``LATENCY_WINDOW`` timed episodes (calibrated online, so the
     predictor's bias and the machine's drift are absorbed), so about ``1 - latency_margin`` of
     episodes land over the *measured* budget; an unbiased predictor walled to the budget itself
-    puts about half of them over (seen on an H200: 93% at budget 0.9, batch 1). 0 turns the
-    online calibration off (margin and ``latency_refit``): the wall trusts the predictor as
-    built."""
+    puts about half of them over (seen on an H200: 93% at budget 0.9, batch 1). 0.95 rather
+    than 0.9 because the share over budget varies from search to search: on 2 CPU cores
+    (ResNet-20, batch 64, eager 0.6 and onnxruntime 0.5/0.7, 100 episodes) 0.9 put 5-17% over
+    (at most 10% in 10 of 22 searches), 0.95 put 7-14% over (at most 10% in 3 of 4), at the
+    price of a wall aimed a little lower. 0 turns the online calibration off (margin and
+    ``latency_refit``): the wall trusts the predictor as built."""
     latency_refit: bool = True
     """Latency targets: refit a latency table on the search's own timed episodes
     (``LatencyTable.refit``, from the ``LATENCY_REFIT``-th on) before the margin is taken."""

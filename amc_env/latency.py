@@ -9,6 +9,10 @@ Backends (:data:`BACKENDS`):
 - ``cudagraph`` (CUDA): the forward captured once as a CUDA graph and replayed, so kernel launch
   overhead (which dominates small networks in eager mode and hides what pruning saves) is gone.
 
+Eager CPU timings depend on the process's heap history (a fresh process maps and faults in
+every activation buffer anew, 2x slower on ResNet-20 at batch 64); every CPU measurement first
+fixes that regime (:mod:`amc_agent.env.allocator`).
+
 The figure is the median per forward pass, with its inter-quartile range; always reported with
 backend, device, batch size and threads. ``default_backend`` picks ``cudagraph`` on CUDA and
 ``eager`` on CPU.
@@ -30,6 +34,7 @@ from torch import nn
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
 
+from amc_agent.env.allocator import steady_heap  # noqa: E402
 from amc_agent.env.errors import UserError  # noqa: E402
 
 BACKENDS = ("eager", "onnxruntime", "cudagraph")
@@ -181,7 +186,9 @@ def measure_latency(
 
     ``threads`` defaults to the current ``torch.get_num_threads()``; on CPU the measurement runs
     for at least ``min_time_s`` seconds, on CUDA ``repeats`` event-timed runs. The model is put in
-    eval mode for the measurement and restored afterwards.
+    eval mode for the measurement and restored afterwards. On CPU the process's heap is first
+    put in one regime (amc_agent.env.allocator.steady_heap), so a measurement does not depend on
+    what the process allocated before it.
     """
     backend = backend or default_backend(device)
     check_backend(backend, device)
@@ -192,6 +199,7 @@ def measure_latency(
         x = torch.randn(batch_size, *input_shape, device=device)
         if torch.device(device).type == "cuda":
             return _cuda(model, x, threads, warmup, repeats, graph=backend == "cudagraph")
+        steady_heap()
         if backend == "onnxruntime":
             return _onnxruntime(model, x, threads, warmup, min_time_s)
         if quick:

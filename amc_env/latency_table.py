@@ -21,8 +21,9 @@ bilinearly. Latency falls in steps with channel counts and has a floor, which a 
 cannot follow (NetAdapt, Yang et al., ECCV 2018; HALP, Shen et al., NeurIPS 2022).
 
 Tables are cached as JSON under ``$AMC_CACHE_DIR/latency_tables`` (default ``~/.cache/amc``),
-keyed by the layer specs and grids, input shape, device name, backend, batch, threads and torch
-version; a change in any of them builds a new table.
+keyed by the layer specs and grids, input shape, device name, backend, batch, threads, torch
+version and the CPU heap regime of the timings (amc_agent.env.allocator); a change in any of them
+builds a new table.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from amc_agent.env import atomic
+from amc_agent.env.allocator import HEAP_REGIME
 from amc_agent.env.evaluation import fold_plan
 from amc_agent.env.latency import default_backend, measure_latency
 from amc_agent.env.surgery import pruned_copy
@@ -316,6 +318,7 @@ def build_latency_table(
                        s.bn, s.depthwise] for s in specs], "grids": grids,
            "input": list(example.shape[1:]), "device": device_name(device), "backend": backend,
            "batch": batch_size, "threads": threads, "torch": str(torch.__version__),
+           "heap": HEAP_REGIME,
            "calibration": {"uniform": list(CALIBRATION_KEEPS), "random": CALIBRATION_RANDOM,
                            "rounds": CALIBRATION_ROUNDS, "fit": "layers+elements"}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
