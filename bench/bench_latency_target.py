@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from amc_agent.env.allocator import HEAP_REGIME, steady_heap
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
@@ -111,6 +112,7 @@ def main() -> None:
         "strict_round": args.strict_round,
         "predictor_kind": args.predictor, "backend": args.backend, "round_to": args.round_to,
         "latency_margin": args.latency_margin,
+        "heap": HEAP_REGIME if steady_heap() else None,
         "latency_refit": args.predictor == "table" and args.latency_margin > 0
         and not args.no_latency_refit,
         "search_command": " ".join(["amc-search", *search[3:]]),
