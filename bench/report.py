@@ -24,6 +24,7 @@ from bench.report_compare import (
 from bench.report_ladder import ladder_section
 from bench.report_latency import (
     equal_latency_section,
+    heap_section,
     latency_predictor_section,
     latency_section,
     latency_target_section,
@@ -74,7 +75,7 @@ def render() -> str:
     for section in (training_section, env_section, workers_section, scale_section,
                     criteria_section, search_section, compare_section, ladder_section,
                     _transfer, policies_section, seeds_section,
-                    latency_section, latency_predictor_section,
+                    heap_section, latency_section, latency_predictor_section,
                     latency_target_section, equal_latency_section,
                     correlation_section, sweep_section, reliability_section, demo_section):
         lines += section(results)

@@ -95,6 +95,34 @@ def _corr(policies: list[dict[str, Any]], key: str) -> str:
     return f"{np.corrcoef(m, v)[0, 1]:.2f}"
 
 
+def heap_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Eager CPU latency in a fresh, a warmed and a steady-heap process (bench_heap)."""
+    rows = [r for k, r in results.items() if k.startswith("heap_")]
+    if not rows:
+        return []
+    out = ["## One heap regime for CPU latency (eager PyTorch)", "",
+           "The same model timed in three new processes: *fresh* (nothing ran before), *after a "
+           "large batch* (one batch-512 forward first, as a search's evaluation does) and "
+           "*steady heap* (glibc's mmap and trim thresholds fixed first, as every CPU "
+           "measurement does since 2026-12-07: amc_agent.env.allocator). Per round: the median "
+           "ms per forward and the minor page faults per forward (activation buffers mapped "
+           "anew by glibc). Before the fix a measurement's regime depended on what its process "
+           "had run: a search timed its episodes warm, a benchmark that re-measured the winner "
+           "in a new process timed the original cold.", "",
+           "| device | model | batch | process | ms per forward (rounds) | page faults per "
+           "forward |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for mode, blocks in r["modes"].items():
+            ms = ", ".join(f"{b['median_ms']:.2f}" for b in blocks)
+            faults = ", ".join(f"{b['faults_per_call']:.0f}" for b in blocks)
+            out.append(f"| {timed_on(r)} | {_net(r)} | {r['batch']} | {mode} | {ms} "
+                       f"| {faults} |")
+    out.append("")
+    for r in rows:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
+
+
 def latency_target_section(results: dict[str, dict[str, Any]]) -> list[str]:
     """Latency-target searches (bench_latency_target): budget met as measured, predictor error."""
     rows = [r for k, r in results.items() if k.startswith("latency_target_")]

@@ -68,6 +68,8 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
 E3 = "runs/s5/resnet20_e3.pt"
 """The 3-epoch ResNet-20 most rows use (an easy-to-recover 10-epoch one hides differences)."""
 B10 = "runs/base_resnet20.pt"
+MBV2 = "runs/s21/mobilenetv2_e3.pt"
+"""MobileNetV2 (small-input zoo variant), 3 epochs: the equal-latency rows' second model."""
 """The 10-epoch ResNet-20 (93.7% test): the base the search-quality accuracy targets were set on."""
 P20 = "runs/s13/plain20_e3.pt"
 """The plain (no shortcut) 20-layer network of the criteria table, trained like :data:`E3`."""
@@ -300,12 +302,27 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
            ["bench.bench_latency_predictor", "--checkpoint", E3, "--batch", str(b),
             "--backend", backend, "--policies", "50", "--threads", "2"], None)
           for backend in ("eager", "onnxruntime") for b in (1, 64)],
+        ("heap b64", ["bench.bench_heap", "--checkpoint", E3, "--batch", "64"], None),
         *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", E3,
                                     "--budget", budget, "--latency-batch", str(b),
                                     "--episodes", "100", "--work",
                                     f"runs/latency_target_b{b}"], None)
           for b, budget in ((1, "0.7"), (64, "0.6"))],
+        *[(f"latency_target b64 {backend} {budget} s{seed}",
+           ["bench.bench_latency_target", "--checkpoint", E3, "--budget", budget,
+            "--latency-batch", "64", "--backend", backend, "--episodes", "100", "--seed",
+            str(seed), "--work", f"runs/latency_target_b64_{backend}_s{seed}"], None)
+          for backend, budget in (("eager", "0.6"), ("onnxruntime", "0.7")) for seed in (0, 1)],
         *_equal_latency_cpu(),
+        ("train mobilenetv2", ["bench.bench_train", "--model", "mobilenetv2", "--dataset",
+                               "fashion-mnist", "--epochs", "3", "--no-progress", "--out", MBV2,
+                               "--threads", "2", "--tag", "_e3", "--resume"], Path(MBV2)),
+        *[(f"equal latency mobilenetv2 onnxruntime b64 0.5 s{seed}",
+           ["bench.bench_equal_latency", "--checkpoint", MBV2, "--backend", "onnxruntime",
+            "--batch", "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
+            "--finetune-images", "10000", "--strict-round", "--search-seed", str(seed),
+            "--work", f"runs/s21/eqlat_mbv2_ort_0.5_strict_s{seed}"], None)
+          for seed in (0, 1)],
         ("correlation", ["bench.bench_correlation", "--checkpoint", E3, "--search",
                          f"{b03}/search-amc-ddpg", "--top", "5", "--spread", "5",
                          "--finetune-epochs", "1", "--finetune-images", "10000",

@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.report_latency import (
     equal_latency_section,
+    heap_section,
     latency_predictor_section,
     latency_target_section,
 )
@@ -121,3 +122,18 @@ def test_latency_targets_are_counted_over_seeds() -> None:
                if ln.startswith("| ") and "resnet20" in ln)
     assert "| 0.590 fresh heap (5.90 / 10.00 ms) |" in row
     assert "fresh heap" not in rows[0]  # onnxruntime, and measured with the heap fixed
+
+
+def test_heap_rows_show_each_process_regime() -> None:
+    """One row per process kind, each round's median and page faults in order."""
+    blocks = {"fresh": [{"median_ms": 25.1, "faults_per_call": 1536.0},
+                        {"median_ms": 26.0, "faults_per_call": 1540.0}],
+              "steady heap": [{"median_ms": 12.6, "faults_per_call": 0.0},
+                              {"median_ms": 12.7, "faults_per_call": 0.0}]}
+    lines = heap_section({"heap_resnet20_b64": {
+        "model": "resnet20", "batch": 64, "modes": blocks, "command": "c", "date": "d",
+        "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2}}})
+    rows = [ln for ln in lines if ln.startswith("| ") and "resnet20" in ln]
+    assert rows[0].endswith("| 64 | fresh | 25.10, 26.00 | 1536, 1540 |")
+    assert rows[1].endswith("| 64 | steady heap | 12.60, 12.70 | 0, 0 |")
+    assert heap_section({}) == []
