@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from collections.abc import Sequence
@@ -49,6 +50,10 @@ from amc_agent.env.latency import default_backend, measure_latency
 from amc_agent.env.surgery import pruned_copy
 from amc_agent.env.units import PRUNABLE_ROOTS, Unit, is_depthwise, trace_layers
 
+OUTLIER_MADS = 5.0
+"""A refit drops timings this many robust standard deviations (1.4826 MAD, in log ratio) off."""
+OUTLIER_FLOOR = 1.5
+"""... and at least this factor off the median ratio (a tight fit must not drop honest noise)."""
 CONCAT_GRID = 6
 """Grid points of a layer's input width when several units feed it."""
 PASSES = 2
@@ -215,12 +220,34 @@ class LatencyTable:
         episodes 21% too fast (median error 23%); refitted on the search's first 20 episodes it
         predicted the other 80 within a median 9.8% (bias -4%), where scaling the prediction by
         the median measured/predicted ratio left 15.7% (bias -14%). A fit that finds no slope
-        (timings of pure noise) keeps the current calibration."""
-        full = self.channels[None, :]
-        rows = np.vstack([full, np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))])
-        fit = _calibrated(self, rows, np.concatenate([[self.original_ms], ms]), fallback=False)
-        if fit is not None:
-            self.scale, self.element_ms, self.constant_ms = fit
+        (timings of pure noise) keeps the current calibration.
+
+        One wild timing must not move the fit: on MobileNetV2 (onnxruntime, batch 64) one
+        episode measured 4.7x its prediction just before the first refit, and the least-squares
+        plane through it predicted the next episodes about twice too slow, so the wall walled
+        them to a fifth of the original's latency (10% accuracy) for dozens of episodes. So the
+        fit is repeated without the timings whose measured / fitted ratio lies more than
+        :data:`OUTLIER_MADS` robust standard deviations (in log ratio) from the median, and at
+        least a factor :data:`OUTLIER_FLOOR` away from it."""
+        kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
+        ms = np.asarray(ms, dtype=np.float64)
+        fit = self._fit(kept, ms)
+        if fit is None:
+            return
+        trial = LatencyTable(self.specs, self.channels, self.tables, fit[2], self.original_ms,
+                             fit[0], fit[1])
+        log_r = np.log(ms / np.maximum(trial.predict_rows(kept), 1e-9))
+        dev = np.abs(log_r - np.median(log_r))
+        inlier = dev <= max(OUTLIER_MADS * 1.4826 * float(np.median(dev)),
+                            math.log(OUTLIER_FLOOR))
+        if not inlier.all() and inlier.sum() >= 2:
+            fit = self._fit(kept[inlier], ms[inlier]) or fit
+        self.scale, self.element_ms, self.constant_ms = fit
+
+    def _fit(self, kept: np.ndarray, ms: np.ndarray) -> tuple[float, float, float] | None:
+        """:func:`_calibrated` through the original and these timed rows (None: no slope)."""
+        rows = np.vstack([self.channels[None, :], kept])
+        return _calibrated(self, rows, np.concatenate([[self.original_ms], ms]), fallback=False)
 
     def calibration(self) -> tuple[float, float, float]:
         """``(scale, element_ms, constant_ms)``: what :meth:`refit` changes."""
