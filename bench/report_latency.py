@@ -11,6 +11,12 @@ import numpy as np
 from amc_agent.policies.stats import difference, mean_std
 from bench.report_common import machine_line, network, network_label, pct, timed_on
 
+HEAP_CAVEAT = ("Eager CPU rows dated before 2026-12-07 14:00 UTC were timed before every CPU "
+               "measurement fixed the heap regime (section *One heap regime for CPU latency*): "
+               "in a process that had not yet run a large batch, eager PyTorch maps every "
+               "activation buffer anew on every call, which slows the larger (original) model "
+               "most, so their eager speed-ups and ratios may be off by up to that section's "
+               "factor; onnxruntime and CUDA rows do not depend on it.")
 MAX_OVER_BUDGET = 0.10
 """Issue target: at most this share of a latency search's episodes over the measured budget."""
 
@@ -24,7 +30,7 @@ def latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
         return []
     out = ["## Measured speed-up vs MACs reduction", "",
            "Uniformly pruned copies at several MACs budgets and the learned policy, measured "
-           "round-robin in one run (median of per-round medians).", "",
+           "round-robin in one run (median of per-round medians).", "", HEAP_CAVEAT, "",
            "| device | backend | model | MACs kept | MACs speed-up | latency b1 (ms) "
            "| speed-up b1 | latency b64 (ms) | speed-up b64 |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -49,7 +55,7 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "Random policies at a MACs budget; each pruned model's measured latency ratio to the "
            "original (measured round-robin with it) against the ratio each predictor gives: the "
            "per-layer latency table (the default) and the line a + b x MACs. Absolute relative "
-           "error of the ratio.", "",
+           "error of the ratio.", "", HEAP_CAVEAT, "",
            "*Repeat* is a second, independent measurement of the same pair against the first: "
            "the noise floor of the measurement itself. *Table fit*: the factor on the sum of "
            "layer entries and the cost per million activation elements the layers output, fitted "
