@@ -125,7 +125,7 @@ class EnvConfig:
     puts about half of them over (seen on an H200: 93% at budget 0.9, batch 1). 0.95 rather
     than 0.9 because the share over budget varies from search to search: on 2 CPU cores
     (ResNet-20, batch 64, eager 0.6 and onnxruntime 0.5/0.7, 100 episodes) 0.9 put 5-17% over
-    (at most 10% in 10 of 22 searches), 0.95 put 7-14% over (at most 10% in 3 of 4), at the
+    (at most 10% in 10 of 22 searches), 0.95 put 7-14% over (at most 10% in 4 of 5), at the
     price of a wall aimed a little lower. 0 turns the online calibration off (margin and
     ``latency_refit``): the wall trusts the predictor as built."""
     latency_refit: bool = True
