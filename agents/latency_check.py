@@ -44,10 +44,11 @@ def predictor_errors(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def confirm_latency(env: ChannelPruningEnv, candidates: list[dict[str, Any]],
                     episode_seed: Callable[[int], int], rows: list[dict[str, Any]],
-                    rounds: int = ROUNDS) -> dict[str, Any]:
+                    rounds: int = ROUNDS, stop: bool = True) -> dict[str, Any]:
     """Re-measure ``candidates`` (episode rows, best first) against the original until one
-    meets the budget as a measured ratio; returns ``{"declared": episode, "met": bool,
-    "budget": fraction, "candidates": [...], "predictor": predictor_errors(rows)}``."""
+    meets the budget as a measured ratio (``stop=False``: every one); returns ``{"declared":
+    episode, "met": bool, "budget": fraction, "candidates": [...], "predictor":
+    predictor_errors(rows)}``."""
     checked: list[dict[str, Any]] = []
     declared, met = candidates[0]["episode"], False
     shape = env.data_spec.input_shape
@@ -68,8 +69,9 @@ def confirm_latency(env: ChannelPruningEnv, candidates: list[dict[str, Any]],
                         "latency_ratio": cand["median_ms"] / orig["median_ms"],
                         "round_ratios": ratios, "worst_ratio": max(ratios), "meets_budget": ok,
                         "backend": cand["backend"]})
-        if ok:
+        if ok and not met:
             declared, met = row["episode"], True
+        if met and stop:
             break
     return {"declared": declared, "met": met, "budget": env.cfg.budget, "rounds": rounds,
             "candidates": checked, "predictor": predictor_errors(rows)}
