@@ -9,7 +9,8 @@ pruning, each cut to the same measured latency, then fine-tuned alike.
 2. ``amc-search --target flops`` at L's MACs (rounded up to a percent): policy F, the best a
    FLOPs budget finds with the same MACs.
 3. Uniform pruning U.
-Each is cut to measured latency ``B`` x the original (amc_agent.policies.equal_latency: the
+Each is cut to measured latency ``B`` x the original (all three before any fine-tune runs in
+this process) (amc_agent.policies.equal_latency: the
 largest common scale of its keep ratios whose pruned model meets B in every round-robin round,
 found by bisection or, with ``--cut scan``, by probing every channel-count vector from the top),
 then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
@@ -39,6 +40,7 @@ from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
 from amc_agent.env.latency_table import device_name
+from amc_agent.env.models import clone_model
 from amc_agent.env.training import TrainConfig
 from amc_agent.policies.artifact import Policy
 from amc_agent.policies.compare import finetune_subset, train_seeds
@@ -125,11 +127,16 @@ def main() -> None:
     policies = {"latency-search": lat_policy.keep_ratios,
                 "flops-search": flops_policy.keep_ratios,
                 "uniform": {u.name: 1.0 for u in env.units}}
-    rows: dict[str, dict[str, Any]] = {}
+    # Every cut is timed before anything trains in this process: onnxruntime timings taken
+    # after torch trained here were off (MobileNetV2, batch 64: 0.44 -> 0.63 of the original).
+    cuts = {}
     for strategy, ratios in policies.items():
         cut = cut_to_latency(env, ratios, args.budget, args.batch, args.rounds,
                              args.backend, args.min_time, method=args.cut)
-        info, pruned = cut.info, env.pruned_model()
+        cuts[strategy] = (cut, clone_model(env.pruned_model()))
+    rows: dict[str, dict[str, Any]] = {}
+    for strategy, (cut, pruned) in cuts.items():
+        info = cut.info
         before = measure(pruned, data, args.device, latency_batches=())
         record, _ = train_seeds(pruned, ft_data, train, seeds, args.device, False)
         record.pop("finetune_histories")
@@ -151,6 +158,7 @@ def main() -> None:
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
         "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
         "seed_policies": args.seed_policies or None,
+        "cuts_before_finetune": True,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,
                      "images": args.finetune_images, "lr": args.finetune_lr},

@@ -244,6 +244,12 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "Latency falls in steps with channel counts: *next step* is what the smallest "
            "probed scale above the cut measured, so a row far under the budget could not get "
            "nearer to it with this policy's shape.", "",
+           "*Cut after training*: runs before 2026-12-07 15:20 UTC cut each strategy after the "
+           "previous one's fine-tunes had run in the same process, and onnxruntime timings "
+           "taken there after torch trained were off (MobileNetV2, batch 64: one pair 0.44 of "
+           "the original before a short fine-tune, 0.63 after), so those strategies may have "
+           "been cut to a smaller scale than their latency needed; now every cut is timed "
+           "before any fine-tune.", "",
            "*Grid*: the channel counts every strategy may keep at round-to 8 (unless named): "
            "*adaptive* (the "
            "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
@@ -256,7 +262,8 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "| test acc after FT | vs best |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for name, x in r["strategies"].items():
+        for i, (name, x) in enumerate(r["strategies"].items()):
+            late = " (cut after training)" if i and not r.get("cuts_before_finetune") else ""
             above = [q for q in x["probes"] if q["scale"] > x["scale"]]
             step = f"{min(above, key=lambda q: q['scale'])['worst']:.3f}" if above else "-"
             d = r["differences"].get(name)
@@ -267,7 +274,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
             out.append(f"| {timed_on(r)} | {_net(r)} | {r['backend']} | {r['batch']} "
                        f"| {r['budget']:.2f} | {_grid(r)} | {r.get('search_seed', 0)} | {name} "
                        f"| {x['scale']:.3f} "
-                       f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'} "
+                       f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'}{late} "
                        f"| {step} | {x['macs_kept']:.3f} | {pct(x['test_acc_before_finetune'])} "
                        f"| {pct(x['test_acc'])} ± {100 * (x['test_acc_std'] or 0):.2f} "
                        f"| {verdict} |")

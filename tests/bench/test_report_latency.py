@@ -137,3 +137,15 @@ def test_heap_rows_show_each_process_regime() -> None:
     assert rows[0].endswith("| 64 | fresh | 25.10, 26.00 | 1536, 1540 |")
     assert rows[1].endswith("| 64 | steady heap | 12.60, 12.70 | 0, 0 |")
     assert heap_section({}) == []
+
+
+def test_cuts_timed_after_a_finetune_are_marked() -> None:
+    """Runs that cut a strategy after an earlier one's fine-tunes (same process) say so on
+    every strategy but the first; runs that cut everything first do not."""
+    run = _equal(0, {"latency-search": 0.88, "flops-search": 0.86, "uniform": 0.87})
+    rows = [ln for ln in equal_latency_section({"equal_latency_a_s0": run})
+            if ln.startswith("| ") and "| onnxruntime |" in ln]
+    assert ["(cut after training)" in ln for ln in rows] == [False, True, True]
+    rows = [ln for ln in equal_latency_section({"equal_latency_a_s0": {
+        **run, "cuts_before_finetune": True}}) if ln.startswith("| ") and "| onnxruntime |" in ln]
+    assert not any("(cut after training)" in ln for ln in rows)
