@@ -7,17 +7,18 @@ KiB, 256 KiB) and only grow, dynamically, after the process frees a large mapped
 same eager forward pass is timed in one of two regimes: in a fresh process every activation
 buffer of a batch is a new mapping whose pages fault in on every call; once the process has run
 one larger batch (an evaluation at batch 512, say) the buffers are reused from the heap.
-Measured on 2 CPU cores (AMD EPYC family 26, torch 2.14.1, ResNet-20 at 28x28, batch 64): 24-27
-ms per forward in a fresh process, 12.5-12.9 ms after a single batch-512 forward, 12.5-12.8 ms
-from the start with the thresholds below. A search (which evaluates first) timed its episodes in
+Measured on 2 CPU cores (AMD EPYC family 26, torch 2.14.1, ResNet-20 at 28x28, batch 64;
+``python -m bench.bench_heap``): 29-34 ms and about 10,000 page faults per forward in a fresh
+process, 18.4-18.8 ms and none after a single batch-512 forward, 19.9-22.3 ms and none (after
+the first round) with the thresholds below. A search (which evaluates first) timed its episodes in
 the fast regime while a benchmark that re-measured the winner in a new process timed the
 original in the slow one, so the same policy measured 0.58 of the original in one and 0.37 in
 the other.
 
 :func:`steady_heap` puts the process in the regime a long-running process reaches on its own:
 the mmap threshold at glibc's largest dynamic value (32 MiB on 64-bit) and a trim threshold
-well above it. Off glibc (no ``mallopt``) it does nothing; onnxruntime and CUDA allocate from
-their own arenas and never depended on it.
+well above it. Off glibc (no ``mallopt``) it does nothing. onnxruntime and CUDA allocate
+activations from their own arenas, so they are not expected to depend on it.
 """
 
 from __future__ import annotations

@@ -234,9 +234,9 @@ class LatencyTable:
         fit = self._fit(kept, ms)
         if fit is None:
             return
-        trial = LatencyTable(self.specs, self.channels, self.tables, fit[2], self.original_ms,
-                             fit[0], fit[1])
-        log_r = np.log(ms / np.maximum(trial.predict_rows(kept), 1e-9))
+        scale, element_ms, constant_ms = fit
+        fitted = constant_ms + scale * self.layer_ms(kept).sum(1) + element_ms * self.elements(kept)
+        log_r = np.log(ms / np.maximum(fitted, 1e-9))
         dev = np.abs(log_r - np.median(log_r))
         inlier = dev <= max(OUTLIER_MADS * 1.4826 * float(np.median(dev)),
                             math.log(OUTLIER_FLOOR))

@@ -9,16 +9,15 @@ pruning, each cut to the same measured latency, then fine-tuned alike.
 2. ``amc-search --target flops`` at L's MACs (rounded up to a percent): policy F, the best a
    FLOPs budget finds with the same MACs.
 3. Uniform pruning U.
-Each is cut to measured latency ``B`` x the original (all three before any fine-tune runs in
-this process) (amc_agent.policies.equal_latency: the
-largest common scale of its keep ratios whose pruned model meets B in every round-robin round,
-found by bisection or, with ``--cut scan``, by probing every channel-count vector from the top),
-then scored before fine-tuning and fine-tuned with the same recipe and ``--finetune-seeds``
-seeds; differences count only beyond two standard errors over seeds
-(amc_agent.policies.stats). ``--strict-round`` puts all three on the strict channel grid
-(every count a multiple of ``--round-to``; amc_agent.env.wall), where latency falls with the
-scale instead of jumping at off-grid counts. ``--seed-policies uniform`` makes uniform pruning
-both searches' first episode (amc-search ``--seed-policies``). Writes
+Each is cut to measured latency ``B`` x the original, all three before any fine-tune runs in
+this process (amc_agent.policies.equal_latency: the largest common scale of its keep ratios
+whose pruned model meets B in every round-robin round, found by bisection or, with ``--cut
+scan``, by probing every channel-count vector from the top), then scored before fine-tuning and
+fine-tuned with the same recipe and ``--finetune-seeds`` seeds; differences count only beyond
+two standard errors over seeds (amc_agent.policies.stats). ``--strict-round`` puts all three on
+the strict channel grid (every count a multiple of ``--round-to``; amc_agent.env.wall), where
+latency falls with the scale instead of jumping at off-grid counts. ``--seed-policies uniform``
+makes uniform pruning both searches' first episode (amc-search ``--seed-policies``). Writes
 ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict][_scan]
 [_seeded][_r<round-to, when not 8>]_s<seed>.json``.
 """
