@@ -76,6 +76,25 @@ def top_distinct(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     return picked
 
 
+def rescore_candidates(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The rows a search re-scores: the ``k`` best distinct eligible policies
+    (:func:`top_distinct`), then every eligible seed policy's episode (``--seed-policies``,
+    ``--init-actor``) not among them. A seed is what a user would pick instead (uniform pruning,
+    Torch-Pruning's global ranking, a transferred actor); re-scoring it the same way, after the
+    same short fine-tune, lets the search declare it where the searched policies recover worse
+    than it, instead of losing to it after fine-tuning (ResNet-20, onnxruntime batch 64,
+    latency 0.5: every top-5 policy cut the last stage to 16 of 64 channels and finished 2-4
+    points behind uniform; BENCHMARKS.md, equal measured latency)."""
+    picked = top_distinct(rows, k)
+    seen = {json.dumps(r["keep_ratios"], sort_keys=True) for r in picked}
+    for r in rows:
+        key = json.dumps(r["keep_ratios"], sort_keys=True)
+        if "seed_policy" in r and r["finite"] and r["meets_budget"] and key not in seen:
+            seen.add(key)
+            picked.append(r)
+    return picked
+
+
 @dataclass(frozen=True)
 class ShortFinetune:
     """A short fine-tune of each re-scored policy: one pass of SGD (cosine from ``lr``) over

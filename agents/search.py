@@ -6,8 +6,8 @@ Output folder::
     policy.json        best policy so far (written atomically whenever it improves)
     actor.pt           the agent's actor at the time of the best policy (if it has one)
     episodes.jsonl     one JSON line per finished episode
-    rescore.json       with ``rescore_top`` K > 0: the K best distinct policies re-scored on
-                       held-out validation images (amc_agent.agents.rescore), after a short
+    rescore.json       with ``rescore_top`` K > 0: the K best distinct policies, and the seed
+                       policies, re-scored on held-out validation images (amc_agent.agents.rescore), after a short
                        fine-tune with ``rescore_finetune``; the best of them is policy.json
     latency_check.json target ``latency``: the best candidates measured again against the original
                        until one meets the budget (amc_agent.agents.latency_check); that one is
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from amc_agent.agents.base import Agent, AgentSpec, make_agent
 from amc_agent.agents.latency_check import CHECK_TOP, confirm_latency
-from amc_agent.agents.rescore import ShortFinetune, rescore, top_distinct
+from amc_agent.agents.rescore import ShortFinetune, rescore, rescore_candidates, top_distinct
 from amc_agent.agents.rng import global_rng_state, set_global_rng_state
 from amc_agent.agents.sb3_agents import OffPolicyAgent, OnPolicyAgent
 from amc_agent.agents.tracking import Tracker
@@ -261,7 +261,9 @@ class Search:
             keep_ratios=dict(row["keep_ratios"]), metrics=metrics,
             agent={"name": self.cfg.agent, "seed": self.cfg.seed, "episodes": self.cfg.episodes,
                    "found_at_episode": row["episode"], "settings": self.cfg.agent_kwargs,
-                   "seed_policies": self.seed_names},
+                   "seed_policies": self.seed_names,
+                   **({"declared_seed_policy": row["seed_policy"]} if "seed_policy" in row
+                      else {})},
             actor=actor, channels={u.name: u.channels for u in env.units},
             budget_range=list(env.cfg.budget_range) if env.cfg.budget_range else None,
             observation=env.cfg.observation,
@@ -426,7 +428,7 @@ class Search:
         if self.env.cfg.target != "latency" or self.conditioned or \
                 self.cfg.rescore_finetune is None or self.cfg.rescore_top < 1:
             return None
-        top = top_distinct(candidates, max(self.cfg.rescore_top, CHECK_TOP))
+        top = rescore_candidates(candidates, max(self.cfg.rescore_top, CHECK_TOP))
         return confirm_latency(self.env, top, self.episode_seed, candidates, stop=False)
 
     def _confirm_latency(self, rows: list[dict[str, Any]],
@@ -458,10 +460,11 @@ class Search:
         return best, policy
 
     def _rescore(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Re-score the top policies (see amc_agent.agents.rescore) and write ``rescore.json``."""
+        """Re-score the top policies and the seed policies (amc_agent.agents.rescore's
+        ``rescore_candidates``) and write ``rescore.json``."""
         if self.cfg.rescore_top < 1:
             return None
-        records = rescore(self.env, top_distinct(rows, self.cfg.rescore_top),
+        records = rescore(self.env, rescore_candidates(rows, self.cfg.rescore_top),
                           self.cfg.rescore_images, self.episode_seed, self.cfg.rescore_finetune)
         atomic.write_json(self.out / "rescore.json", records)
         return records

@@ -132,8 +132,9 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
                    help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
                         "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
     p.add_argument("--rescore-top", type=int, default=None,
-                   help="re-score the K best distinct policies of a search on held-out "
-                        "validation images no episode saw, and keep the best of those "
+                   help="re-score the K best distinct policies of a search (and its "
+                        "--seed-policies) on held-out validation images no episode saw, and "
+                        "keep the best of those "
                         f"(default {DEFAULT_TOP} when the split has such images; 0: off)")
     p.add_argument("--rescore-images", type=int, default=None,
                    help="held-out images for --rescore-top (default: all of them)")
@@ -199,7 +200,9 @@ def add_seed_policies_arg(p: argparse.ArgumentParser) -> None:
     """``--seed-policies`` (shared with amc-compare)."""
     p.add_argument("--seed-policies", type=seed_policies_arg, default=(),
                    help="comma-separated heuristics (e.g. uniform,tp-global) whose policies "
-                        "are the search's first episodes, within --episodes")
+                        "are the search's first episodes, within --episodes; with "
+                        "--rescore-top they are re-scored beside the top K, so the search "
+                        "declares one that recovers better than every searched policy")
 
 
 def seed_policies_arg(text: str) -> tuple[str, ...]:
