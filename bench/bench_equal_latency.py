@@ -164,7 +164,9 @@ def main() -> None:
         "search_commands": {"latency": " ".join(["amc-search", *lat_cmd[3:]]),
                             "flops": " ".join(["amc-search", *flops_cmd[3:]])},
         "latency_search": {"declared_episode": lat_row["episode"], "met": check["met"],
-                           "predictor": check["predictor"], "macs_ratio": lat_row["macs_ratio"]},
+                           "predictor": check["predictor"], "macs_ratio": lat_row["macs_ratio"],
+                           "declared_seed_policy": lat_policy.agent.get("declared_seed_policy")},
+        "flops_search": {"declared_seed_policy": flops_policy.agent.get("declared_seed_policy")},
         "strategies": rows, "best": best,
         "differences": {s: difference(accs[s], accs[best]) for s in rows if s != best},
     }

@@ -256,7 +256,9 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "keep 10) or *strict* (`--strict-round`: multiples of 8 everywhere); *scan*: the "
            "scale was found by probing every channel-count vector from the top (`--cut scan`), "
            "else by bisection, which assumes latency grows with the scale; *seeded uniform*: "
-           "both searches played uniform pruning first (`--seed-policies uniform`).", "",
+           "both searches played uniform pruning first (`--seed-policies uniform`); a search "
+           "re-scores its seeds beside its top policies after the same short fine-tune (since "
+           "2026-12-07 16:00 UTC) and *declared its seed* where the seed recovered best.", "",
            "| device | model | backend | batch | latency budget | grid | search seed | strategy "
            "| scale | measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
@@ -264,6 +266,8 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
     for r in rows:
         for i, (name, x) in enumerate(r["strategies"].items()):
             late = " (cut after training)" if i and not r.get("cuts_before_finetune") else ""
+            seed = r.get(name.replace("-", "_"), {}).get("declared_seed_policy")
+            shown = f"{name} (declared its seed {seed})" if seed else name
             above = [q for q in x["probes"] if q["scale"] > x["scale"]]
             step = f"{min(above, key=lambda q: q['scale'])['worst']:.3f}" if above else "-"
             d = r["differences"].get(name)
@@ -272,7 +276,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"spread {100 * d['two_se']:.2f})" if d["two_se"] is not None
                 else f"{100 * d['delta']:+.2f}")
             out.append(f"| {timed_on(r)} | {_net(r)} | {r['backend']} | {r['batch']} "
-                       f"| {r['budget']:.2f} | {_grid(r)} | {r.get('search_seed', 0)} | {name} "
+                       f"| {r['budget']:.2f} | {_grid(r)} | {r.get('search_seed', 0)} | {shown} "
                        f"| {x['scale']:.3f} "
                        f"| {x['latency_ratio']:.3f}{'' if x['met'] else ' (not met)'}{late} "
                        f"| {step} | {x['macs_kept']:.3f} | {pct(x['test_acc_before_finetune'])} "

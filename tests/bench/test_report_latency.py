@@ -80,6 +80,13 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
     coarse = equal_latency_section({"equal_latency_a_s0": {**runs["equal_latency_a_s0"],
                                                            "round_to": 16}})
     assert any("| adaptive, round-to 16 | 0 |" in ln for ln in coarse)
+    # A search that declared the heuristic it was seeded with says so in its row.
+    declared = {**scanned["equal_latency_a_s0"],
+                "latency_search": {**runs["equal_latency_a_s0"]["latency_search"],
+                                   "declared_seed_policy": "uniform"}}
+    lines = equal_latency_section({"equal_latency_a_s0": declared})
+    assert any("| latency-search (declared its seed uniform) |" in ln for ln in lines)
+    assert any("| flops-search |" in ln for ln in lines)
 
 
 def _target(seed: int, over: float, met: bool, margin: float = 0.9) -> dict[str, Any]:
