@@ -225,15 +225,21 @@ def _across_depths(r32: str, r56: str, ft: list[str]) -> list[tuple[str, list[st
 
 def _equal_latency_cpu() -> list[tuple[str, list[str], Path | None]]:
     """Equal measured latency on this CPU as deployed (onnxruntime, and eager PyTorch), batch
-    64, search seeds 0 and 1 (GPU rows: device_session.sh equal-latency). Latency benchmarks
-    want the machine to themselves."""
+    64, search seeds 0 and 1, and seeded with uniform where uniform won (GPU rows:
+    device_session.sh equal-latency). Latency benchmarks want the machine to themselves."""
     return [(f"equal latency {backend} b64 {budget} s{seed}",
              ["bench.bench_equal_latency", "--checkpoint", E3, "--backend", backend, "--batch",
               "64", "--budget", budget, "--episodes", "100", "--finetune-seeds", "3",
               "--finetune-images", "10000", "--search-seed", str(seed), "--work",
               f"runs/s19/eq_{backend}_b64_{budget}_s{seed}"], None)
             for backend, budget in (("onnxruntime", "0.5"), ("onnxruntime", "0.7"),
-                                    ("eager", "0.6")) for seed in (0, 1)]
+                                    ("eager", "0.6")) for seed in (0, 1)] + [
+        # Where uniform wins: both searches seeded with it, so their re-scoring weighs it too.
+        (f"equal latency onnxruntime b64 0.5 seeded s{seed}",
+         ["bench.bench_equal_latency", "--checkpoint", E3, "--backend", "onnxruntime", "--batch",
+          "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
+          "--finetune-images", "10000", "--search-seed", str(seed), "--seed-policies", "uniform",
+          "--work", f"runs/s22/eq_ort_b64_0.5_seeded_s{seed}"], None) for seed in (0, 1)]
 
 
 def _full() -> list[tuple[str, list[str], Path | None]]:
