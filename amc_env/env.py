@@ -38,7 +38,7 @@ from amc_agent.env.reconstruction import Calibrator
 from amc_agent.env.rewards import Reward, make_reward
 from amc_agent.env.surgery import Surgeon, full_group
 from amc_agent.env.units import Unit, build_graph, discover_units
-from amc_agent.env.wall import ActionWall, allowed_counts, round_channels
+from amc_agent.env.wall import ActionWall, allowed_counts, round_channels, undominated_counts
 
 TARGETS = ("flops", "params", "latency")
 OBS_FEATURES = ("t", "channels", "in_channels", "height", "width", "stride", "kernel", "macs",
@@ -131,6 +131,10 @@ class EnvConfig:
     latency_refit: bool = True
     """Latency targets: refit a latency table on the search's own timed episodes
     (``LatencyTable.refit``, from the ``LATENCY_REFIT``-th on) before the margin is taken."""
+    latency_drop_dominated: bool = True
+    """Latency targets: each unit may keep only counts no larger count of it matches in
+    predicted latency (amc_agent.env.wall.undominated_counts), so a cut never pays for channels
+    it does not keep."""
     latency_predictor: str = "table"
     """What the wall predicts latency with: ``table`` (per-layer latency tables,
     amc_agent.env.latency_table) or ``line`` (a + b x MACs, amc_agent.env.latency_model)."""
@@ -240,6 +244,9 @@ class ChannelPruningEnv(gym.Env):
                 self.latency_model = line
                 self._predict_latency = lambda rows: line.predict(self.cost.batch("flops", rows))
             self.budget_abs = cfg.budget * self.latency_model.original_ms
+            if cfg.latency_drop_dominated:
+                options = undominated_counts(options, self._predict_latency,
+                                             self.latency_model.original_ms)
             self.wall = ActionWall(self._predict_latency, options, self.budget_abs,
                                    cfg.fill_budget, monotone=False)
         else:

@@ -258,7 +258,10 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "else by bisection, which assumes latency grows with the scale; *seeded uniform*: "
            "both searches played uniform pruning first (`--seed-policies uniform`); a search "
            "re-scores its seeds beside its top policies after the same short fine-tune (since "
-           "2026-12-07 16:00 UTC) and *declared its seed* where the seed recovered best.", "",
+           "2026-12-07 16:00 UTC) and *declared its seed* where the seed recovered best; "
+           "*undominated*: the latency search's units kept only counts no larger count matched "
+           "in predicted latency (the default since 2026-12-07 17:00 UTC; "
+           "amc_agent.env.wall.undominated_counts).", "",
            "| device | model | backend | batch | latency budget | grid | search seed | strategy "
            "| scale | measured latency ratio | next step | MACs kept | test acc before FT "
            "| test acc after FT | vs best |",
@@ -310,6 +313,7 @@ def _grid(r: dict[str, Any]) -> str:
     parts += [f"round-to {r['round_to']}"] if r.get("round_to", 8) != 8 else []
     parts += ["scan"] if r.get("cut") == "scan" else []
     parts += [f"seeded {r['seed_policies']}"] if r.get("seed_policies") else []
+    parts += ["undominated"] if r.get("drop_dominated") else []
     return ", ".join(parts)
 
 

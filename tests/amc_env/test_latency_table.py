@@ -293,3 +293,38 @@ def test_latency_wall_refits_the_table_on_the_searchs_own_episodes(monkeypatch) 
     want_timed, want_table, want_aim = env.latency_state()
     assert timed == want_timed and aim == pytest.approx(want_aim)
     assert table == pytest.approx(want_table)
+
+
+def _block(c: int) -> int:
+    return 8 * -(-c // 8)
+
+
+def blocked_latency(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
+    """As :func:`fake_latency`, but layers run their input and output channels in blocks of 8
+    (as SIMD kernels do): 9 to 16 channels cost as 16."""
+    w = 0.0
+    for m in mod.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            c_out, c_in = m.weight.shape[:2]
+            w += _block(c_out) * _block(c_in) * m.weight[0, 0].numel()
+    return Latency(0.01 + batch_size * w / 1e3, 0.0, 1, batch_size, 1, device)
+
+
+def test_latency_wall_drops_counts_a_larger_count_matches(monkeypatch) -> None:
+    monkeypatch.setattr(latency_table, "measure_latency", blocked_latency)
+    monkeypatch.setattr(env_module, "measure_latency", blocked_latency)
+    kw = {**FAST, "target": "latency", "budget": 0.6}
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **kw)
+    plain = ChannelPruningEnv(model("resnet20"), synthetic(), **kw, latency_drop_dominated=False)
+    for u, opts, every in zip(env.units, env.wall.options, plain.wall.options, strict=True):
+        assert list(every) == list(allowed_counts(u.channels, 8, env.cfg.lbound))
+        assert set(opts) <= set(every) and opts[-1] == u.channels
+        # A count off the block of 8 costs what the next multiple of 8 costs, for the layer
+        # that produces the channels and for those that consume them: none survives.
+        assert all(c % 8 == 0 for c in opts), (u.name, list(opts))
+    assert sum(map(len, plain.wall.options)) > sum(map(len, env.wall.options))
+    # The wall still holds the budget on the thinner grid.
+    env.reset(seed=0)
+    for _ in env.units:
+        *_, info = env.step([0.95])
+    assert info["latency_ms"] <= 0.6 * info["original_latency_ms"] + 1e-9

@@ -14,6 +14,7 @@ from amc_agent.env.wall import (
     channel_step,
     removal_ratio,
     round_channels,
+    undominated_counts,
 )
 from tests.amc_env.helpers import model
 
@@ -106,3 +107,23 @@ def test_wall_holds_a_cost_that_falls_with_more_channels() -> None:
             assert cost(np.array([chosen]))[0] <= 7.0
     monotone = ActionWall(cost, options, budget=7.0, monotone=True)
     assert monotone.smallest_cost() == 9.0  # what the old floor believed: infeasible
+
+
+def test_undominated_counts_drop_what_a_larger_count_matches_in_cost() -> None:
+    options = [np.arange(2, 17, 2), np.arange(4, 33, 4)]
+
+    def blocked(rows: np.ndarray) -> np.ndarray:
+        # Unit 0 runs in blocks of 8 channels; unit 1 costs by the channel, times unit 0's
+        # blocks (a consumer's cost depends on its producer's width).
+        b0 = np.ceil(rows[:, 0] / 8) * 8
+        return b0 * 10 + b0 * rows[:, 1] / 8
+
+    kept = undominated_counts(options, blocked, original=float(blocked(np.array([[16, 32]]))[0]))
+    assert list(kept[0]) == [8, 16]  # 2, 4, 6 cost as 8; 10-14 as 16
+    assert list(kept[1]) == list(options[1])  # every channel of unit 1 costs
+    linear = undominated_counts(options, lambda r: r.sum(1), original=48.0)
+    assert all(list(k) == list(o) for k, o in zip(linear, options, strict=True))
+    # Noise within the tolerance does not keep a count alive; a real saving does.
+    noisy = undominated_counts(options, lambda r: blocked(r) - 1e-4 * r[:, 0],
+                               original=float(blocked(np.array([[16, 32]]))[0]))
+    assert list(noisy[0]) == [8, 16]

@@ -84,7 +84,8 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
     declared = {**scanned["equal_latency_a_s0"],
                 "latency_search": {**runs["equal_latency_a_s0"]["latency_search"],
                                    "declared_seed_policy": "uniform"}}
-    lines = equal_latency_section({"equal_latency_a_s0": declared})
+    lines = equal_latency_section({"equal_latency_a_s0": {**declared, "drop_dominated": True}})
+    assert any("| strict, scan, seeded uniform, undominated | 0 |" in ln for ln in lines)
     assert any("| latency-search (declared its seed uniform) |" in ln for ln in lines)
     assert any("| flops-search |" in ln for ln in lines)
 
