@@ -7,8 +7,9 @@ Output folder::
     actor.pt           the agent's actor at the time of the best policy (if it has one)
     episodes.jsonl     one JSON line per finished episode
     rescore.json       with ``rescore_top`` K > 0: the K best distinct policies, and the seed
-                       policies, re-scored on held-out validation images (amc_agent.agents.rescore), after a short
-                       fine-tune with ``rescore_finetune``; the best of them is policy.json
+                       policies, re-scored on held-out validation images
+                       (amc_agent.agents.rescore), after a short fine-tune with
+                       ``rescore_finetune``; the best of them is policy.json
     latency_check.json target ``latency``: the best candidates measured again against the original
                        until one meets the budget (amc_agent.agents.latency_check); that one is
                        policy.json

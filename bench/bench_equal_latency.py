@@ -18,10 +18,10 @@ two standard errors over seeds (amc_agent.policies.stats). ``--strict-round`` pu
 the strict channel grid (every count a multiple of ``--round-to``; amc_agent.env.wall), where
 latency falls with the scale instead of jumping at off-grid counts. ``--seed-policies uniform``
 makes uniform pruning both searches' first episode (amc-search ``--seed-policies``).
-``--keep-dominated-counts`` lets the latency search keep channel counts a larger count matches
-in predicted latency, as every run before that became the default (``_undominated`` names the
-runs without it). Writes ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]
-_lat<budget>[_strict][_scan][_seeded][_undominated][_r<round-to, when not 8>]_s<seed>.json``.
+``--drop-dominated-counts`` lets the latency search keep only channel counts no larger count
+matches in predicted latency (``_undominated``). Writes
+``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict]
+[_scan][_seeded][_undominated][_r<round-to, when not 8>]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> l
            "--target", target, "--budget", str(budget), "--episodes", str(args.episodes),
            "--round-to", str(args.round_to), *(["--strict-round"] if args.strict_round else []),
            *(["--seed-policies", args.seed_policies] if args.seed_policies else []),
-           *(["--keep-dominated-counts"] if args.keep_dominated_counts and target == "latency"
+           *(["--drop-dominated-counts"] if args.drop_dominated_counts and target == "latency"
              else []),
            "--seed", str(args.search_seed),
            "--device", args.device, "--eval-size", str(args.eval_size),
@@ -94,9 +94,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds per probe")
     p.add_argument("--seed-policies", default="",
                    help="heuristics both searches play first (amc-search --seed-policies)")
-    p.add_argument("--keep-dominated-counts", action="store_true",
-                   help="the latency search may keep counts a larger count matches in predicted "
-                        "latency (amc-search --keep-dominated-counts; as before 2026-12-07)")
+    p.add_argument("--drop-dominated-counts", action="store_true",
+                   help="the latency search keeps only counts no larger count matches in "
+                        "predicted latency (amc-search --drop-dominated-counts)")
     p.add_argument("--cut", choices=METHODS, default="bisect",
                    help="how the common scale is found (amc_agent.policies.equal_latency)")
     p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
@@ -112,7 +112,7 @@ def main() -> None:
     tag = f"{name}_{args.backend}_b{args.batch}{'' if dev == 'cpu' else '_' + dev}" \
           f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}" \
           f"{'_scan' if args.cut == 'scan' else ''}{'_seeded' if args.seed_policies else ''}" \
-          f"{'_undominated' if not args.keep_dominated_counts else ''}" \
+          f"{'_undominated' if args.drop_dominated_counts else ''}" \
           f"{'' if args.round_to == 8 else f'_r{args.round_to}'}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
@@ -165,7 +165,7 @@ def main() -> None:
         "batch": args.batch, "backend": args.backend, "episodes": args.episodes,
         "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
         "seed_policies": args.seed_policies or None,
-        "drop_dominated": not args.keep_dominated_counts,
+        "drop_dominated": args.drop_dominated_counts,
         "cuts_before_finetune": True,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,

@@ -260,7 +260,7 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "re-scores its seeds beside its top policies after the same short fine-tune (since "
            "2026-12-07 16:00 UTC) and *declared its seed* where the seed recovered best; "
            "*undominated*: the latency search's units kept only counts no larger count matched "
-           "in predicted latency (the default since 2026-12-07 17:00 UTC; "
+           "in predicted latency (`--drop-dominated-counts`; "
            "amc_agent.env.wall.undominated_counts).", "",
            "| device | model | backend | batch | latency budget | grid | search seed | strategy "
            "| scale | measured latency ratio | next step | MACs kept | test acc before FT "

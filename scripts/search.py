@@ -128,10 +128,10 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-latency-refit", action="store_true",
                    help="under --target latency keep the latency table as built instead of "
                         "refitting its calibration on the search's own timed episodes")
-    p.add_argument("--keep-dominated-counts", action="store_true",
-                   help="under --target latency let a unit keep channel counts that a larger "
-                        "count of it matches in predicted latency (default: drop them, so no "
-                        "cut pays for channels it does not keep)")
+    p.add_argument("--drop-dominated-counts", action="store_true",
+                   help="under --target latency a unit may keep only channel counts that no "
+                        "larger count of it matches in predicted latency (no cut pays for "
+                        "channels it does not keep)")
     p.add_argument("--latency-backend", default=None,
                    help=f"{', '.join(BACKENDS)}: how latency is measured (default: cudagraph "
                         "on CUDA, eager on CPU; onnxruntime: as a CPU deployment runs it)")
@@ -171,7 +171,7 @@ def env_config(args: argparse.Namespace) -> EnvConfig:
                      latency_predictor=args.latency_predictor,
                      latency_margin=args.latency_margin,
                      latency_refit=not args.no_latency_refit,
-                     latency_drop_dominated=not args.keep_dominated_counts)
+                     latency_drop_dominated=args.drop_dominated_counts)
 
 
 def criterion_spec(args: argparse.Namespace) -> str:

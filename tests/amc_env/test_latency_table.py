@@ -314,8 +314,8 @@ def test_latency_wall_drops_counts_a_larger_count_matches(monkeypatch) -> None:
     monkeypatch.setattr(latency_table, "measure_latency", blocked_latency)
     monkeypatch.setattr(env_module, "measure_latency", blocked_latency)
     kw = {**FAST, "target": "latency", "budget": 0.6}
-    env = ChannelPruningEnv(model("resnet20"), synthetic(), **kw)
-    plain = ChannelPruningEnv(model("resnet20"), synthetic(), **kw, latency_drop_dominated=False)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **kw, latency_drop_dominated=True)
+    plain = ChannelPruningEnv(model("resnet20"), synthetic(), **kw)
     for u, opts, every in zip(env.units, env.wall.options, plain.wall.options, strict=True):
         assert list(every) == list(allowed_counts(u.channels, 8, env.cfg.lbound))
         assert set(opts) <= set(every) and opts[-1] == u.channels
