@@ -239,7 +239,12 @@ def _equal_latency_cpu() -> list[tuple[str, list[str], Path | None]]:
          ["bench.bench_equal_latency", "--checkpoint", E3, "--backend", "onnxruntime", "--batch",
           "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
           "--finetune-images", "10000", "--search-seed", str(seed), "--seed-policies", "uniform",
-          "--work", f"runs/s22/eq_ort_b64_0.5_seeded_s{seed}"], None) for seed in (0, 1)]
+          "--work", f"runs/s22/eq_ort_b64_0.5_seeded_s{seed}"], None) for seed in (0, 1)] + [
+        (f"equal latency onnxruntime b64 0.5 undominated s{seed}",
+         ["bench.bench_equal_latency", "--checkpoint", E3, "--backend", "onnxruntime", "--batch",
+          "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
+          "--finetune-images", "10000", "--search-seed", str(seed), "--drop-dominated-counts",
+          "--work", f"runs/s22/eq_ort_b64_0.5_undominated_s{seed}"], None) for seed in (0, 1)]
 
 
 def _full() -> list[tuple[str, list[str], Path | None]]:
