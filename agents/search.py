@@ -425,7 +425,10 @@ class Search:
         the fine-tunes (every one of them, the declared winner is picked after re-scoring).
         Timings taken in this process after torch trained are off: on MobileNetV2 (onnxruntime,
         batch 64, 2 CPU cores) one pair measured 0.44-0.46 of the original before a
-        2,000-image fine-tune and 0.61-0.65 after it. None when nothing is fine-tuned."""
+        2,000-image fine-tune and 0.61-0.65 after it. (Not reproduced on ResNet-20: 0.47 before
+        and after; and MobileNetV2's original alone measured 40-58 ms within one check on that
+        host, so the shift may be noise of that size. Timing first costs nothing either way.)
+        None when nothing is fine-tuned."""
         if self.env.cfg.target != "latency" or self.conditioned or \
                 self.cfg.rescore_finetune is None or self.cfg.rescore_top < 1:
             return None

@@ -249,7 +249,10 @@ def equal_latency_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "taken there after torch trained were off (MobileNetV2, batch 64: one pair 0.44 of "
            "the original before a short fine-tune, 0.63 after), so those strategies may have "
            "been cut to a smaller scale than their latency needed; now every cut is timed "
-           "before any fine-tune.", "",
+           "before any fine-tune. (Re-measured on 2026-12-07 on ResNet-20, the shift did not "
+           "reproduce: 0.47 before and after a fine-tune; and MobileNetV2's onnxruntime "
+           "timings on that host spread widely, its original alone 40-58 ms within one "
+           "search's check, so its rows' cuts carry that noise.)", "",
            "*Grid*: the channel counts every strategy may keep at round-to 8 (unless named): "
            "*adaptive* (the "
            "default: a unit narrower than 64 channels steps by less, so a 16-channel unit may "
