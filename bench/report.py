@@ -28,6 +28,7 @@ from bench.report_latency import (
     latency_predictor_section,
     latency_section,
     latency_target_section,
+    timing_spread_section,
 )
 from bench.report_runs import demo_section, reliability_section, sweep_section
 from bench.report_search import (
@@ -75,7 +76,8 @@ def render() -> str:
     for section in (training_section, env_section, workers_section, scale_section,
                     criteria_section, search_section, compare_section, ladder_section,
                     _transfer, policies_section, seeds_section,
-                    heap_section, latency_section, latency_predictor_section,
+                    heap_section, timing_spread_section, latency_section,
+                    latency_predictor_section,
                     latency_target_section, equal_latency_section,
                     correlation_section, sweep_section, reliability_section, demo_section):
         lines += section(results)

@@ -129,6 +129,31 @@ def heap_section(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def timing_spread_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One model timed again and again in one quiet process, per thread count
+    (bench_timing_spread): the noise every latency ratio of that model carries."""
+    runs = [r for k, r in results.items() if k.startswith("timing_spread_")]
+    if not runs:
+        return []
+    out = ["## Timing spread: one model measured again and again", "",
+           "Each unpruned model timed repeatedly through `measure_latency` (a new session, a "
+           "warm-up and at least the stated seconds per measurement, as every search, check and "
+           "cut does), in one process with nothing else running. *Spread*: the largest median "
+           "over the smallest; a comparison at equal measured latency cannot separate "
+           "strategies whose latencies differ by less.", "",
+           "| device | model | backend | batch | threads | median ms per measurement | spread |",
+           "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r["rows"]:
+            ms = ", ".join(f"{m:.1f}" for m in row["median_ms"])
+            out.append(f"| {timed_on(r)} | {row['model']} | {r['backend']} | {r['batch']} "
+                       f"| {row['threads']} | {ms} | {row['spread']:.2f} |")
+    out.append("")
+    for r in runs:
+        out += [f"Command: `{r['command']}`  ", f"Machine: {machine_line(r)}", ""]
+    return out
+
+
 def latency_target_section(results: dict[str, dict[str, Any]]) -> list[str]:
     """Latency-target searches (bench_latency_target): budget met as measured, predictor error."""
     rows = [r for k, r in results.items() if k.startswith("latency_target_")]

@@ -314,6 +314,9 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
             "--backend", backend, "--policies", "50", "--threads", "2"], None)
           for backend in ("eager", "onnxruntime") for b in (1, 64)],
         ("heap b64", ["bench.bench_heap", "--checkpoint", E3, "--batch", "64"], None),
+        ("timing spread", ["bench.bench_timing_spread", "--checkpoint", MBV2, "--checkpoint", E3,
+                           "--backend", "onnxruntime", "--batch", "64", "--threads", "1,2"],
+         None),
         *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", E3,
                                     "--budget", budget, "--latency-batch", str(b),
                                     "--episodes", "100", "--work",

@@ -10,6 +10,7 @@ from bench.report_latency import (
     heap_section,
     latency_predictor_section,
     latency_target_section,
+    timing_spread_section,
 )
 
 
@@ -157,3 +158,16 @@ def test_cuts_timed_after_a_finetune_are_marked() -> None:
     rows = [ln for ln in equal_latency_section({"equal_latency_a_s0": {
         **run, "cuts_before_finetune": True}}) if ln.startswith("| ") and "| onnxruntime |" in ln]
     assert not any("(cut after training)" in ln for ln in rows)
+
+
+def test_timing_spread_rows_per_model_and_thread_count() -> None:
+    r = {"backend": "onnxruntime", "batch": 64, "device_name": None, "command": "c",
+         "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2}, "date": "d",
+         "rows": [{"model": "mobilenetv2", "threads": 1, "median_ms": [78.0, 80.0],
+                   "spread": 80 / 78},
+                  {"model": "mobilenetv2", "threads": 2, "median_ms": [43.0, 72.6],
+                   "spread": 72.6 / 43}]}
+    lines = timing_spread_section({"timing_spread_onnxruntime_b64": r})
+    assert any("| mobilenetv2 | onnxruntime | 64 | 1 | 78.0, 80.0 | 1.03 |" in ln for ln in lines)
+    assert any("| mobilenetv2 | onnxruntime | 64 | 2 | 43.0, 72.6 | 1.69 |" in ln for ln in lines)
+    assert timing_spread_section({}) == []
