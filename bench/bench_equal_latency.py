@@ -19,9 +19,10 @@ the strict channel grid (every count a multiple of ``--round-to``; amc_agent.env
 latency falls with the scale instead of jumping at off-grid counts. ``--seed-policies uniform``
 makes uniform pruning both searches' first episode (amc-search ``--seed-policies``).
 ``--drop-dominated-counts`` lets the latency search keep only channel counts no larger count
-matches in predicted latency (``_undominated``). Writes
+matches in predicted latency (``_undominated``). ``--threads N`` searches and times every cut
+at N threads (``_t<N>``; fine-tunes keep the default). Writes
 ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict]
-[_scan][_seeded][_undominated][_r<round-to, when not 8>]_s<seed>.json``.
+[_scan][_seeded][_undominated][_t<threads>][_r<round-to, when not 8>]_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> l
            *(["--drop-dominated-counts"] if args.drop_dominated_counts and target == "latency"
              else []),
            "--seed", str(args.search_seed),
+           *(["--threads", str(args.threads)] if args.threads else []),
            "--device", args.device, "--eval-size", str(args.eval_size),
            "--wandb-mode", "disabled", "--no-progress", "--out", str(out)]
     if target == "latency":
@@ -97,6 +99,9 @@ def main() -> None:
     p.add_argument("--drop-dominated-counts", action="store_true",
                    help="the latency search keeps only counts no larger count matches in "
                         "predicted latency (amc-search --drop-dominated-counts)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for the searches and every latency measurement (the cuts); "
+                        "fine-tunes keep the default")
     p.add_argument("--cut", choices=METHODS, default="bisect",
                    help="how the common scale is found (amc_agent.policies.equal_latency)")
     p.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per measurement")
@@ -113,6 +118,7 @@ def main() -> None:
           f"_lat{args.budget:g}{'_strict' if args.strict_round else ''}" \
           f"{'_scan' if args.cut == 'scan' else ''}{'_seeded' if args.seed_policies else ''}" \
           f"{'_undominated' if args.drop_dominated_counts else ''}" \
+          f"{f'_t{args.threads}' if args.threads else ''}" \
           f"{'' if args.round_to == 8 else f'_r{args.round_to}'}_s{args.search_seed}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
@@ -137,10 +143,13 @@ def main() -> None:
     # Every cut is timed before anything trains in this process: onnxruntime timings taken
     # after torch trained here were off (MobileNetV2, batch 64: 0.44 -> 0.63 of the original).
     cuts = {}
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or default_threads)
     for strategy, ratios in policies.items():
         cut = cut_to_latency(env, ratios, args.budget, args.batch, args.rounds,
                              args.backend, args.min_time, method=args.cut)
         cuts[strategy] = (cut, clone_model(env.pruned_model()))
+    torch.set_num_threads(default_threads)
     rows: dict[str, dict[str, Any]] = {}
     for strategy, (cut, pruned) in cuts.items():
         info = cut.info
@@ -166,6 +175,7 @@ def main() -> None:
         "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
         "seed_policies": args.seed_policies or None,
         "drop_dominated": args.drop_dominated_counts,
+        "latency_threads": args.threads,
         "cuts_before_finetune": True,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,

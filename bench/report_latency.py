@@ -342,6 +342,7 @@ def _grid(r: dict[str, Any]) -> str:
     parts += ["scan"] if r.get("cut") == "scan" else []
     parts += [f"seeded {r['seed_policies']}"] if r.get("seed_policies") else []
     parts += ["undominated"] if r.get("drop_dominated") else []
+    parts += [f"timed at {r['latency_threads']} thread(s)"] if r.get("latency_threads") else []
     return ", ".join(parts)
 
 
