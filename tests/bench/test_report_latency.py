@@ -87,9 +87,9 @@ def test_equal_latency_is_judged_over_search_seeds() -> None:
                                    "declared_seed_policy": "uniform"}}
     lines = equal_latency_section({"equal_latency_a_s0": {**declared, "drop_dominated": True}})
     assert any("| strict, scan, seeded uniform, undominated | 0 |" in ln for ln in lines)
-    lines = equal_latency_section({"equal_latency_a_s0": {**runs["equal_latency_a_s0"],
-                                                         "latency_threads": 1}})
-    assert any("| adaptive, timed at 1 thread(s) | 0 |" in ln for ln in lines)
+    threaded = equal_latency_section({"equal_latency_a_s0": {**runs["equal_latency_a_s0"],
+                                                            "latency_threads": 1}})
+    assert any("| adaptive, timed at 1 thread(s) | 0 |" in ln for ln in threaded)
     assert any("| latency-search (declared its seed uniform) |" in ln for ln in lines)
     assert any("| flops-search |" in ln for ln in lines)
 
