@@ -260,6 +260,29 @@ class LatencyTable:
                 "scale": self.scale, "element_ms": self.element_ms}
 
 
+def online_predictions(table: LatencyTable, kept_rows: np.ndarray, ms: np.ndarray,
+                       start: int, window: int) -> np.ndarray:
+    """What a search's wall predicts for each of a sequence of timed networks (ms): row ``i``
+    by ``table`` refitted (:meth:`LatencyTable.refit`) on the at most ``window`` rows timed
+    before it, from the ``start``-th on (a fit with no slope keeps the one before, as in the
+    wall); the rows before by the table as built. Nothing from row ``i`` on is seen, so the
+    errors are out of sample, as in a search (amc_agent.env.env: ``LATENCY_REFIT``,
+    ``LATENCY_REFIT_WINDOW``). ``table`` is left as it was."""
+    kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
+    ms = np.asarray(ms, dtype=np.float64)
+    built = table.calibration()
+    out = np.empty(len(kept))
+    try:
+        for i in range(len(kept)):
+            if i >= start:
+                lo = max(0, i - window)
+                table.refit(kept[lo:i], ms[lo:i])
+            out[i] = table.predict_rows(kept[i:i + 1])[0]
+    finally:
+        table.scale, table.element_ms, table.constant_ms = built
+    return out
+
+
 def _calibrated(table: LatencyTable, rows: np.ndarray, ms: np.ndarray, fallback: bool = True
                 ) -> tuple[float, float, float] | None:
     """``(scale, element_ms, constant)`` of the plane through the original (``rows[0]``,

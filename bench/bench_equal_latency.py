@@ -20,7 +20,9 @@ latency falls with the scale instead of jumping at off-grid counts. ``--seed-pol
 makes uniform pruning both searches' first episode (amc-search ``--seed-policies``).
 ``--drop-dominated-counts`` lets the latency search keep only channel counts no larger count
 matches in predicted latency (``_undominated``). ``--threads N`` searches and times every cut
-at N threads (``_t<N>``; fine-tunes keep the default). Writes
+at N threads (``_t<N>``; fine-tunes keep the default). ``--resume`` keeps a search folder
+started with the same flags: a finished search is reused, an unfinished one continued
+(amc-search ``--resume``), so a killed run only redoes what it had not finished. Writes
 ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict]
 [_scan][_seeded][_undominated][_t<threads>][_r<round-to, when not 8>]_s<seed>.json``.
 """
@@ -37,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from amc_agent.agents.search import STATE_FILE
+from amc_agent.cli.search import build_parser, resolved_config
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
@@ -51,9 +56,27 @@ from amc_agent.policies.finetune import measure
 from amc_agent.policies.stats import difference
 from bench.common import write_result
 
+LAST_WRITTEN = {"latency": "latency_check.json", "flops": "rescore.json"}
+"""What a search writes last, per target: its presence means the search finished."""
+RESOLVED_AT_RUN = ("rescore-finetune",)
+"""config.yaml keys amc-search fills in at run time (a default the flags leave unset)."""
+
+
+def same_search(out: Path, cmd: list[str]) -> bool:
+    """Whether search folder ``out`` was started with the flags of ``cmd`` (``python -m
+    amc_agent.cli.search ...``), judged by its config.yaml."""
+    path = out / "config.yaml"
+    if not path.exists():
+        return False
+    want = resolved_config(build_parser().parse_args(cmd[3:]))
+    have = yaml.safe_load(path.read_text()) or {}
+    return {k: v for k, v in want.items() if k not in RESOLVED_AT_RUN} == \
+        {k: v for k, v in have.items() if k not in RESOLVED_AT_RUN}
+
 
 def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> list[str]:
-    """Run one amc-search into ``out`` (afresh); returns its command line."""
+    """Run one amc-search into ``out`` (afresh, or with ``args.resume`` reusing or continuing
+    a search started with the same flags); returns its command line."""
     cmd = [sys.executable, "-m", "amc_agent.cli.search", "--checkpoint", str(args.checkpoint),
            "--target", target, "--budget", str(budget), "--episodes", str(args.episodes),
            "--round-to", str(args.round_to), *(["--strict-round"] if args.strict_round else []),
@@ -66,6 +89,13 @@ def search(args: argparse.Namespace, target: str, budget: float, out: Path) -> l
            "--wandb-mode", "disabled", "--no-progress", "--out", str(out)]
     if target == "latency":
         cmd += ["--latency-batch", str(args.batch), "--latency-backend", args.backend]
+    if args.resume and same_search(out, cmd):
+        if (out / LAST_WRITTEN[target]).exists():
+            print(f"reusing the finished {target} search in {out}", flush=True)
+            return cmd
+        if (out / STATE_FILE).exists():
+            subprocess.run([*cmd, "--resume"], check=True)
+            return cmd
     shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch folder
     subprocess.run(cmd, check=True)
     return cmd
@@ -110,6 +140,8 @@ def main() -> None:
     p.add_argument("--finetune-images", type=int, default=10000)
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="reuse (or continue) a search in --work started with the same flags")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt["recipe"]["name"]

@@ -28,9 +28,9 @@ import torch
 
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
-from amc_agent.env.env import ChannelPruningEnv, EnvConfig
+from amc_agent.env.env import LATENCY_REFIT, LATENCY_REFIT_WINDOW, ChannelPruningEnv, EnvConfig
 from amc_agent.env.latency_model import calibrate_latency
-from amc_agent.env.latency_table import build_latency_table, device_name
+from amc_agent.env.latency_table import build_latency_table, device_name, online_predictions
 from amc_agent.policies.finetune import interleaved_latency
 from amc_agent.policies.heuristics import random_policy
 from bench.common import write_result
@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the models are timed")
+    p.add_argument("--tag", default="", help="appended to the result's name")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,23 +83,32 @@ def main() -> None:
         t = float(table.predict_rows(np.array([kept]))[0]) / table.original_ms
         ln = float(line.predict(env.cost.macs(kept))) / line.original_ms
         rows.append({"seed": seed, "macs_kept": env.cost.macs(kept) / env.cost.original["flops"],
-                     "measured_ratio": measured[0], "table_ratio": t, "line_ratio": ln,
-                     "repeat_ratio": measured[1]})
+                     "kept": kept, "measured_ratio": measured[0], "table_ratio": t,
+                     "line_ratio": ln, "repeat_ratio": measured[1]})
         print(rows[-1], flush=True)
+    refit = online_predictions(table, np.array([r["kept"] for r in rows]),
+                               np.array([r["measured_ratio"] for r in rows]) * table.original_ms,
+                               LATENCY_REFIT, LATENCY_REFIT_WINDOW) / table.original_ms
+    for r, ratio in zip(rows, refit, strict=True):
+        r["refit_ratio"] = float(ratio)
     stats = {}
-    for kind in ("table", "line", "repeat"):
+    for kind, counted in (("table", rows), ("line", rows), ("repeat", rows),
+                          ("refit", rows[LATENCY_REFIT:])):
+        if not counted:
+            continue
         err = np.array([abs(r[f"{kind}_ratio"] - r["measured_ratio"]) / r["measured_ratio"]
-                        for r in rows])
+                        for r in counted])
         stats[kind] = {"median_abs_error": float(np.median(err)),
                        "p90_abs_error": float(np.quantile(err, 0.9)),
-                       "max_abs_error": float(err.max())}
+                       "max_abs_error": float(err.max()), "policies": len(counted)}
     print(stats)
     dev = torch.device(args.device).type
     name = (f"latency_predictor_{ckpt['recipe']['name']}_{args.backend}_b{args.batch}"
-            + ("" if dev == "cpu" else f"_{dev}"))
+            + ("" if dev == "cpu" else f"_{dev}") + args.tag)
     result = {"checkpoint": str(args.checkpoint), "batch": args.batch, "backend": args.backend,
               "device_name": device_name(args.device),
               "budget": args.budget, "round_to": args.round_to, "rounds": args.rounds,
+              "refit_from": LATENCY_REFIT, "refit_window": LATENCY_REFIT_WINDOW,
               "policies": rows,
               "errors": stats, "table_build_s": table_s, "table_scale": table.scale,
               "table_element_ms": table.element_ms,

@@ -60,20 +60,27 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "the noise floor of the measurement itself. *Table fit*: the factor on the sum of "
            "layer entries and the cost per million activation elements the layers output, fitted "
            "on whole pruned networks (a factor alone: fitted on uniformly pruned copies only, "
-           "before the element term; *uncalibrated*: the raw sum).", "",
+           "before the element term; *uncalibrated*: the raw sum). *Table refitted*: the table "
+           "as a search's wall uses it, refitted on the policies timed before each one (the last "
+           "50; from the tenth on, each policy predicted before its own timing is seen), its "
+           "error over the policies from the tenth on (their count in brackets).", "",
            "*Correlation*: Pearson's r over the policies between the first measurement and the "
            "repeat, and between it and the table's ratio. A low repeat r means the policies' "
            "latencies differ less than the measurement's noise on that device: there a median "
            "error mostly measures that noise, and no predictor can rank those policies.", "",
            "| device | model | backend | batch | policies | table median (p90) "
-           "| line median (p90) | repeat median (p90) | correlation repeat / table "
-           "| table fit | table build s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| table refitted median (p90) | line median (p90) | repeat median (p90) "
+           "| correlation repeat / table | table fit | table build s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, ln = r["errors"]["table"], r["errors"]["line"]
         rep = r["errors"].get("repeat")
         repeat = "-" if rep is None else (f"{100 * rep['median_abs_error']:.1f}% "
                                           f"({100 * rep['p90_abs_error']:.1f}%)")
+        ref = r["errors"].get("refit")
+        refit = "-" if ref is None else (f"{100 * ref['median_abs_error']:.1f}% "
+                                         f"({100 * ref['p90_abs_error']:.1f}%; "
+                                         f"{ref['policies']})")
         scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
         if "table_element_ms" in r:
             scale += f" + {1e6 * r['table_element_ms']:.2f} ms/M elements"
@@ -81,7 +88,8 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"| {timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
                    f"| {r['batch']} "
                    f"| {len(r['policies'])} | {100 * t['median_abs_error']:.1f}% "
-                   f"({100 * t['p90_abs_error']:.1f}%) | {100 * ln['median_abs_error']:.1f}% "
+                   f"({100 * t['p90_abs_error']:.1f}%) | {refit} "
+                   f"| {100 * ln['median_abs_error']:.1f}% "
                    f"({100 * ln['p90_abs_error']:.1f}%) | {repeat} | {corr} | {scale} "
                    f"| {r['table_build_s']:.0f} |")
     out.append("")

@@ -8,7 +8,8 @@ Scenarios (the CPU rows of BENCHMARKS.md, each with the command that produced it
 3-epoch ResNet-20 the rows use, environment throughput, channel-selection criteria, search quality
 (every searched strategy at 2 seeds and every heuristic; default criterion and with
 reconstruction), the speed levers, parallel workers, the difficulty ladder (amc-compare at
-50/30/20% MACs, 2 search seeds, 3 fine-tune seeds; default criterion and with reconstruction), a
+50/30/20% MACs, 2 search seeds, 3 fine-tune seeds; default criterion and with reconstruction;
+ResNet-56 at 50% and MobileNetV2 at 50/30%), a
 budget-conditioned agent at a budget it was not searched at (one trained across ResNet-20
 and ResNet-32, zero-shot and warm-started on ResNet-56), measured speed-ups, latency
 predictors, latency-target searches, equal measured latency on the CPU, search-vs-final
@@ -68,9 +69,13 @@ def steps(quick: bool) -> list[tuple[str, list[str], Path | None]]:
 E3 = "runs/s5/resnet20_e3.pt"
 """The 3-epoch ResNet-20 most rows use (an easy-to-recover 10-epoch one hides differences)."""
 B10 = "runs/base_resnet20.pt"
-MBV2 = "runs/s21/mobilenetv2_e3.pt"
-"""MobileNetV2 (small-input zoo variant), 3 epochs: the equal-latency rows' second model."""
 """The 10-epoch ResNet-20 (93.7% test): the base the search-quality accuracy targets were set on."""
+MBV2 = "runs/s21/mobilenetv2_e3.pt"
+"""MobileNetV2 (small-input zoo variant), 3 epochs: the equal-latency rows' second model and a
+ladder model."""
+R56 = "runs/conditioned/resnet56.pt"
+"""ResNet-56, 3 epochs like :data:`E3` (trained by :func:`_across_models`): the zero-shot target
+and the ladder's deeper model."""
 P20 = "runs/s13/plain20_e3.pt"
 """The plain (no shortcut) 20-layer network of the criteria table, trained like :data:`E3`."""
 SEARCHED = ("amc-ddpg", "random", "tpe", "cmaes")
@@ -94,19 +99,21 @@ def _search_quality(criterion: str, episodes: int, threads: int, work: str, tag:
 
 
 def _ladder(criterion: str = "group-l2", episodes: int = 300, threads: int = 2,
-            work: str = "runs/ladder/r20_b{budget}_s{seed}"
-            ) -> list[tuple[str, list[str], Path | None]]:
-    """amc-compare at each ladder budget and 2 search seeds, 3 fine-tune seeds (bench_compare
-    re-reads a finished comparison, so a rerun only redoes what is missing); ``work`` is
-    formatted with ``budget``, ``digits`` (the budget without its dot) and ``seed``."""
+            work: str = "runs/ladder/r20_b{budget}_s{seed}", ckpt: str = E3,
+            budgets: tuple[str, ...] = LADDER) -> list[tuple[str, list[str], Path | None]]:
+    """amc-compare of checkpoint ``ckpt`` at each budget and 2 search seeds, 3 fine-tune seeds
+    (bench_compare re-reads a finished comparison and its finished searches, so a rerun only
+    redoes what is missing); ``work`` is formatted with ``budget``, ``digits`` (the budget
+    without its dot) and ``seed``."""
+    model = "" if ckpt == E3 else f" {Path(ckpt).stem}"
     out: list[tuple[str, list[str], Path | None]] = []
-    for budget in LADDER:
+    for budget in budgets:
         for seed in (0, 1):
             names = ["amc-ddpg", "random", "tpe"] + (
                 ["uniform", "sensitivity", "global", "tp-uniform", "tp-global"] if seed == 0
                 else [])
-            out.append((f"ladder {criterion} {budget} s{seed}",
-                        ["bench.bench_compare", "--checkpoint", E3, "--budget", budget,
+            out.append((f"ladder{model} {criterion} {budget} s{seed}",
+                        ["bench.bench_compare", "--checkpoint", ckpt, "--budget", budget,
                          "--episodes", str(episodes), "--finetune-seeds", "3", "--search-seed",
                          str(seed), "--strategies", ",".join(names), "--work",
                          work.format(budget=budget, digits=budget.replace(".", ""), seed=seed),
@@ -155,7 +162,7 @@ def _across_models() -> list[tuple[str, list[str], Path | None]]:
     """One budget-conditioned agent over ResNet-20 and ResNet-32, at an unseen budget on
     ResNet-20 and zero-shot on ResNet-56 (against uniform, global, the best of 50 random
     policies and a from-scratch search there), and a warm start on ResNet-56 from it."""
-    mm, r32, r56 = "runs/s16/mm900", "runs/conditioned/resnet32.pt", "runs/conditioned/resnet56.pt"
+    mm, r32, r56 = "runs/s16/mm900", "runs/conditioned/resnet32.pt", R56
     train = [(f"train {m}", ["bench.bench_train", "--model", m, "--dataset", "fashion-mnist",
                              "--epochs", "3", "--no-progress", "--out", path, "--threads", "1",
                              "--tag", "_e3"], Path(path))
@@ -309,9 +316,10 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
                                   f"{b03}/policy-amc-ddpg.json", "--threads", "2",
                                   "--backend", backend], None)
           for backend in ("eager", "onnxruntime")],
+        # 60 policies: the refitted table's error counts the 50 after the refit's first ten.
         *[(f"latency_predictor {backend} b{b}",
            ["bench.bench_latency_predictor", "--checkpoint", E3, "--batch", str(b),
-            "--backend", backend, "--policies", "50", "--threads", "2"], None)
+            "--backend", backend, "--policies", "60", "--threads", "2"], None)
           for backend in ("eager", "onnxruntime") for b in (1, 64)],
         ("heap b64", ["bench.bench_heap", "--checkpoint", E3, "--batch", "64"], None),
         *[(f"latency_target b{b}", ["bench.bench_latency_target", "--checkpoint", E3,
@@ -337,6 +345,17 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
             "--finetune-images", "10000", "--strict-round", "--search-seed", str(seed),
             "--work", f"runs/s21/eqlat_mbv2_ort_0.5_strict_s{seed}"], None)
           for seed in (0, 1)],
+        # One thread: MobileNetV2's onnxruntime timings spread 1.11x there, 1.26x at two.
+        *[(f"equal latency mobilenetv2 onnxruntime b64 0.5 1 thread s{seed}",
+           ["bench.bench_equal_latency", "--checkpoint", MBV2, "--backend", "onnxruntime",
+            "--batch", "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
+            "--finetune-images", "10000", "--strict-round", "--search-seed", str(seed),
+            "--threads", "1", "--resume", "--work",
+            f"runs/s2{2 + seed}/eqlat_mbv2_ort_0.5_strict_t1_s{seed}"], None)
+          for seed in (0, 1)],
+        *_ladder(work="runs/s23/ladder_r56_b{budget}_s{seed}", ckpt=R56, budgets=("0.5",)),
+        *_ladder(work="runs/s23/ladder_mbv2_b{budget}_s{seed}", ckpt=MBV2,
+                 budgets=("0.5", "0.3")),
         ("correlation", ["bench.bench_correlation", "--checkpoint", E3, "--search",
                          f"{b03}/search-amc-ddpg", "--top", "5", "--spread", "5",
                          "--finetune-epochs", "1", "--finetune-images", "10000",

@@ -260,6 +260,31 @@ def test_refit_learns_what_pruning_really_saves_from_measured_networks(monkeypat
     assert not np.allclose(table.predict_rows(unseen), want, rtol=1e-3)
 
 
+def test_online_predictions_refit_only_on_what_was_timed_before(monkeypatch) -> None:
+    """The predictor error a search's wall has: row i predicted by the table refitted on the
+    rows before it (none after), the first ``start`` by the table as built; the table itself is
+    left as it was."""
+    monkeypatch.setattr(env_module, "measure_latency", fake_latency)
+    env = ChannelPruningEnv(model("resnet20"), synthetic(), **FAST, target="latency",
+                            budget=0.6)
+    table = env.latency_model
+    assert isinstance(table, latency_table.LatencyTable)
+    rows = _random_rows(env, 12, 0)
+    built, built_ms = table.calibration(), table.predict_rows(rows)
+    truth = table.original_ms + 0.5 * (built_ms - table.original_ms)
+    got = latency_table.online_predictions(table, rows, truth, start=4, window=3)
+    assert table.calibration() == built
+    np.testing.assert_allclose(got[:4], built_ms[:4])
+    np.testing.assert_allclose(got[4:], truth[4:], rtol=1e-6)  # learnt from earlier rows
+    # Row i never sees its own timing or a later one; the window drops the oldest.
+    later = truth.copy()
+    later[:4] *= 0.7
+    later[9:] *= 0.7
+    moved = latency_table.online_predictions(table, rows, later, start=4, window=3)
+    np.testing.assert_allclose(moved[7:10], got[7:10], rtol=1e-9)
+    assert not np.isclose(moved[4], got[4]) and not np.isclose(moved[11], got[11])
+
+
 def test_latency_wall_refits_the_table_on_the_searchs_own_episodes(monkeypatch) -> None:
     """Pruned models measure halfway between the table's prediction and the original. Until
     ``LATENCY_REFIT`` episodes are timed the prediction is optimistic; from then on the refitted

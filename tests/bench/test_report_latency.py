@@ -33,6 +33,13 @@ def test_correlations_follow_the_stored_ratios() -> None:
     row = next(ln for ln in latency_predictor_section({"latency_predictor_x": _result(old)})
            if ln.startswith("| ") and "resnet20" in ln)
     assert "| - / -1.00 |" in row  # rows from before the repeat measurement
+    assert row.count(" | ") == 11 and "| 5.0% (10.0%) | - | 5.0% (10.0%) | 5.0% (10.0%) |" in row
+    refitted = _result(rows)
+    refitted["errors"]["refit"] = {"median_abs_error": 0.031, "p90_abs_error": 0.062,
+                                   "max_abs_error": 0.1, "policies": 40}
+    row = next(ln for ln in latency_predictor_section({"latency_predictor_x": refitted})
+               if ln.startswith("| ") and "resnet20" in ln)
+    assert "| 5.0% (10.0%) | 3.1% (6.2%; 40) | 5.0% (10.0%) |" in row  # table, refitted, line
 
 
 def _equal(seed: int, accs: dict[str, float]) -> dict[str, Any]:
