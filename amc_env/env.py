@@ -162,7 +162,8 @@ LATENCY_REFIT = 10
 """Timed episodes after which a latency table is refitted on them (and after each later one)."""
 LATENCY_REFIT_WINDOW = 50
 """The most recent timed episodes a refit uses (the region a search explores moves)."""
-LatencyState = tuple[list[tuple[tuple[int, ...], float]], tuple[float, float, float] | None, float]
+LatencyState = tuple[list[tuple[tuple[int, ...], float]],
+                     tuple[float, float, float, float] | None, float]
 """Timed episodes, the latency table's calibration (None: no table) and the wall's aim."""
 
 
@@ -686,8 +687,7 @@ class ChannelPruningEnv(gym.Env):
         self._timed.extend(timed)
         if table is not None:
             assert isinstance(self.latency_model, LatencyTable)
-            self.latency_model.scale, self.latency_model.element_ms, \
-                self.latency_model.constant_ms = table
+            self.latency_model.set_calibration(table)
         self.wall.budget = aim
 
     def pruned_model(self) -> nn.Module:

@@ -111,7 +111,7 @@ def main() -> None:
               "refit_from": LATENCY_REFIT, "refit_window": LATENCY_REFIT_WINDOW,
               "policies": rows,
               "errors": stats, "table_build_s": table_s, "table_scale": table.scale,
-              "table_element_ms": table.element_ms,
+              "table_element_ms": table.element_ms, "table_mac_ms": table.mac_ms,
               "table_layers": len(table.specs)}
     print(f"wrote {write_result(name, result)}")
 

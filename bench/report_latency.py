@@ -58,7 +58,8 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
            "error of the ratio.", "", HEAP_CAVEAT, "",
            "*Repeat* is a second, independent measurement of the same pair against the first: "
            "the noise floor of the measurement itself. *Table fit*: the factor on the sum of "
-           "layer entries and the cost per million activation elements the layers output, fitted "
+           "layer entries, the cost per million activation elements the layers output and (rows "
+           "since 2026-12-07 20:00 UTC) per billion multiply-accumulates, fitted "
            "on whole pruned networks (a factor alone: fitted on uniformly pruned copies only, "
            "before the element term; *uncalibrated*: the raw sum). *Table refitted*: the table "
            "as a search's wall uses it, refitted on the policies timed before each one (the last "
@@ -84,6 +85,8 @@ def latency_predictor_section(results: dict[str, dict[str, Any]]) -> list[str]:
         scale = f"{r['table_scale']:.3f}" if "table_scale" in r else "uncalibrated"
         if "table_element_ms" in r:
             scale += f" + {1e6 * r['table_element_ms']:.2f} ms/M elements"
+        if "table_mac_ms" in r:
+            scale += f" + {1e9 * r['table_mac_ms']:.2f} ms/GMAC"
         corr = " / ".join(_corr(r["policies"], k) for k in ("repeat_ratio", "table_ratio"))
         out.append(f"| {timed_on(r)} | {r['benchmark'].split('_')[2]} | {r['backend']} "
                    f"| {r['batch']} "

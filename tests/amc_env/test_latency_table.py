@@ -127,6 +127,54 @@ def test_table_learns_the_cost_per_activation_element(monkeypatch) -> None:
         assert abs(layers_only - real) > 0.05 * real
 
 
+def _conv_macs(mod: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one sample's conv/linear layers in ``mod``."""
+    macs: list[int] = []
+
+    def hook(m: nn.Module, _i, o: torch.Tensor) -> None:
+        per_out = m.in_features if isinstance(m, nn.Linear) else \
+            m.in_channels // m.groups * int(np.prod(m.kernel_size))
+        macs.append(o[0].numel() * per_out)
+
+    hooks = [m.register_forward_hook(hook) for m in mod.modules()
+             if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        mod(torch.zeros(1, *input_shape))
+    for h in hooks:
+        h.remove()
+    return sum(macs)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+def test_table_learns_the_cost_per_multiply_accumulate(monkeypatch, name: str) -> None:
+    """Inside the network compute costs more than the layers timed alone say (1 us per
+    thousand MACs here, a depthwise conv's included): the table's MAC term, fitted on copies timed
+    whole, predicts other pruned copies exactly, and the refit learns it again from timed
+    networks when the build did not."""
+    def compute_bound(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
+        convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        ms = 0.2 + sum(m.weight.numel() for m in convs) / 1e3
+        if len(convs) > 1:
+            ms += 1e-6 * _conv_macs(mod, input_shape)
+        return Latency(ms, 0.0, 1, batch_size, 1, device)
+
+    monkeypatch.setattr(latency_table, "measure_latency", compute_bound)
+    m = model(name).eval()
+    env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
+    table = latency_table.build_latency_table(m, env.units, EXAMPLE, env.wall.options, "cpu", 1)
+    assert table.mac_ms == pytest.approx(1e-6) and table.scale == pytest.approx(1.0)
+    rng = np.random.default_rng(3)
+    rows = np.array([[rng.choice(o) for o in env.wall.options] for _ in range(12)], float)
+    real = np.array([compute_bound(pruned_copy(m, EXAMPLE, env.units, k), (3, 16, 16)).median_ms
+                     for k in rows])
+    np.testing.assert_allclose(table.predict_rows(rows), real, rtol=1e-9)
+    table.set_calibration((1.0, 0.0, 0.0, table.original_ms - table.layer_ms(
+        np.array([table.channels])).sum()))  # as if built without the MAC term
+    assert not np.allclose(table.predict_rows(rows), real, rtol=0.01)
+    table.refit(rows[:8], real[:8])
+    np.testing.assert_allclose(table.predict_rows(rows[8:]), real[8:], rtol=1e-6)
+
+
 def test_table_is_cached_and_rebuilt_when_a_key_changes(tmp_path) -> None:
     m = model("cnn").eval()
     env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
