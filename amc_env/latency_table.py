@@ -16,10 +16,11 @@ differ by a median 9.4%): the layer sum scaled on three uniform copies was off a
 (the layers' entries overstate what pruning saves), with the element term fitted on twelve
 random copies 9.3%. The MAC term, measured by replaying latency searches' own timed episodes
 (each predicted by the table refitted on the ones before it, as the wall does): MobileNetV2
-(onnxruntime, batch 64, 1 thread) 8.9% -> 5.9% and 8.8% -> 5.2% median error over two searches,
-ResNet-20 (onnxruntime, batch 64, 2 threads) 6.2% -> 4.6%; there the layer sum alone predicted
-policies of the same predicted latency whose MACs ranged 0.13-0.65 of the original and whose
-measured latency rose with them.
+(onnxruntime, batch 64, 1 thread) 8.9% -> 5.9% and 8.8% -> 5.5% median error over two searches
+(the replay without it reproduced the searches' logged predictions exactly); ResNet-20
+(onnxruntime, batch 64, 2 threads, on a table built later) 6.2% -> 4.6%. On MobileNetV2 the
+layer sum alone predicted policies of the same latency whose MACs ranged 0.13-0.65 of the
+original and whose measured latency rose with them.
 Each layer is timed alone (with the BatchNorm that reads only its output, as it runs in eval mode)
 on the target device, batch, thread count and backend, over the grid of channel counts its units
 may keep (the action wall's allowed counts, so the wall's candidates sit on grid points); a layer
