@@ -75,6 +75,8 @@ CALIBRATION_ROUNDS = 3
 """Rounds over the calibration copies: each is timed right after the original and its latency
 ratio to it taken per round, the median over rounds kept (load on a shared machine hits both
 alike; the same measurement as a search's episodes get)."""
+FIT_TERMS = "layers+elements+macs"
+"""What the calibration fits beside the constant (part of the cache key; results record it)."""
 MAX_GRID = 9
 """At most this many widths per axis are measured (evenly spaced over the allowed counts, both
 ends included); fine rounding steps are interpolated between them."""
@@ -402,7 +404,7 @@ def build_latency_table(
            "batch": batch_size, "threads": threads, "torch": str(torch.__version__),
            "heap": HEAP_REGIME,
            "calibration": {"uniform": list(CALIBRATION_KEEPS), "random": CALIBRATION_RANDOM,
-                           "rounds": CALIBRATION_ROUNDS, "fit": "layers+elements+macs"}}
+                           "rounds": CALIBRATION_ROUNDS, "fit": FIT_TERMS}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / f"{digest}.json"
     if path.is_file():

@@ -24,7 +24,7 @@ at N threads (``_t<N>``; fine-tunes keep the default). ``--resume`` keeps a sear
 started with the same flags: a finished search is reused, an unfinished one continued
 (amc-search ``--resume``), so a killed run only redoes what it had not finished. Writes
 ``bench/results/equal_latency_<model>_<backend>_b<batch>[_cuda]_lat<budget>[_strict]
-[_scan][_seeded][_undominated][_t<threads>][_r<round-to, when not 8>]_s<seed>.json``.
+[_scan][_seeded][_undominated][_t<threads>][_r<round-to, when not 8>]_s<seed>[<tag>].json``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from amc_agent.cli.search import build_parser, resolved_config
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
 from amc_agent.env.datasets import load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
-from amc_agent.env.latency_table import device_name
+from amc_agent.env.latency_table import FIT_TERMS, device_name
 from amc_agent.env.models import clone_model
 from amc_agent.env.training import TrainConfig
 from amc_agent.policies.artifact import Policy
@@ -140,6 +140,7 @@ def main() -> None:
     p.add_argument("--finetune-images", type=int, default=10000)
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--tag", default="", help="appended to the result's name")
     p.add_argument("--resume", action="store_true",
                    help="reuse (or continue) a search in --work started with the same flags")
     args = p.parse_args()
@@ -151,7 +152,7 @@ def main() -> None:
           f"{'_scan' if args.cut == 'scan' else ''}{'_seeded' if args.seed_policies else ''}" \
           f"{'_undominated' if args.drop_dominated_counts else ''}" \
           f"{f'_t{args.threads}' if args.threads else ''}" \
-          f"{'' if args.round_to == 8 else f'_r{args.round_to}'}_s{args.search_seed}"
+          f"{'' if args.round_to == 8 else f'_r{args.round_to}'}_s{args.search_seed}{args.tag}"
     work = args.work or Path(f"runs/bench_equal_latency/{tag}")
     lat_cmd = search(args, "latency", args.budget, work / "latency")
     lat_policy, lat_row = winner(work / "latency")
@@ -207,7 +208,7 @@ def main() -> None:
         "round_to": args.round_to, "strict_round": args.strict_round, "cut": args.cut,
         "seed_policies": args.seed_policies or None,
         "drop_dominated": args.drop_dominated_counts,
-        "latency_threads": args.threads,
+        "latency_threads": args.threads, "table_terms": FIT_TERMS,
         "cuts_before_finetune": True,
         "search_seed": args.search_seed, "flops_budget": flops_budget,
         "finetune": {"epochs": args.finetune_epochs, "seeds": seeds,

@@ -347,13 +347,15 @@ def _net(r: dict[str, Any]) -> str:
 
 def _grid(r: dict[str, Any]) -> str:
     """The channel grid of an equal-latency run (runs from before the flag: adaptive), ``scan``
-    for a scanned cut, and the heuristics the searches were seeded with."""
+    for a scanned cut, the heuristics the searches were seeded with, the threads timed at and
+    a latency table calibrated with a MAC term (runs from before it: without)."""
     parts = ["strict" if r.get("strict_round") else "adaptive"]
     parts += [f"round-to {r['round_to']}"] if r.get("round_to", 8) != 8 else []
     parts += ["scan"] if r.get("cut") == "scan" else []
     parts += [f"seeded {r['seed_policies']}"] if r.get("seed_policies") else []
     parts += ["undominated"] if r.get("drop_dominated") else []
     parts += [f"timed at {r['latency_threads']} thread(s)"] if r.get("latency_threads") else []
+    parts += ["table with a MAC term"] if "macs" in r.get("table_terms", "") else []
     return ", ".join(parts)
 
 

@@ -353,6 +353,14 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
             "--threads", "1", "--resume", "--work",
             f"runs/s2{2 + seed}/eqlat_mbv2_ort_0.5_strict_t1_s{seed}"], None)
           for seed in (0, 1)],
+        # The same with the latency table's MAC term (amc_agent.env.latency_table FIT_TERMS).
+        *[(f"equal latency mobilenetv2 onnxruntime b64 0.5 1 thread mac s{seed}",
+           ["bench.bench_equal_latency", "--checkpoint", MBV2, "--backend", "onnxruntime",
+            "--batch", "64", "--budget", "0.5", "--episodes", "100", "--finetune-seeds", "3",
+            "--finetune-images", "10000", "--strict-round", "--search-seed", str(seed),
+            "--threads", "1", "--resume", "--tag", "_mac", "--work",
+            f"runs/s23/eqlat_mbv2_ort_0.5_strict_t1_mac_s{seed}"], None)
+          for seed in (0, 1)],
         *_ladder(work="runs/s23/ladder_r56_b{budget}_s{seed}", ckpt=R56, budgets=("0.5",)),
         *_ladder(work="runs/s23/ladder_mbv2_b{budget}_s{seed}", ckpt=MBV2,
                  budgets=("0.5", "0.3")),

@@ -181,3 +181,13 @@ def test_timing_spread_rows_per_model_and_thread_count() -> None:
     assert any("| mobilenetv2 | onnxruntime | 64 | 1 | 78.0, 80.0 | 1.03 |" in ln for ln in lines)
     assert any("| mobilenetv2 | onnxruntime | 64 | 2 | 43.0, 72.6 | 1.69 |" in ln for ln in lines)
     assert timing_spread_section({}) == []
+
+
+def test_equal_latency_grid_names_the_mac_term() -> None:
+    """Runs whose latency table fits a MAC term are another setting than runs before it: the
+    grid names it, so they are neither shown nor pooled as the same."""
+    old, new = _equal(0, {"uniform": 0.88}), _equal(1, {"uniform": 0.87})
+    new["table_terms"] = "layers+elements+macs"
+    lines = equal_latency_section({"equal_latency_a_s0": old, "equal_latency_a_s1": new})
+    assert any("table with a MAC term" in ln for ln in lines)
+    assert not any(ln.startswith("Over search seeds") for ln in lines)
