@@ -197,38 +197,36 @@ class LatencyTable:
         """Per layer: ``{"in": [grid], "out": [grid], "ms": [[...]]}``."""
         self.constant_ms, self.original_ms, self.scale = constant_ms, original_ms, scale
         self.element_ms = element_ms
-        """Milliseconds per activation element of one sample (:meth:`elements`)."""
+        """Milliseconds per activation element of one sample (:meth:`features`)."""
         self.mac_ms = mac_ms
-        """Milliseconds per multiply-accumulate of one sample (:meth:`macs`)."""
+        """Milliseconds per multiply-accumulate of one sample (:meth:`features`)."""
 
     def layer_ms(self, kept_rows: np.ndarray) -> np.ndarray:
         """``[rows, layers]`` interpolated per-layer latencies."""
-        kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
-        out = np.zeros((kept.shape[0], len(self.specs)))
-        for i, (spec, t) in enumerate(zip(self.specs, self.tables, strict=True)):
-            fin, fout = _widths(spec, kept, self.channels)
-            out[:, i] = _interp2(np.asarray(t["in"], float), np.asarray(t["out"], float),
-                                 np.asarray(t["ms"], float), fin, fout)
-        return out
+        return self._terms(kept_rows)[0]
 
-    def elements(self, kept_rows: np.ndarray) -> np.ndarray:
-        """Activation elements of one sample that the conv/linear layers output, per row of
-        kept counts."""
-        kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
-        return sum((_widths(s, kept, self.channels)[1] * s.out_positions for s in self.specs),
-                   np.zeros(kept.shape[0]))
+    def features(self, kept_rows: np.ndarray) -> np.ndarray:
+        """``[rows, 3]``: per row of kept counts, the summed layer latencies (ms), the
+        activation elements of one sample that the conv/linear layers output, and their
+        multiply-accumulates for one sample: what the calibration weighs."""
+        layers, elements, macs = self._terms(kept_rows)
+        return np.stack([layers.sum(1), elements, macs], 1)
 
-    def macs(self, kept_rows: np.ndarray) -> np.ndarray:
-        """Multiply-accumulates of one sample in the conv/linear layers, per row of kept
-        counts."""
+    def _terms(self, kept_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(``[rows, layers]`` layer latencies, elements per row, MACs per row) in one pass
+        over the layers' widths."""
         kept = np.atleast_2d(np.asarray(kept_rows, dtype=np.float64))
-        total = np.zeros(kept.shape[0])
-        for s in self.specs:
+        layers = np.zeros((kept.shape[0], len(self.specs)))
+        elements, macs = np.zeros(kept.shape[0]), np.zeros(kept.shape[0])
+        for i, (s, t) in enumerate(zip(self.specs, self.tables, strict=True)):
             fin, fout = _widths(s, kept, self.channels)
+            layers[:, i] = _interp2(np.asarray(t["in"], float), np.asarray(t["out"], float),
+                                    np.asarray(t["ms"], float), fin, fout)
+            elements += fout * s.out_positions
             per_out = 1.0 if s.depthwise else fin / s.conv.get("groups", 1)
-            total += per_out * fout * float(np.prod(s.conv.get("kernel_size", [1]))) \
+            macs += per_out * fout * float(np.prod(s.conv.get("kernel_size", [1]))) \
                 * s.out_positions
-        return total
+        return layers, elements, macs
 
     def predict_rows(self, kept_rows: np.ndarray) -> np.ndarray:
         """Predicted latency (ms) of each row of kept channel counts (one per unit)."""
@@ -238,8 +236,7 @@ class LatencyTable:
                  ) -> np.ndarray:
         """:meth:`predict_rows` under calibration ``fit`` (as :meth:`calibration` orders it)."""
         scale, element_ms, mac_ms, constant_ms = fit
-        return (constant_ms + scale * self.layer_ms(kept_rows).sum(1)
-                + element_ms * self.elements(kept_rows) + mac_ms * self.macs(kept_rows))
+        return constant_ms + self.features(kept_rows) @ np.array([scale, element_ms, mac_ms])
 
     def refit(self, kept_rows: np.ndarray, ms: np.ndarray) -> None:
         """Refit scale, element cost, MAC cost and constant on networks measured since the table was
@@ -326,7 +323,7 @@ def _calibrated(table: LatencyTable, rows: np.ndarray, ms: np.ndarray, fallback:
     the raw sum, or with ``fallback=False`` returns None."""
     from scipy.optimize import nnls  # scipy only when a table is built: it slows every start-up
 
-    feats = np.stack([table.layer_ms(rows).sum(1), table.elements(rows), table.macs(rows)], 1)
+    feats = table.features(rows)
     x = feats[1:] - feats[0]
     norm = np.abs(x).max(0)
     norm[norm == 0] = 1.0  # a feature no row moves gets no slope
