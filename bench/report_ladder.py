@@ -64,9 +64,10 @@ def _rows_by_label(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Compare results of one checkpoint and criterion at two or more budgets: a table of test
-    accuracy before and after fine-tuning per strategy and budget (pooled over search seeds where
-    a budget ran with several), the verdicts against Torch-Pruning's strategies, and a plot."""
+    """Compare results of one checkpoint and criterion at two or more budgets, or at one budget
+    with two or more search seeds: a table of test accuracy before and after fine-tuning per
+    strategy and budget (pooled over search seeds where a budget ran with several), the verdicts
+    against every other strategy, Torch-Pruning's named, and (several budgets) a plot."""
     groups: dict[tuple[Any, ...], dict[float, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     variants: dict[tuple[Any, ...], dict[tuple[str, float], list[dict[str, Any]]]] = \
@@ -81,14 +82,17 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 groups[key][r["config"]["budget"]].append(r)
     out: list[str] = []
     for (ckpt, sha, crit, ft_images), by_budget in groups.items():
-        if len(by_budget) < 2:
+        seeds = {b: sorted({r["config"].get("seed", 0) for r in runs})
+                 for b, runs in by_budget.items()}
+        # One budget is a rung of its own once it ran at two search seeds: pooled, its verdicts
+        # carry the search's own spread, which a single compare table cannot show.
+        if len(by_budget) < 2 and all(len(s) < 2 for s in seeds.values()):
             continue
         budgets = sorted(by_budget, reverse=True)
         model = Path(ckpt).stem + (f"_{sha}" if sha else "")
         rows = {b: _rows_by_label(by_budget[b]) for b in budgets}
         names = [n for n in rows[budgets[0]] if all(n in rows[b] for b in budgets)]
         rungs = {b: {n: _pool(rows[b][n]) for n in names} for b in budgets}
-        seeds = {b: sorted({r["config"].get("seed", 0) for r in by_budget[b]}) for b in budgets}
         out += [f"## Difficulty ladder ({network_label(ckpt, sha)}, criterion {crit}, MACs budgets "
                 f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
                 "Test accuracy before fine-tuning / after (mean ± std over every fine-tune run; "
@@ -116,8 +120,10 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out += ["", *_ladder_verdicts(budgets, names, rungs), *_same_policies_lines(budgets, rows),
                 *_variant_verdicts(variants[(ckpt, sha, crit, ft_images)], rungs)]
-        plot = _ladder_plot(model, crit, budgets, names, rungs)
-        out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})", ""]
+        if len(budgets) > 1:  # a one-budget plot has no curve to show
+            plot = _ladder_plot(model, crit, budgets, names, rungs)
+            out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})"]
+        out.append("")
     return out
 
 

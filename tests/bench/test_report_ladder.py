@@ -100,3 +100,18 @@ def test_compare_tables_call_only_the_same_ratios_and_criterion_one_network() ->
             (("uniform", "group-l2+reconstruct"), ("tp-uniform", "group-l2"),
              ("global", "group-l2"))}
     assert same_policies(rows) == [["tp-uniform", "global"]]
+
+
+def test_one_budget_at_two_search_seeds_is_a_rung_and_one_seed_is_not(monkeypatch) -> None:
+    drawn: list[Any] = []
+    monkeypatch.setattr(report_ladder, "_ladder_plot", lambda *a: drawn.append(a))
+    one = {"compare_r20_flops0.5": _run(0.5, 0, {"amc-ddpg": [0.90, 0.91, 0.90],
+                                                 "uniform": [0.85, 0.86, 0.85]})}
+    assert report_ladder.ladder_section(one) == []
+    two = one | {"compare_r20_flops0.5_s1": _run(0.5, 1, {"amc-ddpg": [0.88, 0.88, 0.89]})}
+    text = "\n".join(report_ladder.ladder_section(two))
+    assert "MACs budgets 50%)" in text and "50%: 0, 1" in text
+    # Pooled over both search seeds (six runs); uniform ran once, at seed 0.
+    assert "| amc-ddpg | 50.00% / **89.33 ± 1.21** (2 search seeds) |" in text
+    assert "- 50% MACs, amc-ddpg: " in text and "uniform (+" in text
+    assert not drawn and "![accuracy vs budget]" not in text
