@@ -129,11 +129,12 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _same_policies_lines(budgets: list[float],
                          rows: dict[float, dict[str, list[dict[str, Any]]]]) -> list[str]:
-    """Rows of one budget that kept the same channels at every search seed they share (the same
-    keep ratios chosen by the same criterion): their equal figures are one network measured
-    twice, not two strategies that tie (e.g. a search whose winner is a warm-up episode drawn by
-    the same random stream as random search). The same ratios under another criterion or a
-    refit (Torch-Pruning's own channels beside ours with reconstruction) are other networks."""
+    """Rows of one budget that kept the same channels at a search seed they share (the same
+    keep ratios chosen by the same criterion), at every shared seed or at some: their equal
+    figures are one network measured twice, not two strategies that tie (e.g. a search whose
+    winner is a warm-up episode drawn by the same random stream as random search). The same
+    ratios under another criterion or a refit (Torch-Pruning's own channels beside ours with
+    reconstruction) are other networks."""
     out = []
     for b in budgets:
         by_seed = {n: {r["search_seed"]: None if r.get("keep_ratios") is None
@@ -142,12 +143,20 @@ def _same_policies_lines(budgets: list[float],
         names = sorted(by_seed)
         for i, n in enumerate(names):
             for m in names[i + 1:]:
-                shared = set(by_seed[n]) & set(by_seed[m])
-                if shared and all(by_seed[n][k] is not None and by_seed[n][k] == by_seed[m][k]
-                                  for k in shared):
+                shared = sorted(set(by_seed[n]) & set(by_seed[m]))
+                same = [k for k in shared
+                        if by_seed[n][k] is not None and by_seed[n][k] == by_seed[m][k]]
+                if not same:
+                    continue
+                seeds = ", ".join(map(str, same))
+                if len(same) == len(shared):
                     out.append(f"- {100 * b:.0f}% MACs: {n} and {m} chose the same policy "
-                               f"(search seed {', '.join(map(str, sorted(shared)))}): one "
-                               "network measured twice, not a tie between strategies.")
+                               f"(search seed {seeds}): one network measured twice, not a tie "
+                               "between strategies.")
+                else:
+                    out.append(f"- {100 * b:.0f}% MACs: {n} and {m} chose the same policy at "
+                               f"search seed {seeds} (of {', '.join(map(str, shared))}): that "
+                               "seed's sample is one network measured twice in both rows.")
     return ["", *out] if out else []
 
 

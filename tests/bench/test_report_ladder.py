@@ -115,3 +115,16 @@ def test_one_budget_at_two_search_seeds_is_a_rung_and_one_seed_is_not(monkeypatc
     assert "| amc-ddpg | 50.00% / **89.33 ± 1.21** (2 search seeds) |" in text
     assert "- 50% MACs, amc-ddpg: " in text and "uniform (+" in text
     assert not drawn and "![accuracy vs budget]" not in text
+
+
+def test_the_same_policy_at_one_of_two_search_seeds_is_named(no_plot) -> None:
+    runs = {seed: _run(0.5, seed, {"amc-ddpg": [0.8, 0.8], "random": [0.8, 0.8]})
+            for seed in (0, 1)}
+    for seed, run in runs.items():
+        for name, row in run["strategies"].items():
+            # Seed 1: both searches declared the same warm-up episode.
+            row["keep_ratios"] = {"a": 0.5 if seed == 1 or name == "random" else 0.25}
+    text = "\n".join(report_ladder.ladder_section(
+        {f"compare_r20_flops0.5_s{seed}": r for seed, r in runs.items()}))
+    assert ("- 50% MACs: amc-ddpg and random chose the same policy at search seed 1 (of 0, 1)"
+            in text)
