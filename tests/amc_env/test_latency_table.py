@@ -5,6 +5,7 @@ drives the wall of latency-target searches."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -100,18 +101,27 @@ def _conv_output_elements(mod: nn.Module, input_shape: tuple[int, ...]) -> int:
     return sum(sizes)
 
 
+def _timed_whole(network_ms: Callable[[nn.Module, tuple[int, ...]], float]
+                 ) -> Callable[..., Latency]:
+    """A stand-in for ``measure_latency``: 0.2 ms plus 1 ms per thousand weights, plus
+    ``network_ms`` only where several layers run together (a whole network, not one layer
+    timed alone)."""
+    def measure(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
+        convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        ms = 0.2 + sum(m.weight.numel() for m in convs) / 1e3
+        if len(convs) > 1:
+            ms += network_ms(mod, input_shape)
+        return Latency(ms, 0.0, 1, batch_size, 1, device)
+
+    return measure
+
+
 def test_table_learns_the_cost_per_activation_element(monkeypatch) -> None:
     """Inside the network every conv output also passes through BatchNorm, ReLU and additions
     (2 us per thousand values here), which no layer timed alone pays: the table's element term,
     fitted on uniform and random copies timed whole, predicts other pruned copies exactly; a
     scale on the layer sum alone could not (its error is checked to be large)."""
-    def with_traffic(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
-        convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-        ms = 0.2 + sum(m.weight.numel() for m in convs) / 1e3
-        if len(convs) > 1:
-            ms += 2e-3 * _conv_output_elements(mod, input_shape)
-        return Latency(ms, 0.0, 1, batch_size, 1, device)
-
+    with_traffic = _timed_whole(lambda mod, shape: 2e-3 * _conv_output_elements(mod, shape))
     monkeypatch.setattr(latency_table, "measure_latency", with_traffic)
     m = model("resnet20").eval()
     env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
@@ -151,13 +161,7 @@ def test_table_learns_the_cost_per_multiply_accumulate(monkeypatch, name: str) -
     thousand MACs here, a depthwise conv's included): the table's MAC term, fitted on copies timed
     whole, predicts other pruned copies exactly, and the refit learns it again from timed
     networks when the build did not."""
-    def compute_bound(mod: nn.Module, input_shape, batch_size=1, device="cpu", **_) -> Latency:
-        convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-        ms = 0.2 + sum(m.weight.numel() for m in convs) / 1e3
-        if len(convs) > 1:
-            ms += 1e-6 * _conv_macs(mod, input_shape)
-        return Latency(ms, 0.0, 1, batch_size, 1, device)
-
+    compute_bound = _timed_whole(lambda mod, shape: 1e-6 * _conv_macs(mod, shape))
     monkeypatch.setattr(latency_table, "measure_latency", compute_bound)
     m = model(name).eval()
     env = ChannelPruningEnv(m, synthetic(), **FAST, budget=0.5)
