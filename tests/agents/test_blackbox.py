@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from amc_agent.agents import search as search_module
 from amc_agent.agents.base import make_agent
 from amc_agent.cli import search
 from amc_agent.env.errors import UserError
 from amc_agent.policies.artifact import Policy
 from tests.agents.test_agents import SPEC
-from tests.agents.test_search import BASE, rows
+from tests.agents.test_search import BASE, killed_and_resumed, rows
 
 
 @pytest.mark.parametrize(("agent", "kwargs"), [("tpe", "{n_startup_trials: 2}"),
@@ -29,20 +28,7 @@ def test_crash_and_resume_gives_the_same_episodes_and_artifacts(tmp_path, monkey
         assert (full / name).is_file()
     policy = Policy.load(full / "policy.json")
     assert policy.agent["name"] == agent and policy.metrics["macs_ratio"] <= 0.5 + 1e-9
-    real = search_module.Search._episode
-
-    def crash_at_episode_5(self, episode):
-        if episode == 5:
-            raise KeyboardInterrupt  # killed mid-episode
-        return real(self, episode)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_5)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(cut)])
-    assert len(rows(cut)) == 5
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
-    assert rows(cut) == rows(full)
+    assert killed_and_resumed(argv, cut, 5, monkeypatch) == rows(full)
     assert json.loads((cut / "policy.json").read_text()) == \
         json.loads((full / "policy.json").read_text())
     # Different requests every episode (a sampler, not a constant), inside the action bounds.

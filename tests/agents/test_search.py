@@ -25,17 +25,19 @@ def rows(out) -> list[dict]:
 
 
 def killed_and_resumed(argv: list[str], out, episode: int, monkeypatch) -> list[dict]:
-    """The rows of a search killed during ``episode`` and then resumed with ``--resume``."""
+    """The rows of a search killed during ``episode`` and then resumed with ``--resume``; the
+    kill leaves exactly the ``episode`` finished episodes' rows on disk."""
     real = search_module.Search._episode
 
     def crash(self, e):
         if e == episode:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # killed mid-episode
         return real(self, e)
 
     monkeypatch.setattr(search_module.Search, "_episode", crash)
     with pytest.raises(KeyboardInterrupt):
         search.main([*argv, "--out", str(out)])
+    assert len(rows(out)) == episode
     monkeypatch.setattr(search_module.Search, "_episode", real)
     assert search.main([*argv, "--out", str(out), "--resume"]) == 0
     return rows(out)
@@ -104,22 +106,7 @@ def test_kill_and_resume_gives_the_same_episodes(tmp_path, monkeypatch) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     argv = [*BASE, *DDPG, "--episodes", "6"]
     assert search.main([*argv, "--out", str(full)]) == 0
-    real = search_module.Search._episode
-    calls = []
-
-    def crash_at_episode_4(self, episode):
-        calls.append(episode)
-        if episode == 4:
-            raise KeyboardInterrupt  # killed mid-episode
-        return real(self, episode)
-
-    monkeypatch.setattr(search_module.Search, "_episode", crash_at_episode_4)
-    with pytest.raises(KeyboardInterrupt):
-        search.main([*argv, "--out", str(cut)])
-    assert len(rows(cut)) == 4
-    monkeypatch.setattr(search_module.Search, "_episode", real)
-    assert search.main([*argv, "--out", str(cut), "--resume"]) == 0
-    assert rows(cut) == rows(full)
+    assert killed_and_resumed(argv, cut, 4, monkeypatch) == rows(full)
     assert json.loads((cut / "policy.json").read_text()) == \
         json.loads((full / "policy.json").read_text())
 
