@@ -24,9 +24,10 @@ model that was trained.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,17 @@ from amc_agent.env.models import build_model, clone_model
 from amc_agent.env.surgery import apply_pruning_record
 
 FORMAT = "amc-checkpoint/1"
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 (hex) over a state dict's tensors (names, dtypes, shapes, bytes, in order):
+    which network this is, whatever the metadata beside the tensors says."""
+    digest = hashlib.sha256()
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:

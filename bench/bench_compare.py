@@ -34,7 +34,7 @@ KEEP = ("criterion", "val_acc_before_finetune", "val_acc_heldout", "heldout_imag
         "test_acc_before_finetune", "test_acc", "test_acc_std", "test_acc_seeds", "seeds",
         "macs", "params", "macs_kept", "cost_kept", "budget_ok", "latency", "diverged",
         "found_at_episode", "warmup_episodes", "seed_policy", "keep_ratios",
-        "rescore_finetune_images")
+        "rescore_finetune_images", "same_network_as")
 
 
 def main() -> None:

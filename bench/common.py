@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 
 from amc_agent.env import atomic
-from amc_agent.env.checkpoint import library_versions, load_checkpoint
+from amc_agent.env.checkpoint import library_versions, load_checkpoint, state_digest
 
 RESULTS = Path(os.environ.get("AMC_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 """Where results go; ``AMC_BENCH_RESULTS`` redirects them (the device session collects them)."""
@@ -62,12 +61,7 @@ def checkpoint_sha256(path: str | Path) -> str:
     shapes, bytes, in order): which network a result was measured on. A path can be trained
     again into another network; the metadata beside the tensors (timings) does not count, so a
     bit-identical retraining keeps its digest."""
-    digest = hashlib.sha256()
-    for name, t in load_checkpoint(Path(path))["state_dict"].items():
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()[:16]
+    return state_digest(load_checkpoint(Path(path))["state_dict"])[:16]
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

@@ -153,7 +153,10 @@ def compare_table(r: dict[str, Any]) -> list[str]:
                 "time budget): not a measurement; latencies now always time at least 5 calls."]
     same = same_policies(r["strategies"])
     if same:
-        out += ["", "Identical policies (so identical rows up to fine-tune noise): "
+        once = any(r["strategies"][n].get("same_network_as") for g in same for n in g)
+        out += ["", "Identical policies (one network, not a tie between strategies; "
+                + ("fine-tuned once, its rows identical): " if once
+                   else "identical rows up to fine-tune noise): ")
                 + "; ".join(" = ".join(g) for g in same) + "."]
     n, acc = o.get("test_images"), o["test_acc"]
     test_se = "" if not n else (

@@ -24,6 +24,7 @@ records the criterion that chose its channels.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import statistics
@@ -44,6 +45,7 @@ from amc_agent.agents.search import STATE_FILE, Search, SearchConfig
 from amc_agent.agents.tracking import Tracker
 from amc_agent.agents.workers import EpisodePool
 from amc_agent.env import distributed
+from amc_agent.env.checkpoint import state_digest
 from amc_agent.env.cost import measure_cost
 from amc_agent.env.datasets import DataSplits
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
@@ -268,10 +270,11 @@ def run_compare(model: nn.Module, recipe: dict[str, Any], data: DataSplits, env_
     models: dict[str, nn.Module] = {"original": model}
     results: dict[str, Any] = {"original": original, "strategies": {}, "curves": plan["curves"]}
     first_agent: dict[str, Any] | None = None
+    tuned: dict[str, Tuned] = {}
     for name, (ratios, extra) in plan["strategies"].items():
         row, record, models[name] = _evaluate(
             name, ratios, peer_env if name in PEER_STRATEGIES else replay_env, ft_data, cfg,
-            device)
+            device, tuned)
         row.update(extra)
         results["strategies"][name] = row
         if name in AGENTS and first_agent is None:
@@ -421,11 +424,33 @@ def differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if n != best}
 
 
+@dataclass
+class Tuned:
+    """A pruned network already fine-tuned in this comparison: the first strategy that chose
+    it, its fine-tune record and its first seed's fine-tuned model."""
+
+    strategy: str
+    record: dict[str, Any]
+    model: nn.Module
+
+
+def network_key(model: nn.Module) -> str:
+    """Which network ``model`` is: its architecture (the module tree) and every tensor's bytes.
+    Two strategies whose pruned models share it are one network, and fine-tuning it again with
+    the same seeds and images would repeat the same computation."""
+    return hashlib.sha256(f"{model!r}|{state_digest(model.state_dict())}".encode()).hexdigest()
+
+
 def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data: DataSplits,
-              cfg: CompareConfig, device: str
+              cfg: CompareConfig, device: str, tuned: dict[str, Tuned]
               ) -> tuple[dict[str, Any], dict[str, Any], nn.Module]:
+    """Play ``ratios`` in ``env`` and measure the pruned network before and after fine-tuning
+    with every seed. A network an earlier strategy already chose (the same channels, e.g.
+    Torch-Pruning's global ranking and ours) is not fine-tuned again: its row takes the first
+    one's record and says so (``same_network_as``), one network measured once."""
     info = env.play(ratios)
     pruned = env.pruned_model()
+    key = network_key(pruned)
     heldout = env.heldout_batches(cfg.rescore_images) if env.heldout_size else []
     before = measure(pruned, data, device, latency_batches=())
     counts = [info["kept_channels"][u.name] for u in env.units]
@@ -442,10 +467,14 @@ def _evaluate(name: str, ratios: dict[str, float], env: ChannelPruningEnv, data:
         "budget_ok": env.wall.within_one_step(counts),
     }
     model = pruned
-    if cfg.finetune.epochs:
+    if key in tuned:
+        row.update(tuned[key].record, same_network_as=tuned[key].strategy)
+        model = tuned[key].model
+    elif cfg.finetune.epochs:
         record, model = train_seeds(pruned, data, cfg.finetune, _seeds(cfg), device,
                                     cfg.progress)
         row.update(record)
+        tuned[key] = Tuned(name, record, model)
     else:
         row.update(test_acc=before["test_acc"], test_acc_std=None,
                    test_acc_seeds=[before["test_acc"]], seeds=[], diverged=None)

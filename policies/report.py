@@ -192,6 +192,9 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
     lines += ["| " + " | ".join(_row(n, r, o)) + " |" for n, r in results["strategies"].items()]
     lines += [f"\n**{name}: {r['diverged']}**; its accuracy after training is not reported."
               for name, r in results["strategies"].items() if r.get("diverged")]
+    lines += [f"\n{name} chose the same network as {r['same_network_as']} (the same channels): "
+              "it was fine-tuned once, and its row is that one network, not a tie."
+              for name, r in results["strategies"].items() if r.get("same_network_as")]
     held = next((r.get("heldout_images") for r in results["strategies"].values()
                  if r.get("heldout_images")), 0)
     lines += [

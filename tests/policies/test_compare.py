@@ -253,3 +253,38 @@ def test_resume_continues_searches_and_redoes_the_selection(tmp_path, monkeypatc
     assert (out / "search-random" / "episodes.jsonl").read_text().splitlines() == grown
     code, err = _run_entry(monkeypatch, capsys, [*first[:-2], "--out", str(out)])
     assert code == 2 and "use --resume" in err[0]
+
+
+def test_a_network_two_strategies_chose_is_fine_tuned_once(tmp_path, monkeypatch) -> None:
+    """With criterion group-l2 Torch-Pruning's uniform and global pruning keep the same channels
+    as ours on this model: each network is fine-tuned once, its second row says whose network it
+    is, and the figures are exactly those a second fine-tune of it gives."""
+    from amc_agent.policies import compare as compare_module
+    argv = [*[a if a != "l1" else "group-l2" for a in BASE], "--strategies",
+            "uniform,tp-uniform,global,tp-global", "--finetune-seeds", "2",
+            "--wandb-mode", "disabled"]
+    calls = []
+    real = compare_module.train_seeds
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "train_seeds", counted)
+    assert compare.main([*argv, "--out", str(tmp_path / "once")]) == 0
+    once = json.loads((tmp_path / "once" / "results.json").read_text())["strategies"]
+    assert len(calls) == 2
+    assert once["tp-uniform"]["same_network_as"] == "uniform"
+    assert once["tp-global"]["same_network_as"] == "global"
+    assert "same_network_as" not in once["uniform"] and "same_network_as" not in once["global"]
+    report = (tmp_path / "once" / "report.md").read_text()
+    assert "tp-global chose the same network as global" in report
+    keys = iter(range(100))
+    monkeypatch.setattr(compare_module, "network_key", lambda model: str(next(keys)))
+    assert compare.main([*argv, "--out", str(tmp_path / "twice")]) == 0
+    twice = json.loads((tmp_path / "twice" / "results.json").read_text())["strategies"]
+    assert len(calls) == 6
+    for name in ("tp-uniform", "tp-global"):
+        assert "same_network_as" not in twice[name]
+        for field in ("test_acc_seeds", "test_acc", "test_acc_std", "finetune_histories"):
+            assert once[name][field] == twice[name][field]
