@@ -20,6 +20,7 @@ from bench.report_compare import (
     correlation_section,
     policies_section,
     seeds_section,
+    selection_bias_section,
 )
 from bench.report_ladder import ladder_section
 from bench.report_latency import (
@@ -74,7 +75,8 @@ def render() -> str:
              "2026-11-28 network). Results record the CPU generation and torch's CPU "
              "capability since 2026-12-07.", ""]
     for section in (training_section, env_section, workers_section, scale_section,
-                    criteria_section, search_section, compare_section, ladder_section,
+                    criteria_section, search_section, selection_bias_section, compare_section,
+                    ladder_section,
                     _transfer, policies_section, seeds_section,
                     heap_section, timing_spread_section, latency_section,
                     latency_predictor_section,

@@ -220,10 +220,11 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{eval_size} validation images, {threads} threads, before fine-tuning)", "",
                 "Search val acc: the declared winner as the search scored it (selected on those "
                 "images, so biased upwards); held-out: the same policy on validation images no "
-                "episode scored (after re-scoring the top 5 distinct policies there; heuristics: "
-                "their one policy). Mean ± std over seeds. Search time is wall time on a shared "
-                "machine, including any slow-down by other jobs; the speed claims are in the "
-                "throughput section.", "",
+                "episode scored (after re-scoring the top 5 distinct policies there, so still the "
+                "best of 5 on them: a few tenths optimistic against a heuristic's one policy, see "
+                "the selection-bias section). Mean ± std over seeds. Search time is wall time on "
+                "a shared machine, including any slow-down by other jobs; the speed claims are in "
+                "the throughput section.", "",
                 "| strategy | seeds | episodes | search val acc | held-out val acc | per seed "
                 "(held-out) | MACs kept | winner found at | search time (min) | cache hits |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
