@@ -21,12 +21,21 @@ import yaml
 from amc_agent.agents import AGENTS
 from amc_agent.agents.search import Search, SearchConfig
 from amc_agent.env.checkpoint import load_checkpoint, model_from_checkpoint
-from amc_agent.env.datasets import load_checkpoint_data
+from amc_agent.env.datasets import DataSplits, load_checkpoint_data
 from amc_agent.env.env import ChannelPruningEnv, EnvConfig
 from amc_agent.env.evaluation import accuracy
+from amc_agent.policies.finetune import measure
 from amc_agent.policies.heuristics import heuristic_policy
 from amc_agent.policies.peers import PEER_CRITERION, PEER_STRATEGIES
 from bench.common import write_result
+
+
+def test_accuracy(env: ChannelPruningEnv, data: DataSplits, ratios: dict[str, float]) -> float:
+    """Test-split accuracy (fraction) of ``ratios`` played in ``env`` as amc-compare plays a
+    strategy, before fine-tuning: the figure no choice of the search or its re-scoring saw."""
+    env.play(ratios)
+    return float(measure(env.pruned_model(), data, env.cfg.device,
+                         latency_batches=())["test_acc"])
 
 
 def main() -> None:
@@ -77,6 +86,7 @@ def main() -> None:
         heldout = accuracy(env.pruned_model(), env.heldout_batches())
         result = {**common, "episodes": 1, "best_val_acc": info["accuracy"],
                   "max_search_val_acc": info["accuracy"], "rescored_val_acc": heldout,
+                  "test_acc_before_finetune": test_accuracy(env, data, info["keep_ratios"]),
                   "rescore_images": env.heldout_size,
                   "best_macs_ratio": info["macs"] / info["original_macs"],
                   "keep_ratios": info["keep_ratios"], "seconds": time.perf_counter() - t0}
@@ -101,6 +111,9 @@ def main() -> None:
         "best_seed_policy": res.best.get("seed_policy"),
         "rescored_val_acc": res.rescored[0]["rescored_accuracy"] if res.rescored else None,
         "rescore_images": res.rescored[0]["images"] if res.rescored else None,
+        "test_acc_before_finetune": test_accuracy(
+            ChannelPruningEnv(model, data, cfg, fill_budget=False), data,
+            res.best["keep_ratios"]),
         "best_reward_at": {str(n): best_curve[n - 1] for n in (50, 100, 150, 200, 250, 300)
                            if n <= len(rows)},
         "mean_reward_last_50": sum(r["reward"] for r in rows[-50:]) / min(50, len(rows)),

@@ -214,6 +214,7 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
         for r in rs:
             by[_strategy_label(r)].append(r)
         first = rs[0]
+        has_test = any(r.get("test_acc_before_finetune") is not None for r in rs)
         out += [f"## Search quality ({first['model']} {network_label(ckpt, sha)}, "
                 f"{first['dataset']}, "
                 f"{100 * budget:.0f}% MACs, criterion {crit}, round-to {round_to}, "
@@ -224,10 +225,13 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 "best of 5 on them: a few tenths optimistic against a heuristic's one policy, see "
                 "the selection-bias section). Mean ± std over seeds. Search time is wall time on "
                 "a shared machine, including any slow-down by other jobs; the speed claims are in "
-                "the throughput section.", "",
+                "the throughput section."
+                + (" Test acc: the winner on the test split, which no choice saw (results from "
+                   "before it was recorded: -)." if has_test else ""), "",
                 "| strategy | seeds | episodes | search val acc | held-out val acc | per seed "
-                "(held-out) | MACs kept | winner found at | search time (min) | cache hits |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "(held-out) | " + ("test acc | " if has_test else "") + "MACs kept "
+                "| winner found at | search time (min) | cache hits |",
+                "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_test else "")]
 
         def key(kv: tuple[str, list[dict[str, Any]]]) -> float:
             return -statistics.mean(r.get("rescored_val_acc") or r["best_val_acc"]
@@ -235,6 +239,8 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
 
         for label, g in sorted(by.items(), key=key):
             held = [r["rescored_val_acc"] for r in g if r.get("rescored_val_acc") is not None]
+            test = [r["test_acc_before_finetune"] for r in g
+                    if r.get("test_acc_before_finetune") is not None]
             found = ", ".join(
                 f"{r['best_episode']}" + (f" ({r['best_seed_policy']})"
                                           if r.get("best_seed_policy") else "")
@@ -245,7 +251,8 @@ def search_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {fmt_mean_std([r['best_val_acc'] for r in g])} "
                 f"| {fmt_mean_std(held) if held else '-'} "
                 f"| {', '.join(f'{100 * a:.2f}' for a in held) or '-'} "
-                f"| {statistics.mean(r['best_macs_ratio'] for r in g):.3f} | {found} "
+                + (f"| {fmt_mean_std(test) if test else '-'} " if has_test else "")
+                + f"| {statistics.mean(r['best_macs_ratio'] for r in g):.3f} | {found} "
                 f"| {statistics.mean(r['seconds'] for r in g) / 60:.1f} "
                 f"| {', '.join(str(h) for h in hits) if any(hits) else '-'} |")
         out += ["", *_search_findings(by), "", "Commands:"]

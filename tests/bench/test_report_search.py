@@ -22,3 +22,28 @@ def test_a_gap_below_the_splits_binomial_error_is_a_tie() -> None:
     assert "ahead of ddpg (+2.12" in tpe  # two points is a lead
     ddpg = next(ln for ln in lines if ln.startswith("- ddpg"))
     assert ddpg.endswith("behind tpe (-2.12, 2 SE 0.24), uniform (-2.25, 2 SE 0.20).")
+
+
+def _result(agent: str, seed: int, held: float, test: float | None) -> dict:
+    r = {"checkpoint": "runs/x.pt", "checkpoint_sha256": "ab", "model": "resnet20",
+         "dataset": "fashion-mnist", "criterion": "group-l2", "budget": 0.5, "round_to": 8,
+         "eval_size": 1000, "threads": 2, "agent": agent, "seed": seed, "episodes": 300,
+         "best_val_acc": held + 0.01, "rescored_val_acc": held, "rescore_images": 4000,
+         "best_macs_ratio": 0.5, "seconds": 60.0, "command": f"bench_search {agent} {seed}",
+         "date": "d", "machine": {"cpu": "c", "cores": 2, "torch": "t", "torch_threads": 2}}
+    if test is not None:
+        r["test_acc_before_finetune"] = test
+    return r
+
+
+def test_the_winners_test_accuracy_is_a_column_where_recorded() -> None:
+    results = {"search_amc-ddpg_s0": _result("amc-ddpg", 0, 0.86, 0.851),
+               "search_amc-ddpg_s1": _result("amc-ddpg", 1, 0.87, 0.853),
+               "search_uniform": _result("uniform", 0, 0.84, None)}
+    text = "\n".join(report_search.search_section(results))
+    assert "| per seed (held-out) | test acc | MACs kept |" in text
+    assert "| amc-ddpg | 2 | 300 | 87.50 ± 0.71 | 86.50 ± 0.71 | 86.00, 87.00 | 85.20 ± 0.14 |" \
+        in text
+    assert "| uniform | 1 | 300 | 85.00 | 84.00 | 84.00 | - | 0.500 |" in text
+    old = {k: r for k, r in results.items() if k == "search_uniform"}
+    assert "test acc" not in "\n".join(report_search.search_section(old))
