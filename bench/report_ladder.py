@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,28 @@ def _rows_by_label(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return out
 
 
-def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Compare results of one checkpoint and criterion at two or more budgets, or at one budget
-    with two or more search seeds: a table of test accuracy before and after fine-tuning per
-    strategy and budget (pooled over search seeds where a budget ran with several), the verdicts
-    against every other strategy, Torch-Pruning's named, and (several budgets) a plot."""
+@dataclass
+class Ladder:
+    """The compare runs of one network, criterion and fine-tune size that make a ladder: its
+    budgets (largest first), search seeds per budget, the row names present at every budget,
+    each budget's rows by name and those rows pooled over search seeds (``rungs``)."""
+
+    ckpt: str
+    sha: str | None
+    criterion: str
+    finetune_images: str
+    budgets: list[float]
+    seeds: dict[float, list[int]]
+    names: list[str]
+    rows: dict[float, dict[str, list[dict[str, Any]]]]
+    rungs: dict[float, dict[str, dict[str, Any]]]
+
+
+def ladders(results: dict[str, dict[str, Any]]
+            ) -> list[tuple[Ladder, dict[tuple[str, float], list[dict[str, Any]]]]]:
+    """Every ladder among the MACs-target compare results (two or more budgets, or one budget at
+    two or more search seeds), each with its variant runs (``bench_compare --variant``) by
+    (variant, budget)."""
     groups: dict[tuple[Any, ...], dict[float, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     variants: dict[tuple[Any, ...], dict[tuple[str, float], list[dict[str, Any]]]] = \
@@ -80,8 +98,8 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
                 variants[key][(r["variant"], r["config"]["budget"])].append(r)
             else:
                 groups[key][r["config"]["budget"]].append(r)
-    out: list[str] = []
-    for (ckpt, sha, crit, ft_images), by_budget in groups.items():
+    out = []
+    for key, by_budget in groups.items():
         seeds = {b: sorted({r["config"].get("seed", 0) for r in runs})
                  for b, runs in by_budget.items()}
         # One budget is a rung of its own once it ran at two search seeds: pooled, its verdicts
@@ -89,10 +107,85 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
         if len(by_budget) < 2 and all(len(s) < 2 for s in seeds.values()):
             continue
         budgets = sorted(by_budget, reverse=True)
-        model = Path(ckpt).stem + (f"_{sha}" if sha else "")
         rows = {b: _rows_by_label(by_budget[b]) for b in budgets}
         names = [n for n in rows[budgets[0]] if all(n in rows[b] for b in budgets)]
         rungs = {b: {n: _pool(rows[b][n]) for n in names} for b in budgets}
+        out.append((Ladder(*key, budgets, seeds, names, rows, rungs), variants[key]))
+    return out
+
+
+def _sorted_verdicts(samples: list[float], rung: dict[str, dict[str, Any]],
+                     others: list[str]) -> dict[str, list[str]]:
+    """``samples`` against each of ``others`` in ``rung``: names with the difference in points,
+    under "ahead", "tied" or "behind" (beyond two standard errors, as :func:`_verdict`)."""
+    out: dict[str, list[str]] = {"ahead": [], "tied": [], "behind": []}
+    for other in others:
+        d = difference(samples, rung[other]["samples"])
+        key = "tied" if not d["exceeds_spread"] else "ahead" if d["delta"] > 0 else "behind"
+        out[key].append(f"{other} {100 * d['delta']:+.2f}")
+    return out
+
+
+def summary_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per ladder rung: the learned policy (amc-ddpg, winner chosen after the short
+    fine-tune) after fine-tuning against Torch-Pruning's own strategies (the floor), our
+    heuristics and the other searches, ahead / tied / behind beyond two standard errors; then
+    how many rungs fall each way."""
+    lines: list[str] = []
+    tally: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
+    for lad, _ in ladders(results):
+        net = Path(lad.ckpt).stem + (f" ({lad.sha[:8]})" if lad.sha else "")
+        for b in lad.budgets:
+            # Every row this budget has (a ladder's table keeps only rows of every budget).
+            rung = {n: _pool(rs) for n, rs in lad.rows[b].items()}
+            if "amc-ddpg" not in rung:
+                continue
+            me = rung["amc-ddpg"]
+            cells = []
+            for group in (PEERS, OURS, None):
+                others = [n for n in rung if n != "amc-ddpg" and (
+                    n in group if group else n not in PEERS and n not in OURS)]
+                v = _sorted_verdicts(me["samples"], rung, others)
+                cells.append("; ".join(f"{k}: {', '.join(x)}" for k, x in v.items() if x) or "-")
+                if group is not None and others:
+                    tally[(group, "behind at least one" if v["behind"] else
+                           "ahead of every one" if len(v["ahead"]) == len(others)
+                           else "ahead of none or some, tied with the rest")] += 1
+            lines.append(f"| {net} | {lad.criterion} | {100 * b:.0f}% "
+                         f"| {len(me['per_search_seed'])} "
+                         f"| {100 * me['test_acc']:.2f} ± {100 * (me['test_acc_std'] or 0):.2f} "
+                         f"| " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    rungs = len(lines)
+    counts = {g: "; ".join(f"{k} in {n}" for (h, k), n in sorted(tally.items()) if h is g)
+              for g in (PEERS, OURS)}
+    return ["## Where the search pays after fine-tuning (every ladder rung)", "",
+            "amc-ddpg's test accuracy after fine-tuning (its winner chosen after the short "
+            "fine-tune; search seeds pooled) against every other strategy of the same rung, in "
+            "points; ahead or behind only beyond two standard errors, as in each ladder's "
+            "verdicts below. A rung searched at one seed has only the fine-tune seeds' spread "
+            "(the search's own is not in it). Rows that chose the same network as another are "
+            "one network (named under each ladder).", "",
+            "| network | criterion | MACs kept | search seeds | amc-ddpg after FT "
+            "| vs Torch-Pruning (the floor) | vs our heuristics | vs other searches |",
+            "|---|---|---|---|---|---|---|---|", *lines, "",
+            f"Over {rungs} rungs, against Torch-Pruning's strategies amc-ddpg is {counts[PEERS]}; "
+            f"against our heuristics it is {counts[OURS]}.", ""]
+
+
+def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Compare results of one checkpoint and criterion at two or more budgets, or at one budget
+    with two or more search seeds: a table of test accuracy before and after fine-tuning per
+    strategy and budget (pooled over search seeds where a budget ran with several), the verdicts
+    against every other strategy, Torch-Pruning's named, and (several budgets) a plot; the
+    summary of every rung first."""
+    out: list[str] = summary_section(results)
+    for lad, variants in ladders(results):
+        ckpt, sha, crit, ft_images = lad.ckpt, lad.sha, lad.criterion, lad.finetune_images
+        budgets, seeds, names, rows, rungs = lad.budgets, lad.seeds, lad.names, lad.rows, \
+            lad.rungs
+        model = Path(ckpt).stem + (f"_{sha}" if sha else "")
         out += [f"## Difficulty ladder ({network_label(ckpt, sha)}, criterion {crit}, MACs budgets "
                 f"{', '.join(f'{100 * b:.0f}%' for b in budgets)})", "",
                 "Test accuracy before fine-tuning / after (mean ± std over every fine-tune run; "
@@ -119,7 +212,7 @@ def ladder_section(results: dict[str, dict[str, Any]]) -> list[str]:
                              + (f" ({runs} search seeds)" if runs > 1 else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out += ["", *_ladder_verdicts(budgets, names, rungs), *_same_policies_lines(budgets, rows),
-                *_variant_verdicts(variants[(ckpt, sha, crit, ft_images)], rungs)]
+                *_variant_verdicts(variants, rungs)]
         if len(budgets) > 1:  # a one-budget plot has no curve to show
             plot = _ladder_plot(model, crit, budgets, names, rungs)
             out += ["", f"![accuracy vs budget]({plot.relative_to(ROOT)})"]
@@ -164,6 +257,8 @@ LEARNED = ("amc-ddpg", "amc-ppo")
 
 
 PEERS = ("tp-uniform", "tp-global")
+OURS = ("uniform", "sensitivity", "global")
+"""Our heuristic strategies (amc_agent.policies.heuristics)."""
 
 
 def _ladder_verdicts(budgets: list[float], names: list[str],

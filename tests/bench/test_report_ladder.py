@@ -65,7 +65,8 @@ def test_searches_chosen_without_the_short_finetune_are_their_own_rows(no_plot) 
                "compare_r20_flops0.5_rs": recorded, "compare_r20_flops0.5_rs2": rerun,
                "compare_r20_flops0.3": low["old"], "compare_r20_flops0.3_rs": low["new"]}
     text = "\n".join(report_ladder.ladder_section(results))
-    rows = {ln.split(" | ")[0].removeprefix("| "): ln for ln in text.splitlines()
+    ladder = text[text.index("## Difficulty ladder"):]  # after the summary of every rung
+    rows = {ln.split(" | ")[0].removeprefix("| "): ln for ln in ladder.splitlines()
             if ln.startswith("| ") and not ln.startswith("| strategy")}
     assert set(rows) == {"amc-ddpg (no FT re-score)", "random (no FT re-score)", "uniform",
                          "amc-ddpg", "random"}
@@ -128,3 +129,35 @@ def test_the_same_policy_at_one_of_two_search_seeds_is_named(no_plot) -> None:
         {f"compare_r20_flops0.5_s{seed}": r for seed, r in runs.items()}))
     assert ("- 50% MACs: amc-ddpg and random chose the same policy at search seed 1 (of 0, 1)"
             in text)
+
+
+def test_the_summary_sorts_each_rung_into_floor_heuristics_and_searches(no_plot) -> None:
+    results = {
+        "compare_r20_flops0.5": _run(0.5, 0, {
+            "amc-ddpg": [0.900, 0.901, 0.902], "tp-uniform": [0.850, 0.851, 0.852],
+            "tp-global": [0.899, 0.901, 0.903], "uniform": [0.920, 0.921, 0.922],
+            "global": [0.850, 0.851, 0.852], "random": [0.880, 0.881, 0.882]}),
+        "compare_r20_flops0.3": _run(0.3, 0, {
+            "amc-ddpg": [0.80, 0.81, 0.80], "tp-uniform": [0.70, 0.70, 0.71],
+            "tp-global": [0.70, 0.71, 0.70], "uniform": [0.79, 0.80, 0.81],
+            "global": [0.70, 0.70, 0.70], "random": [0.80, 0.80, 0.80]}),
+        # A rung with fewer rows: the ladder's table drops the others, the summary does not.
+        "compare_r20_flops0.2": _run(0.2, 0, {"amc-ddpg": [0.5, 0.5], "uniform": [0.4, 0.4]}),
+    }
+    lines = report_ladder.summary_section(results)
+    text = "\n".join(lines)
+    row50 = next(ln for ln in lines if ln.startswith("| r20 | group-l2 | 50% | 1 |"))
+    assert row50 == ("| r20 | group-l2 | 50% | 1 | 90.10 ± 0.10 "
+                     "| ahead: tp-uniform +5.00; tied: tp-global +0.00 "
+                     "| ahead: global +5.00; behind: uniform -2.00 | ahead: random +2.00 |")
+    assert "| r20 | group-l2 | 30% | 1 | 80.33 ± 0.58 | ahead: tp-uniform +10.00, tp-global " \
+           "+10.00 | ahead: global +10.33; tied: uniform +0.33 | tied: random +0.33 |" in text
+    assert "| r20 | group-l2 | 20% | 1 | 50.00 ± 0.00 | - | ahead: uniform +10.00 | - |" in text
+    # Rungs without Torch-Pruning's rows are not counted against it.
+    assert "Over 3 rungs, against Torch-Pruning's strategies amc-ddpg is ahead of every one in " \
+           "1; ahead of none or some, tied with the rest in 1; against our heuristics it is " \
+           "ahead of every one in 1; ahead of none or some, tied with the rest in 1; behind at " \
+           "least one in 1." in text
+    # The summary opens the ladder section.
+    assert report_ladder.ladder_section(results)[0] == lines[0]
+    assert report_ladder.summary_section({}) == []
