@@ -152,6 +152,11 @@ class EnvConfig:
     """Serve a repeated policy's accuracy, MACs and params from a cache keyed by the kept
     channel counts instead of recalibrating and evaluating again (where that is exact: a
     deterministic criterion without reconstruction; see ``ChannelPruningEnv.cacheable``)."""
+    reuse_prefix: bool = True
+    """Criteria that sample consumer inputs (ThiNet, LASSO, ``+reconstruct``): each capture in
+    an episode reuses the outputs of blocks nothing changed since the last one instead of
+    running the calibration images through them again (the same rows, bit for bit;
+    amc_agent.env.reconstruction.PrefixCache)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings carried into ``info`` (e.g. run names)."""
 
@@ -279,7 +284,8 @@ class ChannelPruningEnv(gym.Env):
             batches = take_batches(data.train_plain, cfg.calib_images, cfg.recalib_batch_size,
                                    cfg.device, seed=cfg.data_seed)
             self.calibrator = Calibrator(self.model, batches, cfg.calib_images,
-                                         cfg.calib_points, owners, seed=cfg.data_seed)
+                                         cfg.calib_points, owners, seed=cfg.data_seed,
+                                         reuse_prefix=cfg.reuse_prefix)
         self._static = self._static_features()
         self._measure = "params" if cfg.target == "params" else "flops"
         self._orig_measure = self.cost.original[self._measure]

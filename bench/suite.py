@@ -261,6 +261,11 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
         ("train", ["bench.bench_train", "--model", "resnet20", "--dataset", "fashion-mnist",
                    "--epochs", "3", "--no-progress", "--out", E3, "--tag", "_e3"], Path(E3)),
         ("env", ["bench.bench_env", "--checkpoint", E3, "--episodes", "20"], None),
+        # Reconstruction's captures with and without prefix reuse (one thread: beside a ladder).
+        *[(f"env reconstruct {Path(ckpt).stem}",
+           ["bench.bench_env", "--checkpoint", ckpt, "--episodes", str(n), "--criterion",
+            "group-l2+reconstruct", "--budget", "0.3", "--round-to", "8", "--threads", "1"], None)
+          for ckpt, n in ((E3, 10), (MBV2, 6))],
         ("criteria", ["bench.bench_criteria", "--checkpoint", E3, "--budget", "0.5",
                       "--round-to", "1"], None),
         ("train plain20", ["bench.bench_train", "--model", "plain20", "--dataset",

@@ -210,3 +210,45 @@ def test_sampled_patches_equal_unfold(k: int, stride: int, pad: int, dil: int) -
     pos = torch.stack([torch.randperm(cols.shape[2], generator=g)[:4] for _ in range(3)])
     ref = cols.gather(2, pos.unsqueeze(1).expand(-1, cols.shape[1], -1)).permute(0, 2, 1)
     assert torch.allclose(_rows(conv, x, pos), ref.reshape(-1, cols.shape[1]))
+
+
+@pytest.mark.parametrize(("name", "criterion"), [("resnet20", "group-l2+reconstruct"),
+                                                 ("mobilenetv2", "group-l2+reconstruct"),
+                                                 ("resnet20", "thinet")])
+def test_reused_prefix_gives_bit_identical_episodes(name: str, criterion: str) -> None:
+    """Captures that reuse unchanged blocks (PrefixCache) sample the same rows as full forward
+    passes: every episode's kept channels, refitted weights and accuracy are identical, and
+    the reuse did happen."""
+    from amc_agent.env import reconstruction
+    from tests.amc_env.helpers import make_env, run_episode
+
+    envs = {reuse: make_env(name, criterion=criterion, budget=0.4, calib_images=16,
+                            calib_points=4, cache=False, reuse_prefix=reuse)
+            for reuse in (False, True)}
+    served = []
+    real = reconstruction.PrefixCache._serving
+
+    def counting(self, bname, block, state):
+        fwd = real(self, bname, block, state)
+
+        def f(*args, **kwargs):
+            cached = [e.output for e in self._entries.values()]
+            out = fwd(*args, **kwargs)
+            served.append(any(c is out for c in cached))  # a hit returns the stored tensor
+            return out
+        return f
+
+    reconstruction.PrefixCache._serving = counting
+    try:
+        for seed, ratios in enumerate(([0.5] * 40, [0.3, 0.9, 0.6] * 20)):
+            infos, states = [], []
+            for reuse in (False, True):
+                info = run_episode(envs[reuse], ratios[:envs[reuse].n_units], seed=seed)
+                infos.append((info["kept_channels"], info["accuracy"], info["macs"]))
+                states.append(envs[reuse].pruned_model().state_dict())
+            assert infos[0] == infos[1]
+            assert states[0].keys() == states[1].keys()
+            assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    finally:
+        reconstruction.PrefixCache._serving = real
+    assert 0 < sum(served) < len(served)  # some blocks were served, the changed ones ran
