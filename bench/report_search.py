@@ -122,13 +122,14 @@ def env_section(results: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["## Environment throughput (one episode, random policies)", "",
-           "| model | units | val images | recalib images | episode s | surgery s | criterion s "
-           "| recalibration s | evaluation s | one eval pass s | episode / eval pass "
-           "| episodes / min |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| model | criterion | units | val images | recalib images | episode s | surgery s "
+           "| criterion s | recalibration s | evaluation s | one eval pass s "
+           "| episode / eval pass | episodes / min |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r["median_parts_s"]
-        out.append(f"| {r['model']} | {r['units']} | {r['val_size']} | {r['recalib_images']} "
+        out.append(f"| {r['model']} | {r['criterion']} | {r['units']} | {r['val_size']} "
+                   f"| {r['recalib_images']} "
                    f"| {r['median_episode_s']:.2f} | {p['surgery']:.3f} | {p['criterion']:.3f} "
                    f"| {p['recalibration']:.3f} | {p['evaluation']:.3f} | {r['eval_pass_s']:.3f} "
                    f"| {r['ratio_episode_to_eval']:.2f} | {60 / r['median_episode_s']:.1f} |")
@@ -136,7 +137,8 @@ def env_section(results: dict[str, dict[str, Any]]) -> list[str]:
     for r in rows:
         u = r["uniform_0.5_val_acc_recalibration"]
         a = r["random_policy_val_acc"]
-        out += [f"Reward signal ({r['model']}, {r['criterion']}, 50% MACs): uniform keep 0.5 gives "
+        out += [f"Reward signal ({r['model']}, {r['criterion']}, "
+                f"{100 * r.get('budget', 0.5):.0f}% MACs): uniform keep 0.5 gives "
                 f"{100 * u['with']:.1f}% validation accuracy with BN recalibration and "
                 f"{100 * u['without']:.1f}% without; {r['episodes']} random policies spanned "
                 f"{100 * a['min']:.1f}-{100 * a['max']:.1f}% (median {100 * a['median']:.1f}%) "
@@ -150,7 +152,8 @@ def env_section(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _levers(r: dict[str, Any]) -> list[str]:
     out = [f"Speed levers on the same {r['episodes']} random policies, interleaved episode by "
-           f"episode ({r['model']}, round-to {r['round_to']}, {r['threads']} threads; the cache "
+           f"episode ({r['model']}, {r['criterion']}, {100 * r.get('budget', 0.5):.0f}% MACs, "
+           f"round-to {r['round_to']}, {r['threads']} threads; the cache "
            "only acts on repeated policies, so it is measured by the whole search below):", "",
            "| variant | episode s | recalibration s | evaluation s | recount s "
            "| speed-up vs plain | episodes / min |", "|---|---|---|---|---|---|---|"]

@@ -47,3 +47,23 @@ def test_the_winners_test_accuracy_is_a_column_where_recorded() -> None:
     assert "| uniform | 1 | 300 | 85.00 | 84.00 | 84.00 | - | 0.500 |" in text
     old = {k: r for k, r in results.items() if k == "search_uniform"}
     assert "test acc" not in "\n".join(report_search.search_section(old))
+
+
+def test_env_rows_name_their_criterion_and_budget() -> None:
+    parts = {"surgery": 0.02, "criterion": 0.5, "recalibration": 0.2, "evaluation": 0.3,
+             "recount": 0.01}
+    lever = {"median_episode_s": 1.0, "median_parts_s": parts, "speedup_vs_plain": 1.3,
+             "episodes_per_minute": 60.0}
+    r = {"model": "resnet20", "criterion": "group-l2+reconstruct", "budget": 0.3, "units": 12,
+         "val_size": 1000, "recalib_images": 512, "median_episode_s": 1.0,
+         "median_parts_s": parts, "eval_pass_s": 0.5, "ratio_episode_to_eval": 2.0,
+         "episodes": 6, "round_to": 8, "threads": 1, "max_accuracy_diff_plain_vs_fast": 0.0,
+         "uniform_0.5_val_acc_recalibration": {"with": 0.8, "without": 0.1},
+         "random_policy_val_acc": {"min": 0.5, "max": 0.7, "median": 0.6},
+         "levers": {"fast-scoring + prefix reuse": lever}, "command": "bench_env", "date": "d",
+         "machine": {"cpu": "c", "cores": 2, "torch": "t", "torch_threads": 1}}
+    text = "\n".join(report_search.env_section({"env_resnet20_x": r}))
+    assert "| resnet20 | group-l2+reconstruct | 12 | 1000 | 512 | 1.00 |" in text
+    assert "Reward signal (resnet20, group-l2+reconstruct, 30% MACs)" in text
+    assert "(resnet20, group-l2+reconstruct, 30% MACs, round-to 8, 1 threads;" in text
+    assert "| fast-scoring + prefix reuse | 1.00 |" in text
