@@ -334,8 +334,9 @@ def _ladder_plot(model: str, crit: str, budgets: list[float], names: list[str],
                          strict=True):
         ax.set_xlabel("MACs kept (%)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{model}, {crit}: {title}")
+        ax.set_title(title)
         ax.grid(alpha=0.3)
+    fig.suptitle(f"{model}, {crit}")
     axes[0].invert_xaxis()  # once: the axes share x, so a second call would undo it
     axes[1].legend(fontsize=8)
     path = ROOT / "bench" / "plots" / f"ladder_{model}_{crit}.png"
