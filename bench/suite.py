@@ -369,6 +369,13 @@ def _full() -> list[tuple[str, list[str], Path | None]]:
         *_ladder(work="runs/s23/ladder_r56_b{budget}_s{seed}", ckpt=R56, budgets=("0.5",)),
         *_ladder(work="runs/s23/ladder_mbv2_b{budget}_s{seed}", ckpt=MBV2,
                  budgets=("0.5", "0.3")),
+        # amc-ddpg trailed tpe by 20 points before fine-tuning at 30%: 70 more learning episodes.
+        ("ladder mobilenetv2_e3 group-l2 0.3 s0 warmup30",
+         ["bench.bench_compare", "--checkpoint", MBV2, "--budget", "0.3", "--episodes", "300",
+          "--finetune-seeds", "3", "--search-seed", "0", "--strategies", "amc-ddpg",
+          "--variant", "warmup30", "--work", "runs/s25/ladder_mbv2_b0.3_s0_warmup30", "--",
+          "--criterion", "group-l2", "--finetune-images", "10000", "--threads", "2",
+          "--agent-kwargs", "{warmup_episodes: 30}"], None),
         ("correlation", ["bench.bench_correlation", "--checkpoint", E3, "--search",
                          f"{b03}/search-amc-ddpg", "--top", "5", "--spread", "5",
                          "--finetune-epochs", "1", "--finetune-images", "10000",
