@@ -216,8 +216,7 @@ class PrefixCache:
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             key = (name, state["batch"])
-            weights = tuple((id(t), t._version) for t in
-                            (*block.parameters(), *block.buffers()))
+            weights = (*block.parameters(), *block.buffers())
             plain = not kwargs and all(isinstance(a, Tensor) for a in args)
             hit = self._entries.get(key)
             if plain and hit is not None and _same_call(hit, weights, args):
@@ -226,8 +225,8 @@ class PrefixCache:
             if plain and isinstance(out, Tensor):
                 old = self._entries.pop(key, None)
                 self._bytes -= 0 if old is None else old.bytes
-                entry = _Entry(weights, args, tuple(a._version for a in args), out,
-                               out._version)
+                entry = _Entry(weights, tuple(t._version for t in weights), args,
+                               tuple(a._version for a in args), out, out._version)
                 if self._bytes + entry.bytes <= self.max_bytes:
                     self._entries[key] = entry
                     self._bytes += entry.bytes
@@ -238,10 +237,12 @@ class PrefixCache:
 
 @dataclass
 class _Entry:
-    """One block's call in the last capture: its weights' identities and versions, its inputs
-    (kept, with their versions, to compare values with the next call's) and its output."""
+    """One block's call in the last capture: its parameters and buffers with their versions
+    (kept alive, so no later tensor can take their identity), its inputs (kept, with their
+    versions, to compare values with the next call's) and its output."""
 
-    weights: tuple
+    weights: tuple[Tensor, ...]
+    weight_versions: tuple[int, ...]
     inputs: tuple[Tensor, ...]
     input_versions: tuple[int, ...]
     output: Tensor
@@ -254,12 +255,15 @@ class _Entry:
         return sum(t.numel() * t.element_size() for t in (self.output, *self.inputs))
 
 
-def _same_call(hit: _Entry, weights: tuple, args: tuple[Tensor, ...]) -> bool:
+def _same_call(hit: _Entry, weights: tuple[Tensor, ...], args: tuple[Tensor, ...]) -> bool:
     """Whether a block called with ``args`` and weights ``weights`` computes ``hit.output``:
     the same weight tensors at the same versions, inputs of equal values (the same tensor, or
     an equal one: a stem outside any ``nn.Sequential`` recomputes them), nothing of the last
     call modified in place since."""
-    return (hit.weights == weights and hit.output._version == hit.output_version
+    return (len(weights) == len(hit.weights)
+            and all(w is h and w._version == v
+                    for w, h, v in zip(weights, hit.weights, hit.weight_versions, strict=True))
+            and hit.output._version == hit.output_version
             and len(args) == len(hit.inputs)
             and all(b._version == v and (a is b or (a.shape == b.shape and a.dtype == b.dtype
                                                     and torch.equal(a, b)))

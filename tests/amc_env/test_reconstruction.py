@@ -252,3 +252,42 @@ def test_reused_prefix_gives_bit_identical_episodes(name: str, criterion: str) -
     finally:
         reconstruction.PrefixCache._serving = real
     assert 0 < sum(served) < len(served)  # some blocks were served, the changed ones ran
+
+
+def test_prefix_cache_serves_only_unchanged_blocks_on_equal_inputs() -> None:
+    """A block is served when its weights and its inputs are what they were; a refit (in-place
+    change), a replaced weight or another input makes it run again."""
+    from amc_agent.env.reconstruction import PrefixCache
+
+    torch.manual_seed(0)
+    # Blocks "0", "1", "2" each wrap one conv; a conv's hook fires only when its block runs.
+    model = nn.Sequential(*(nn.Sequential(c) for c in (
+        nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 2, 1)))).eval()
+    cache, state = PrefixCache(model), {"batch": 0}
+    calls: list[str] = []
+    for name, block in model.named_children():
+        block[0].register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    x = torch.randn(2, *SHAPE)
+
+    def run(inp: torch.Tensor, read: str = "2.0") -> list[str]:
+        calls.clear()
+        with torch.no_grad(), cache.active([read], state):
+            out = model(inp)
+        ran = list(calls)
+        with torch.no_grad():
+            assert torch.equal(out, model(inp))  # what a plain forward computes
+        return ran
+
+    assert run(x) == ["0", "1", "2"]
+    assert run(x.clone()) == ["2"]  # equal values: both blocks served, the read layer runs
+    with torch.no_grad():
+        model[1][0].weight.add_(1.0)  # a refit
+    assert run(x) == ["1", "2"]
+    same = model[0][0].weight.detach().clone()
+    model[0][0].weight = nn.Parameter(same)  # replaced by equal values: its output is equal,
+    assert run(x) == ["0", "2"]  # so the next block is served from it
+    model[0][0].weight = nn.Parameter(same * 0.5)  # a cut replaces it
+    assert run(x) == ["0", "1", "2"]
+    assert run(x + 1) == ["0", "1", "2"]
+    assert run(x + 1, read="1.0") == ["1", "2"]  # the block holding the read layer runs
+    assert not any("forward" in vars(m) for m in model.modules())  # nothing left patched
