@@ -70,9 +70,11 @@ def main() -> None:
     data = load_checkpoint_data(ckpt, download=False)
     cfg = EnvConfig(budget=args.budget, criterion=args.criterion, val_size=args.val_size,
                     round_to=args.round_to, cache=False)  # every episode's cost, not a lookup
-    envs = {name: ChannelPruningEnv(model, data, cfg, **kw) for name, kw in LEVERS.items()}
-    if envs["plain"].calibrator is None:
-        del envs["fast-scoring + prefix reuse"]
+    envs = {name: ChannelPruningEnv(model, data, cfg, **kw) for name, kw in LEVERS.items()
+            if not kw["reuse_prefix"]}
+    if envs["plain"].calibrator is not None:  # a criterion that samples consumer inputs
+        reuse = "fast-scoring + prefix reuse"
+        envs[reuse] = ChannelPruningEnv(model, data, cfg, **LEVERS[reuse])
     env = envs["fast-scoring"]
     assert env.fast_scoring, "the inference copy disagreed with the model"
     rng = np.random.default_rng(0)

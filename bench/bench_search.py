@@ -30,10 +30,10 @@ from amc_agent.policies.peers import PEER_CRITERION, PEER_STRATEGIES
 from bench.common import write_result
 
 
-def test_accuracy(env: ChannelPruningEnv, data: DataSplits, ratios: dict[str, float]) -> float:
-    """Test-split accuracy (fraction) of ``ratios`` played in ``env`` as amc-compare plays a
-    strategy, before fine-tuning: the figure no choice of the search or its re-scoring saw."""
-    env.play(ratios)
+def test_accuracy(env: ChannelPruningEnv, data: DataSplits) -> float:
+    """Test-split accuracy (fraction) of the policy ``env`` played last, before fine-tuning
+    (measured as amc-compare measures a strategy): the figure no choice of the search or its
+    re-scoring saw."""
     return float(measure(env.pruned_model(), data, env.cfg.device,
                          latency_batches=())["test_acc"])
 
@@ -86,7 +86,7 @@ def main() -> None:
         heldout = accuracy(env.pruned_model(), env.heldout_batches())
         result = {**common, "episodes": 1, "best_val_acc": info["accuracy"],
                   "max_search_val_acc": info["accuracy"], "rescored_val_acc": heldout,
-                  "test_acc_before_finetune": test_accuracy(env, data, info["keep_ratios"]),
+                  "test_acc_before_finetune": test_accuracy(env, data),
                   "rescore_images": env.heldout_size,
                   "best_macs_ratio": info["macs"] / info["original_macs"],
                   "keep_ratios": info["keep_ratios"], "seconds": time.perf_counter() - t0}
@@ -100,6 +100,7 @@ def main() -> None:
                         checkpoint_every=10, rescore_top=args.rescore_top, seed_policies=seeds)
     res = Search(env, scfg, out, {"recipe": ckpt["recipe"], "criterion": args.criterion}).run()
     rows = res.episodes
+    env.play(res.best["keep_ratios"])  # the winner, replayed as amc-compare replays it
     best_curve = [r["best_reward"] for r in rows]
     result = {
         **common, "episodes": len(rows), "seconds": res.seconds,
@@ -111,9 +112,7 @@ def main() -> None:
         "best_seed_policy": res.best.get("seed_policy"),
         "rescored_val_acc": res.rescored[0]["rescored_accuracy"] if res.rescored else None,
         "rescore_images": res.rescored[0]["images"] if res.rescored else None,
-        "test_acc_before_finetune": test_accuracy(
-            ChannelPruningEnv(model, data, cfg, fill_budget=False), data,
-            res.best["keep_ratios"]),
+        "test_acc_before_finetune": test_accuracy(env, data),
         "best_reward_at": {str(n): best_curve[n - 1] for n in (50, 100, 150, 200, 250, 300)
                            if n <= len(rows)},
         "mean_reward_last_50": sum(r["reward"] for r in rows[-50:]) / min(50, len(rows)),
